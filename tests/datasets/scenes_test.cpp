@@ -1,0 +1,172 @@
+#include <attend/datasets/rng.h>
+#include <attend/datasets/scenes.h>
+
+#include <torch/torch.h>
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace ds = attend::datasets;
+using torch::indexing::Slice;
+
+namespace {
+
+/// Synthetic digits: each is a distinct random blob so provenance can be checked.
+ds::Digits make_digits(std::int64_t n, std::int64_t side = 12, std::uint64_t seed = 5) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto images = torch::randint(1, 256, {n, side, side}, gen, torch::kUInt8);
+  auto labels = torch::arange(n, torch::kInt64) % 10;
+  return {images, labels};
+}
+
+/// Plain reference for a translated scene: the digit pasted at its box into a
+/// blank canvas with tensor slicing (no code shared with the generator's loop).
+torch::Tensor compose_reference(const ds::Digits& digits, const ds::SceneBatch& batch, std::int64_t i,
+                                std::int64_t canvas) {
+  auto scene = torch::zeros({canvas, canvas}, torch::kUInt8);
+  const auto x = batch.boxes[i][0].item<std::int64_t>();
+  const auto y = batch.boxes[i][1].item<std::int64_t>();
+  const auto digit = digits.images[batch.digit_index[i].item<std::int64_t>()];
+  scene.index_put_({Slice(y, y + digit.size(0)), Slice(x, x + digit.size(1))}, digit);
+  return scene;
+}
+
+}  // namespace
+
+TEST(Rng, MatchesTheSplitMix64ReferenceSequence) {
+  ds::Rng rng(0);
+  EXPECT_EQ(rng.next(), 0xe220a8397b1dcdafULL);
+  EXPECT_EQ(rng.next(), 0x6e789e6aa1b965f4ULL);
+}
+
+TEST(Rng, UniformIntCoversTheRangeEvenly) {
+  ds::Rng rng(123);
+  std::vector<int> counts(7, 0);
+  for (int i = 0; i < 70000; ++i) {
+    const auto v = rng.uniform_int(7);
+    ASSERT_GE(v, 0);
+    ASSERT_LT(v, 7);
+    ++counts[static_cast<size_t>(v)];
+  }
+  for (int c : counts) EXPECT_NEAR(c, 10000, 400);
+}
+
+TEST(SceneGenerator, SameSeedGivesIdenticalScenesAndOtherSeedsDiffer) {
+  const auto digits = make_digits(20);
+  const auto opts = ds::SceneOptions().canvas(40).fragments(4).fragment_size(6);
+  const ds::SceneGenerator a(digits, opts, 7), b(digits, opts, 7), c(digits, opts, 8);
+  const auto sa = a.generate_all(), sb = b.generate_all(), sc = c.generate_all();
+  EXPECT_TRUE(torch::equal(sa.images, sb.images));
+  EXPECT_TRUE(torch::equal(sa.boxes, sb.boxes));
+  EXPECT_FALSE(torch::equal(sa.images, sc.images));
+  // A scene depends on its index only, not on which other scenes share the batch.
+  const auto single = a.generate({13});
+  EXPECT_TRUE(torch::equal(single.images[0], sa.images[13]));
+}
+
+TEST(SceneGenerator, EpochsGiveFreshPositions) {
+  const auto digits = make_digits(30);
+  const ds::SceneGenerator g(digits, ds::SceneOptions().canvas(60), 3);
+  const auto e0 = g.generate_all(-1, 0), e1 = g.generate_all(-1, 1);
+  EXPECT_TRUE(torch::equal(e0.labels, e1.labels));
+  EXPECT_GT((e0.boxes != e1.boxes).any(1).sum().item<std::int64_t>(), 20);
+}
+
+TEST(SceneGenerator, TranslatedSceneIsTheDigitOnABlankCanvas) {
+  const auto digits = make_digits(15, 12);
+  const std::int64_t canvas = 30;
+  const ds::SceneGenerator g(digits, ds::SceneOptions().canvas(canvas), 11);
+  const auto batch = g.generate_all(45);  // more scenes than digits: digit i mod N
+  ASSERT_EQ(batch.images.sizes(), (std::vector<std::int64_t>{45, canvas, canvas}));
+  for (std::int64_t i = 0; i < 45; ++i) {
+    EXPECT_EQ(batch.digit_index[i].item<std::int64_t>(), i % 15);
+    EXPECT_EQ(batch.labels[i].item<std::int64_t>(), digits.labels[i % 15].item<std::int64_t>());
+    const auto x = batch.boxes[i][0].item<std::int64_t>(), y = batch.boxes[i][1].item<std::int64_t>();
+    ASSERT_GE(x, 0);
+    ASSERT_GE(y, 0);
+    ASSERT_LE(x + 12, canvas);
+    ASSERT_LE(y + 12, canvas);
+    EXPECT_TRUE(torch::equal(batch.images[i], compose_reference(digits, batch, i, canvas)));
+  }
+}
+
+TEST(SceneGenerator, ClutterComesFromOtherDigitsAndNeverHidesTheDigit) {
+  const std::int64_t n = 12, side = 10, canvas = 36, k = 5, f = 4;
+  const auto digits = make_digits(n, side);
+  const ds::SceneGenerator g(digits, ds::SceneOptions().canvas(canvas).fragments(k).fragment_size(f), 21);
+  const auto batch = g.generate_all(48);
+  for (std::int64_t i = 0; i < 48; ++i) {
+    const auto digit = batch.digit_index[i].item<std::int64_t>();
+    const auto scene = batch.images[i];
+    const auto x = batch.boxes[i][0].item<std::int64_t>(), y = batch.boxes[i][1].item<std::int64_t>();
+    ASSERT_LE(x + side, canvas);
+    ASSERT_LE(y + side, canvas);
+    // Max composition: the digit's pixels are all still at least as bright.
+    const auto window = scene.index({Slice(y, y + side), Slice(x, x + side)});
+    EXPECT_TRUE((window >= digits.images[digit]).all().item<bool>());
+    auto covered = torch::zeros({canvas, canvas}, torch::kBool);
+    covered.index_put_({Slice(y, y + side), Slice(x, x + side)}, true);
+    for (std::int64_t j = 0; j < k; ++j) {
+      const auto source = batch.fragment_source[i][j].item<std::int64_t>();
+      EXPECT_NE(source, digit) << "scene " << i << " fragment " << j << " cut from its own digit";
+      ASSERT_GE(source, 0);
+      ASSERT_LT(source, n);
+      const auto fb = batch.fragment_boxes[i][j];
+      const auto px = fb[0].item<std::int64_t>(), py = fb[1].item<std::int64_t>();
+      ASSERT_LE(px + f, canvas);
+      ASSERT_LE(py + f, canvas);
+      // The fragment is some F x F crop of its source digit: the pasted window is
+      // at least as bright as one of the source's crops.
+      const auto pasted = scene.index({Slice(py, py + f), Slice(px, px + f)});
+      bool found = false;
+      for (std::int64_t cy = 0; cy + f <= side && !found; ++cy) {
+        for (std::int64_t cx = 0; cx + f <= side && !found; ++cx) {
+          const auto crop = digits.images[source].index({Slice(cy, cy + f), Slice(cx, cx + f)});
+          found = (pasted >= crop).all().item<bool>();
+        }
+      }
+      EXPECT_TRUE(found) << "scene " << i << " fragment " << j;
+      covered.index_put_({Slice(py, py + f), Slice(px, px + f)}, true);
+    }
+    // Nothing appears outside the digit and the fragments.
+    EXPECT_EQ(scene.masked_select(covered.logical_not()).sum().item<std::int64_t>(), 0);
+  }
+}
+
+TEST(SceneGenerator, RejectsImpossibleOptions) {
+  const auto digits = make_digits(5, 12);
+  EXPECT_THROW(ds::SceneGenerator(digits, ds::SceneOptions().canvas(11), 1), c10::Error);
+  EXPECT_THROW(ds::SceneGenerator(digits, ds::SceneOptions().fragments(-1), 1), c10::Error);
+  EXPECT_THROW(ds::SceneGenerator(digits, ds::SceneOptions().fragments(2).fragment_size(13), 1), c10::Error);
+  EXPECT_THROW(ds::SceneGenerator(make_digits(1, 12), ds::SceneOptions().fragments(2), 1), c10::Error);
+}
+
+TEST(SceneGenerator, KeepsChannelsOfColourDigits) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(9);
+  ds::Digits digits{torch::randint(1, 256, {4, 8, 8, 3}, gen, torch::kUInt8), torch::arange(4, torch::kInt64)};
+  const ds::SceneGenerator g(digits, ds::SceneOptions().canvas(20), 2);
+  const auto batch = g.generate_all();
+  ASSERT_EQ(batch.images.sizes(), (std::vector<std::int64_t>{4, 20, 20, 3}));
+  const auto x = batch.boxes[2][0].item<std::int64_t>(), y = batch.boxes[2][1].item<std::int64_t>();
+  EXPECT_TRUE(torch::equal(batch.images[2].index({Slice(y, y + 8), Slice(x, x + 8)}), digits.images[2]));
+}
+
+TEST(SceneDataset, TrainingScenesChangeWithTheEpochAndTestScenesDoNot) {
+  const auto gen = std::make_shared<const ds::SceneGenerator>(make_digits(16), ds::SceneOptions().canvas(32), 4);
+  ds::SceneDataset train(gen, ds::SceneMode::kFreshEachEpoch), test(gen, ds::SceneMode::kFixed);
+  ds::SceneDataset train_copy = train;  // as a data loader holds it
+  const std::vector<size_t> idx{0, 5, 9};
+  const auto t0 = train_copy.get_batch(idx), f0 = test.get_batch(idx);
+  train.set_epoch(1);
+  test.set_epoch(1);
+  const auto t1 = train_copy.get_batch(idx), f1 = test.get_batch(idx);
+  EXPECT_EQ(t0.data.sizes(), (std::vector<std::int64_t>{3, 1, 32, 32}));
+  EXPECT_EQ(t0.data.scalar_type(), torch::kFloat32);
+  EXPECT_LE(t0.data.max().item<float>(), 1.0f);
+  EXPECT_GE(t0.data.min().item<float>(), 0.0f);
+  EXPECT_FALSE(torch::equal(t0.data, t1.data));
+  EXPECT_TRUE(torch::equal(f0.data, f1.data));
+  EXPECT_TRUE(torch::equal(t0.target, t1.target));
+  EXPECT_THROW(test.get_batch(std::vector<size_t>{16}), c10::Error);
+}
