@@ -1,0 +1,31 @@
+#pragma once
+/// The one mask convention of attend::attention: a bool tensor in which `true`
+/// means "may attend". Masks broadcast against the scores they apply to.
+///
+/// Numeric rules shared by every attention function:
+/// - softmax is computed in at least float32 (half and bfloat16 are promoted,
+///   double stays double so gradients can be checked by finite differences);
+/// - masked positions get exactly zero weight;
+/// - a row with no allowed position gives all-zero weights (and so a zero context)
+///   with finite gradients, never NaN.
+
+#include <torch/types.h>
+
+namespace attend::attention {
+
+/// lengths [B] int -> mask [B,max_len] bool: position j of row b is allowed when
+/// j < lengths[b]. requires 0 <= lengths <= max_len.
+torch::Tensor padding_mask(const torch::Tensor& lengths, std::int64_t max_len);
+
+/// Causal mask [Tq,Tk] bool for queries that are the last Tq of Tk positions:
+/// query i may attend key j when j <= i + (Tk - Tq). requires 1 <= Tq <= Tk.
+torch::Tensor causal_mask(std::int64_t query_len, std::int64_t key_len,
+                          torch::Device device = torch::kCPU);
+
+/// Softmax of `scores` over `dim` restricted to `mask` (true = allowed; undefined
+/// means all allowed; broadcastable to scores). Computed and returned in float32
+/// (float64 for double scores). Masked positions are exactly 0; fully masked rows are all 0 with zero,
+/// finite gradient; other rows sum to 1.
+torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask, std::int64_t dim = -1);
+
+}  // namespace attend::attention

@@ -1,0 +1,50 @@
+#include "attend/attention/mask.h"
+
+#include <torch/torch.h>
+
+#include <limits>
+
+namespace attend::attention {
+
+torch::Tensor padding_mask(const torch::Tensor& lengths, std::int64_t max_len) {
+  TORCH_CHECK(lengths.defined() && lengths.dim() == 1 && !lengths.is_floating_point(),
+              "padding_mask: expected integer lengths of shape [B], got ",
+              lengths.defined() ? c10::str(lengths.sizes()) : std::string("an undefined tensor"));
+  TORCH_CHECK(max_len >= 0, "padding_mask: max_len must be >= 0, got ", max_len);
+  if (lengths.numel() > 0) {
+    TORCH_CHECK(lengths.min().item<std::int64_t>() >= 0 && lengths.max().item<std::int64_t>() <= max_len,
+                "padding_mask: lengths must lie in [0, ", max_len, "], got min ", lengths.min().item<std::int64_t>(),
+                " and max ", lengths.max().item<std::int64_t>());
+  }
+  auto positions = torch::arange(max_len, torch::TensorOptions().dtype(torch::kInt64).device(lengths.device()));
+  return positions.unsqueeze(0) < lengths.to(torch::kInt64).unsqueeze(1);
+}
+
+torch::Tensor causal_mask(std::int64_t query_len, std::int64_t key_len, torch::Device device) {
+  TORCH_CHECK(query_len >= 1 && query_len <= key_len, "causal_mask: expected 1 <= query_len <= key_len, got ",
+              query_len, " and ", key_len);
+  auto opts = torch::TensorOptions().dtype(torch::kInt64).device(device);
+  auto q = torch::arange(query_len, opts).unsqueeze(1) + (key_len - query_len);
+  auto k = torch::arange(key_len, opts).unsqueeze(0);
+  return k <= q;
+}
+
+torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask, std::int64_t dim) {
+  TORCH_CHECK(scores.defined() && scores.is_floating_point(), "masked_softmax: expected floating point scores");
+  // At least float32: half and bfloat16 scores are promoted, double stays double.
+  auto s = scores.scalar_type() == torch::kDouble ? scores : scores.to(torch::kFloat32);
+  if (!mask.defined()) return torch::softmax(s, dim);
+  TORCH_CHECK(mask.scalar_type() == torch::kBool, "masked_softmax: expected a bool mask (true = may attend), got ",
+              mask.scalar_type());
+  const auto allowed = mask.expand_as(s);
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  auto filled = s.masked_fill(allowed.logical_not(), neg_inf);
+  // Row maximum over allowed entries only; rows with none use 0 so nothing is NaN.
+  auto row_max = std::get<0>(filled.max(dim, /*keepdim=*/true)).detach();
+  row_max = torch::where(torch::isinf(row_max), torch::zeros_like(row_max), row_max);
+  auto e = torch::where(allowed, (filled - row_max).exp(), torch::zeros_like(s));
+  auto z = e.sum(dim, /*keepdim=*/true);
+  return e / z.clamp_min(std::numeric_limits<float>::min());  // 0 / tiny = 0 for empty rows
+}
+
+}  // namespace attend::attention
