@@ -1,0 +1,203 @@
+#include "cli.h"
+
+#include <attend/io_error.h>
+
+#include <c10/util/Exception.h>
+#include <ATen/Parallel.h>
+#include <torch/utils.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+namespace attend::cli {
+namespace {
+
+constexpr int kLineWidth = 100;
+
+po::options_description global_options(GlobalOptions& g) {
+  po::options_description desc("Global options", kLineWidth);
+  desc.add_options()
+      ("threads", po::value<int>(&g.threads)->default_value(0)->value_name("N"),
+       "intra-op threads for LibTorch (0 = one per core)")
+      ("seed", po::value<std::uint64_t>(&g.seed)->default_value(1)->value_name("S"),
+       "seed of everything random")
+      ("help,h", "show help and exit");
+  return desc;
+}
+
+/// One line, no backtrace: LibTorch errors carry a C++ stack after the message.
+std::string one_line(std::string text) {
+  const auto cut = text.find("\nException raised from");
+  if (cut != std::string::npos) text.resize(cut);
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  while (!text.empty() && (text.back() == ' ' || text.back() == '.')) text.pop_back();
+  return text;
+}
+
+void print_main_help(std::ostream& out, const std::vector<std::unique_ptr<Command>>& commands) {
+  GlobalOptions g;
+  out << "attend " << version() << " - visual attention on LibTorch and OpenCV\n\n"
+      << "usage: attend [--threads N] [--seed S] <command> [options]\n"
+      << "       attend <command> --help\n"
+      << "       attend --version\n\n"
+      << "Commands:\n";
+  for (const auto& c : commands) out << "  " << std::left << std::setw(12) << c->name() << c->summary() << "\n";
+  auto globals = global_options(g);
+  globals.add_options()("version", "print the version and exit");
+  out << "\n" << globals << "\n"
+      << "Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.\n\n"
+      << "Examples:\n"
+      << "  attend info\n"
+      << "  attend data cluttered --source data/mnist --canvas 60 --fragments 4 --out out/cluttered\n";
+}
+
+void print_command_help(std::ostream& out, Command& command) {
+  GlobalOptions g;
+  out << "usage: " << command.usage() << "\n\n" << command.summary() << "\n\n";
+  for (const auto& group : command.options()) out << group << "\n";
+  out << global_options(g) << "\nExamples:\n";
+  for (const auto& e : command.examples()) out << "  " << e << "\n";
+}
+
+/// Splits argv into global options before the command, the command word, and the
+/// rest. Global options may also follow the command.
+struct Split {
+  std::vector<std::string> global;
+  std::string command;
+  std::vector<std::string> rest;
+};
+
+Split split_args(int argc, const char* const argv[]) {
+  Split s;
+  int i = 1;
+  for (; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.empty() || a[0] != '-') break;
+    s.global.push_back(a);
+    if ((a == "--threads" || a == "--seed") && i + 1 < argc) s.global.push_back(argv[++i]);
+  }
+  if (i < argc) s.command = argv[i++];
+  for (; i < argc; ++i) s.rest.emplace_back(argv[i]);
+  return s;
+}
+
+void apply_globals(const GlobalOptions& g) {
+  if (g.threads < 0 || g.threads > 1024) {
+    throw UsageError("--threads must be between 0 and 1024, got " + std::to_string(g.threads));
+  }
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(g.threads == 0 ? cores : g.threads);
+  torch::manual_seed(g.seed);
+}
+
+int dispatch(int argc, const char* const argv[], std::ostream& out, std::ostream& err) {
+  auto commands = make_commands();
+  const Split split = split_args(argc, argv);
+  GlobalOptions global;
+
+  // Options before the command word.
+  {
+    auto desc = global_options(global);
+    desc.add_options()("version", "print the version");
+    po::variables_map vm;
+    po::store(po::command_line_parser(split.global).options(desc).run(), vm);
+    po::notify(vm);
+    if (vm.count("version")) {
+      out << "attend " << version() << "\n";
+      return kSuccess;
+    }
+    if (vm.count("help")) {
+      print_main_help(out, commands);
+      return kSuccess;
+    }
+    if (split.command.empty() && split.global.empty()) {
+      print_main_help(err, commands);
+      return kUsage;
+    }
+    if (split.command.empty()) throw UsageError("no command given");
+  }
+  if (split.command == "help" && split.rest.empty()) {
+    print_main_help(out, commands);
+    return kSuccess;
+  }
+  const std::string wanted = split.command == "help" ? split.rest.front() : split.command;
+  auto it = std::find_if(commands.begin(), commands.end(), [&](const auto& c) { return c->name() == wanted; });
+  if (it == commands.end()) {
+    std::string names;
+    for (const auto& c : commands) names += (names.empty() ? "" : ", ") + c->name();
+    throw UsageError("unknown command '" + wanted + "' (commands: " + names + ")");
+  }
+  Command& command = **it;
+  if (split.command == "help") {
+    print_command_help(out, command);
+    return kSuccess;
+  }
+
+  po::options_description all("", kLineWidth);
+  for (const auto& group : command.options()) all.add(group);
+  GlobalOptions after;
+  all.add(global_options(after));
+  po::variables_map vm;
+  // Re-parse the leading globals together with the command's own arguments so a
+  // global option may appear on either side of the command word.
+  std::vector<std::string> args = split.global;
+  args.insert(args.end(), split.rest.begin(), split.rest.end());
+  po::store(po::command_line_parser(args).options(all).positional(command.positionals()).run(), vm);
+  if (vm.count("help")) {
+    print_command_help(out, command);
+    return kSuccess;
+  }
+  po::notify(vm);
+  after.seed_given = !vm["seed"].defaulted();
+  apply_globals(after);
+  Streams io{out, err, &err == &std::cerr && ::isatty(STDERR_FILENO) == 1};
+  return command.run(vm, after, io);
+}
+
+}  // namespace
+
+const char* version() { return ATTEND_VERSION; }
+
+std::vector<std::unique_ptr<Command>> make_commands() {
+  std::vector<std::unique_ptr<Command>> commands;
+  commands.push_back(make_info_command());
+  commands.push_back(make_data_command());
+  return commands;
+}
+
+int run_cli(int argc, const char* const argv[], std::ostream& out, std::ostream& err) {
+  try {
+    return dispatch(argc, argv, out, err);
+  } catch (const UsageError& e) {
+    err << "attend: " << one_line(e.what()) << " (see 'attend --help')\n";
+    return kUsage;
+  } catch (const po::error& e) {
+    err << "attend: " << one_line(e.what()) << " (see 'attend --help')\n";
+    return kUsage;
+  } catch (const Interrupted& e) {
+    err << "attend: interrupted: " << one_line(e.what()) << "\n";
+    return kInterrupted;
+  } catch (const IoError& e) {
+    err << "attend: error: " << one_line(e.what()) << "\n";
+    return kFailure;
+  } catch (const c10::Error& e) {
+    err << "attend: error: " << one_line(e.what_without_backtrace()) << "\n";
+    return kFailure;
+  } catch (const std::bad_alloc&) {
+    err << "attend: error: out of memory\n";
+    return kFailure;
+  } catch (const std::exception& e) {
+    err << "attend: error: " << one_line(e.what()) << "\n";
+    return kFailure;
+  } catch (...) {
+    err << "attend: error: unknown failure\n";
+    return kFailure;
+  }
+}
+
+}  // namespace attend::cli

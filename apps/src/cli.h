@@ -1,0 +1,79 @@
+#pragma once
+/// The attend command line: git-style subcommands behind one small interface.
+/// Only apps/ parses options, prints, and turns errors into exit codes.
+
+#include <boost/program_options.hpp>
+
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace attend::cli {
+
+namespace po = boost::program_options;
+
+/// Exit codes of the attend binary.
+enum ExitCode : int { kSuccess = 0, kFailure = 1, kUsage = 2, kInterrupted = 130 };
+
+/// A mistake in how the command was called (exit 2).
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Thrown when the user interrupted the work (exit 130) after it was saved.
+class Interrupted : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Options every command understands.
+struct GlobalOptions {
+  int threads = 0;          ///< intra-op threads; 0 = one per core
+  std::uint64_t seed = 1;   ///< seed of everything random
+  bool seed_given = false;
+};
+
+/// Output streams of a command, so tests can capture them.
+struct Streams {
+  std::ostream& out;
+  std::ostream& err;
+  bool err_is_tty = false;
+};
+
+class Command {
+ public:
+  virtual ~Command() = default;
+  /// Word that selects the command ("info").
+  virtual std::string name() const = 0;
+  /// One line for `attend --help`.
+  virtual std::string summary() const = 0;
+  /// Synopsis after "usage: ", e.g. "attend info [options]".
+  virtual std::string usage() const = 0;
+  /// Paste-able examples, one per line, shown at the end of `--help`.
+  virtual std::vector<std::string> examples() const = 0;
+  /// Option groups of this command (global options are added by the CLI).
+  virtual std::vector<po::options_description> options() = 0;
+  /// Positional arguments, by option name.
+  virtual po::positional_options_description positionals() const { return {}; }
+  /// Runs with parsed options; returns an exit code or throws.
+  virtual int run(const po::variables_map& vm, const GlobalOptions& global, Streams& io) = 0;
+};
+
+std::unique_ptr<Command> make_info_command();
+std::unique_ptr<Command> make_data_command();
+
+/// All commands, in the order `attend --help` lists them.
+std::vector<std::unique_ptr<Command>> make_commands();
+
+/// Parses argv, runs the command, and maps every error to one line on `err` and
+/// an exit code. Never throws.
+int run_cli(int argc, const char* const argv[], std::ostream& out, std::ostream& err);
+
+/// Version string of this build.
+const char* version();
+
+}  // namespace attend::cli

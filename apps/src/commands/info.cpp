@@ -1,0 +1,144 @@
+// attend info: versions, threads, the BLAS in use and its measured speed.
+#include "../cli.h"
+#include "../validate.h"
+
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <boost/version.hpp>
+#include <nlohmann/json.hpp>
+#include <opencv2/core/version.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iomanip>
+#include <set>
+
+namespace attend::cli {
+namespace {
+
+/// Shared libraries mapped into this process whose file name mentions BLAS.
+std::vector<std::string> loaded_blas_libraries() {
+  std::ifstream maps("/proc/self/maps");
+  std::set<std::string> found;
+  std::string line;
+  while (std::getline(maps, line)) {
+    const auto slash = line.find('/');
+    if (slash == std::string::npos) continue;
+    const std::string path = line.substr(slash);
+    const auto name = path.substr(path.rfind('/') + 1);
+    std::string lower = path;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (lower.find("blas") != std::string::npos || lower.find("libmkl") != std::string::npos ||
+        name.rfind("libblis", 0) == 0) {
+      found.insert(path);
+    }
+  }
+  return {found.begin(), found.end()};
+}
+
+std::string blas_kind(const std::vector<std::string>& libraries) {
+  for (const auto& l : libraries) {
+    if (l.find("openblas") != std::string::npos) return "OpenBLAS";
+  }
+  for (const auto& l : libraries) {
+    if (l.find("mkl") != std::string::npos) return "MKL";
+    if (l.find("blis") != std::string::npos) return "BLIS";
+    if (l.find("atlas") != std::string::npos) return "ATLAS";
+  }
+  for (const auto& l : libraries) {
+    if (l.find("/blas/") != std::string::npos) return "reference BLAS";
+  }
+  return libraries.empty() ? "none found" : "unknown";
+}
+
+/// Median GFLOP/s of an n x n x n fp32 matrix product over `repeats` runs.
+double measure_gflops(std::int64_t n, int repeats) {
+  torch::NoGradGuard no_grad;
+  auto a = torch::rand({n, n});
+  auto b = torch::rand({n, n});
+  auto c = torch::mm(a, b);  // warm-up: first call loads kernels and pages
+  std::vector<double> rates;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    torch::mm_out(c, a, b);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rates.push_back(2.0 * static_cast<double>(n) * n * n / s / 1e9);
+  }
+  std::sort(rates.begin(), rates.end());
+  return rates[rates.size() / 2];
+}
+
+class InfoCommand : public Command {
+ public:
+  std::string name() const override { return "info"; }
+  std::string summary() const override {
+    return "show library versions, threads, the BLAS in use and its measured speed";
+  }
+  std::string usage() const override { return "attend info [--json] [--size N] [--repeats R]"; }
+  std::vector<std::string> examples() const override {
+    return {"attend info", "attend info --json --size 512", "attend --threads 1 info"};
+  }
+  std::vector<po::options_description> options() override {
+    po::options_description desc("Info options", 100);
+    desc.add_options()
+        ("json", po::bool_switch(), "print one JSON object instead of text")
+        ("size", po::value<std::int64_t>()->default_value(1024)->value_name("N"),
+         "side of the square matrices of the speed test (16..8192)")
+        ("repeats", po::value<int>()->default_value(5)->value_name("R"),
+         "timed matrix products; the median is reported (1..100)");
+    return {desc};
+  }
+
+  int run(const po::variables_map& vm, const GlobalOptions& /*global*/, Streams& io) override {
+    const auto n = require_range<std::int64_t>(vm, "size", 16, 8192);
+    const auto repeats = require_range<int>(vm, "repeats", 1, 100);
+    const double gflops = measure_gflops(n, repeats);
+    const auto libraries = loaded_blas_libraries();
+    const auto kind = blas_kind(libraries);
+    // A reference BLAS reaches a few GFLOP/s here, OpenBLAS well over 100.
+    const bool slow = n >= 512 && gflops < 50.0;
+    std::string boost_version = std::to_string(BOOST_VERSION / 100000) + "." +
+                                std::to_string(BOOST_VERSION / 100 % 1000) + "." + std::to_string(BOOST_VERSION % 100);
+    std::string warning;
+    if (slow) {
+      warning = "matrix products run at " + std::to_string(static_cast<int>(gflops)) +
+                " GFLOP/s, which means the reference BLAS is in use; install libopenblas0-pthread "
+                "(scripts/setup does) for about 50 times the speed";
+    }
+    if (vm["json"].as<bool>()) {
+      nlohmann::json j = {{"attend", version()},
+                          {"libtorch", TORCH_VERSION},
+                          {"opencv", CV_VERSION},
+                          {"boost", boost_version},
+                          {"intra_op_threads", at::get_num_threads()},
+                          {"inter_op_threads", at::get_num_interop_threads()},
+                          {"blas", kind},
+                          {"blas_libraries", libraries},
+                          {"matmul_size", n},
+                          {"matmul_gflops", gflops},
+                          {"warning", warning}};
+      io.out << j.dump(2) << "\n";
+    } else {
+      io.out << "attend        " << version() << "\n"
+             << "LibTorch      " << TORCH_VERSION << "\n"
+             << "OpenCV        " << CV_VERSION << "\n"
+             << "Boost         " << boost_version << "\n"
+             << "threads       " << at::get_num_threads() << " intra-op, " << at::get_num_interop_threads()
+             << " inter-op\n"
+             << "BLAS          " << kind << "\n";
+      for (const auto& l : libraries) io.out << "              " << l << "\n";
+      io.out << "fp32 matmul   " << std::fixed << std::setprecision(1) << gflops << " GFLOP/s (" << n << "^3, median of "
+             << repeats << ")\n";
+    }
+    if (!warning.empty()) io.err << "attend: warning: " << warning << "\n";
+    return kSuccess;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_info_command() { return std::make_unique<InfoCommand>(); }
+
+}  // namespace attend::cli

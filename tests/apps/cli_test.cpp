@@ -1,0 +1,158 @@
+#include "cli.h"
+
+#include <attend/datasets/idx.h>
+
+#include <test_support.h>
+
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+namespace ds = attend::datasets;
+using attend::testing::read_bytes;
+using attend::testing::TempDir;
+
+namespace {
+
+struct Run {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+Run run(std::vector<std::string> args) {
+  args.insert(args.begin(), "attend");
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  std::ostringstream out, err;
+  const int code = attend::cli::run_cli(static_cast<int>(argv.size()), argv.data(), out, err);
+  return {code, out.str(), err.str()};
+}
+
+bool contains(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
+
+/// A tiny MNIST-style source folder: 12 distinct 10x10 digits per split.
+void write_source(const std::string& dir) {
+  for (const char* prefix : {"train", "t10k"}) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(prefix[0] == 't' && prefix[1] == 'r' ? 1 : 2);
+    ds::write_idx(dir + "/" + prefix + "-images-idx3-ubyte", torch::randint(1, 256, {12, 10, 10}, gen, torch::kUInt8));
+    ds::write_idx(dir + "/" + prefix + "-labels-idx1-ubyte", (torch::arange(12) % 10).to(torch::kUInt8));
+  }
+}
+
+}  // namespace
+
+TEST(Cli, HelpListsCommandsGlobalOptionsAndExamples) {
+  const auto r = run({"--help"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_TRUE(contains(r.out, "info")) << r.out;
+  EXPECT_TRUE(contains(r.out, "data")) << r.out;
+  EXPECT_TRUE(contains(r.out, "--threads")) << r.out;
+  EXPECT_TRUE(contains(r.out, "Examples:")) << r.out;
+  const auto c = run({"data", "--help"});
+  EXPECT_EQ(c.code, 0);
+  EXPECT_TRUE(contains(c.out, "--canvas S (=60)")) << c.out;
+  EXPECT_TRUE(contains(c.out, "attend data cluttered")) << c.out;
+  EXPECT_EQ(run({"help", "info"}).code, 0);
+}
+
+TEST(Cli, NoArgumentsIsAUsageError) {
+  const auto r = run({});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(contains(r.err, "usage: attend"));
+}
+
+TEST(Cli, UsageErrorsExitTwoWithOneLine) {
+  for (const auto& args : std::vector<std::vector<std::string>>{{"info", "--bogus"},
+                                                                {"nonsense"},
+                                                                {"--threads", "-1", "info"},
+                                                                {"info", "--size", "abc"},
+                                                                {"info", "--size", "3"},
+                                                                {"data"},
+                                                                {"data", "spirals"},
+                                                                {"data", "translated", "--fragments", "3"},
+                                                                {"data", "cluttered", "--split", "validation"}}) {
+    const auto r = run(args);
+    EXPECT_EQ(r.code, 2) << args[0] << " " << (args.size() > 1 ? args[1] : "") << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_TRUE(r.err.rfind("attend: ", 0) == 0) << r.err;
+  }
+}
+
+TEST(Cli, GlobalOptionsWorkOnEitherSideOfTheCommand) {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"--threads", "1", "info", "--json", "--size", "64", "--repeats", "1"},
+           {"info", "--threads", "1", "--json", "--size", "64", "--repeats", "1"}}) {
+    const auto r = run(args);
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["intra_op_threads"], 1);
+    EXPECT_EQ(j["libtorch"], "1.13.0");
+    EXPECT_EQ(j["matmul_size"], 64);
+    EXPECT_GT(j["matmul_gflops"].get<double>(), 0.0);
+    EXPECT_FALSE(j["blas"].get<std::string>().empty());
+  }
+}
+
+TEST(Cli, MissingSourceExitsOneNamingThePath) {
+  TempDir dir;
+  const auto missing = dir.file("no-such-folder");
+  const auto r = run({"data", "cluttered", "--source", missing, "--out", dir.file("out")});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(contains(r.err, missing)) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+TEST(Cli, CorruptSourceExitsOneNamingTheFile) {
+  TempDir dir;
+  write_source(dir.path().string());
+  attend::testing::write_bytes(dir.file("train-images-idx3-ubyte"), {0, 0, 8, 3, 0, 0});
+  const auto r = run({"data", "translated", "--source", dir.path().string(), "--out", dir.file("out")});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(contains(r.err, dir.file("train-images-idx3-ubyte") + ": truncated header")) << r.err;
+}
+
+TEST(Cli, DataWritesDeterministicScenesAndAContactSheet) {
+  TempDir dir;
+  write_source(dir.path().string());
+  auto make = [&](const std::string& out, const std::string& seed) {
+    return run({"--seed", seed, "data", "cluttered", "--source", dir.path().string(), "--canvas", "24",
+                "--fragments", "3", "--fragment-size", "5", "--count", "30", "--out", out});
+  };
+  const auto a = make(dir.file("a"), "5");
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_TRUE(contains(a.out, "contact sheet")) << a.out;
+  ASSERT_EQ(make(dir.file("b"), "5").code, 0);
+  ASSERT_EQ(make(dir.file("c"), "6").code, 0);
+  for (const char* f : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                        "t10k-labels-idx1-ubyte", "contact-sheet.png"}) {
+    EXPECT_EQ(read_bytes(dir.file(std::string("a/") + f)), read_bytes(dir.file(std::string("b/") + f))) << f;
+  }
+  EXPECT_NE(read_bytes(dir.file("a/train-images-idx3-ubyte")), read_bytes(dir.file("c/train-images-idx3-ubyte")));
+  const auto images = ds::read_idx(dir.file("a/t10k-images-idx3-ubyte"));
+  const auto labels = ds::read_idx(dir.file("a/t10k-labels-idx1-ubyte"));
+  EXPECT_EQ(images.sizes(), (std::vector<std::int64_t>{30, 24, 24}));
+  EXPECT_TRUE(torch::equal(labels, (torch::arange(30) % 12 % 10).to(torch::kUInt8)));
+  const auto manifest_bytes = read_bytes(dir.file("a/manifest.json"));
+  const auto manifest = nlohmann::json::parse(std::string(manifest_bytes.begin(), manifest_bytes.end()));
+  EXPECT_EQ(manifest["seed"], 5);
+  EXPECT_EQ(manifest["fragments"], 3);
+}
+
+TEST(Cli, TranslatedScenesHoldOnlyTheDigit) {
+  TempDir dir;
+  write_source(dir.path().string());
+  const auto r = run({"data", "translated", "--source", dir.path().string(), "--canvas", "20", "--split", "train",
+                      "--gzip", "--out", dir.file("t")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto images = ds::read_idx(dir.file("t/train-images-idx3-ubyte.gz"));
+  const auto source = ds::read_idx(dir.path().string() + "/train-images-idx3-ubyte");
+  ASSERT_EQ(images.sizes(), (std::vector<std::int64_t>{12, 20, 20}));
+  // Each scene's non-zero pixel sum equals its source digit's (nothing added, nothing cut).
+  EXPECT_TRUE(torch::equal(images.to(torch::kInt64).sum({1, 2}), source.to(torch::kInt64).sum({1, 2})));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("t/t10k-images-idx3-ubyte.gz")));
+}
