@@ -1,0 +1,83 @@
+#pragma once
+/// Labelled image sources for training loops: a batch is a pure function of
+/// (indices, epoch), so a loop can be resumed exactly and an epoch can see fresh
+/// generated scenes.
+
+#include <attend/datasets/digits.h>
+#include <attend/datasets/scenes.h>
+
+#include <torch/types.h>
+
+#include <memory>
+#include <vector>
+
+namespace attend::datasets {
+
+struct LabelledBatch {
+  torch::Tensor images;  ///< [B,C,H,W] float in [0,1]
+  torch::Tensor labels;  ///< [B] int64
+};
+
+class ImageSource {
+ public:
+  virtual ~ImageSource() = default;
+  virtual std::int64_t size() const = 0;
+  virtual std::int64_t channels() const = 0;
+  virtual std::int64_t height() const = 0;
+  virtual std::int64_t width() const = 0;
+  /// requires: 0 <= indices < size().
+  virtual LabelledBatch get(const std::vector<std::int64_t>& indices, std::int64_t epoch) const = 0;
+};
+
+/// Fixed images held in memory (e.g. read from IDX files); ignores the epoch.
+class DigitsSource : public ImageSource {
+ public:
+  explicit DigitsSource(Digits digits);
+  std::int64_t size() const override { return digits_.size(); }
+  std::int64_t channels() const override;
+  std::int64_t height() const override { return digits_.images.size(1); }
+  std::int64_t width() const override { return digits_.images.size(2); }
+  LabelledBatch get(const std::vector<std::int64_t>& indices, std::int64_t epoch) const override;
+
+ private:
+  Digits digits_;
+};
+
+/// Scenes generated on the fly; kFreshEachEpoch draws new positions and clutter
+/// every epoch, kFixed always shows epoch 0's scenes.
+class SceneSource : public ImageSource {
+ public:
+  SceneSource(std::shared_ptr<const SceneGenerator> generator, SceneMode mode, std::int64_t count = -1);
+  std::int64_t size() const override { return count_; }
+  std::int64_t channels() const override;
+  std::int64_t height() const override { return generator_->options().canvas(); }
+  std::int64_t width() const override { return generator_->options().canvas(); }
+  LabelledBatch get(const std::vector<std::int64_t>& indices, std::int64_t epoch) const override;
+
+ private:
+  std::shared_ptr<const SceneGenerator> generator_;
+  SceneMode mode_;
+  std::int64_t count_;
+};
+
+/// The first `count` items of another source (or items [offset, offset+count)).
+class SubsetSource : public ImageSource {
+ public:
+  SubsetSource(std::shared_ptr<const ImageSource> base, std::int64_t offset, std::int64_t count);
+  std::int64_t size() const override { return count_; }
+  std::int64_t channels() const override { return base_->channels(); }
+  std::int64_t height() const override { return base_->height(); }
+  std::int64_t width() const override { return base_->width(); }
+  LabelledBatch get(const std::vector<std::int64_t>& indices, std::int64_t epoch) const override;
+
+ private:
+  std::shared_ptr<const ImageSource> base_;
+  std::int64_t offset_, count_;
+};
+
+/// Indices of batch `step` of `epoch` when `size` items are shuffled by a
+/// permutation drawn from (seed, epoch); the last batch may be smaller.
+std::vector<std::int64_t> epoch_batch(std::int64_t size, std::int64_t batch_size, std::uint64_t seed,
+                                      std::int64_t epoch, std::int64_t step);
+
+}  // namespace attend::datasets

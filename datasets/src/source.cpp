@@ -1,0 +1,72 @@
+#include "attend/datasets/source.h"
+
+#include <attend/datasets/rng.h>
+
+#include <torch/torch.h>
+
+#include <numeric>
+
+namespace attend::datasets {
+namespace {
+
+void check_indices(const std::vector<std::int64_t>& indices, std::int64_t size, const char* who) {
+  for (auto i : indices) TORCH_CHECK(i >= 0 && i < size, who, ": index ", i, " out of range for ", size, " items");
+}
+
+}  // namespace
+
+DigitsSource::DigitsSource(Digits digits) : digits_(std::move(digits)) {
+  TORCH_CHECK(digits_.images.defined() && digits_.size() > 0, "DigitsSource: no images");
+}
+
+std::int64_t DigitsSource::channels() const { return digits_.images.dim() == 4 ? digits_.images.size(3) : 1; }
+
+LabelledBatch DigitsSource::get(const std::vector<std::int64_t>& indices, std::int64_t /*epoch*/) const {
+  check_indices(indices, size(), "DigitsSource");
+  const auto idx = torch::tensor(indices, torch::kInt64);
+  return {images_to_float(digits_.images.index_select(0, idx)), digits_.labels.index_select(0, idx)};
+}
+
+SceneSource::SceneSource(std::shared_ptr<const SceneGenerator> generator, SceneMode mode, std::int64_t count)
+    : generator_(std::move(generator)), mode_(mode), count_(count < 0 ? generator_->digits().size() : count) {}
+
+std::int64_t SceneSource::channels() const {
+  const auto& images = generator_->digits().images;
+  return images.dim() == 4 ? images.size(3) : 1;
+}
+
+LabelledBatch SceneSource::get(const std::vector<std::int64_t>& indices, std::int64_t epoch) const {
+  check_indices(indices, size(), "SceneSource");
+  auto batch = generator_->generate(indices, mode_ == SceneMode::kFixed ? 0 : epoch);
+  return {images_to_float(batch.images), batch.labels};
+}
+
+SubsetSource::SubsetSource(std::shared_ptr<const ImageSource> base, std::int64_t offset, std::int64_t count)
+    : base_(std::move(base)), offset_(offset), count_(count) {
+  TORCH_CHECK(offset_ >= 0 && count_ >= 0 && offset_ + count_ <= base_->size(), "SubsetSource: [", offset_, ", ",
+              offset_ + count_, ") is outside the ", base_->size(), " items of the source");
+}
+
+LabelledBatch SubsetSource::get(const std::vector<std::int64_t>& indices, std::int64_t epoch) const {
+  check_indices(indices, count_, "SubsetSource");
+  std::vector<std::int64_t> shifted(indices);
+  for (auto& i : shifted) i += offset_;
+  return base_->get(shifted, epoch);
+}
+
+std::vector<std::int64_t> epoch_batch(std::int64_t size, std::int64_t batch_size, std::uint64_t seed,
+                                      std::int64_t epoch, std::int64_t step) {
+  TORCH_CHECK(size > 0 && batch_size > 0, "epoch_batch: size and batch size must be positive");
+  const std::int64_t begin = step * batch_size;
+  TORCH_CHECK(begin >= 0 && begin < size, "epoch_batch: step ", step, " is past the end of an epoch of ", size,
+              " items in batches of ", batch_size);
+  // Fisher-Yates with the portable generator: the same order on every platform.
+  std::vector<std::int64_t> order(static_cast<size_t>(size));
+  std::iota(order.begin(), order.end(), 0);
+  Rng rng(stream_key(seed, 0x5eed, static_cast<std::uint64_t>(epoch)));
+  for (std::int64_t i = size - 1; i > 0; --i) std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(rng.uniform_int(i + 1))]);
+  const std::int64_t end = std::min(size, begin + batch_size);
+  return {order.begin() + begin, order.begin() + end};
+}
+
+}  // namespace attend::datasets
