@@ -1,0 +1,116 @@
+#include "attend/models/classifier.h"
+
+#include <attend/io_error.h>
+
+#include <torch/torch.h>
+
+namespace attend::models {
+namespace {
+
+double accuracy(const torch::Tensor& log_probs, const torch::Tensor& targets) {
+  return (log_probs.argmax(1) == targets).to(torch::kFloat64).mean().item<double>();
+}
+
+class RamClassifier : public Classifier {
+ public:
+  explicit RamClassifier(const nlohmann::json& j)
+      : model_(RamOptions::from_json(j)),
+        height_(j.at("height").get<std::int64_t>()),
+        width_(j.at("width").get<std::int64_t>()),
+        reinforce_weight_(j.value("reinforce_weight", 1.0)) {
+    TORCH_CHECK(height_ >= 1 && width_ >= 1 && height_ <= 8192 && width_ <= 8192, "ram: input size ", height_, "x",
+                width_, " is not a valid image size");
+    vision::check_retina_options(model_->options.retina(), height_, width_);
+    TORCH_CHECK(model_->options.glimpse_size() <= std::max(height_, width_), "ram: glimpse size ",
+                model_->options.glimpse_size(), " is larger than the ", height_, "x", width_, " image");
+  }
+  std::string kind() const override { return "ram"; }
+  nlohmann::json options() const override {
+    auto j = model_->options.to_json();
+    j["height"] = height_;
+    j["width"] = width_;
+    j["reinforce_weight"] = reinforce_weight_;
+    return j;
+  }
+  torch::nn::Module& module() override { return *model_; }
+  std::int64_t channels() const override { return model_->options.channels(); }
+  std::int64_t height() const override { return height_; }
+  std::int64_t width() const override { return width_; }
+  std::int64_t classes() const override { return model_->options.classes(); }
+  ClassifierLoss loss(const torch::Tensor& images, const torch::Tensor& targets) override {
+    const auto out = model_->forward(images, /*sample=*/true);
+    const auto l = ram_loss(out, targets, reinforce_weight_);
+    return {l.total,
+            {{"accuracy", l.reward.mean().item<double>()},
+             {"nll", l.classification.item<double>()},
+             {"baseline_mse", l.baseline.item<double>()},
+             {"reinforce", l.reinforce.item<double>()}}};
+  }
+  torch::Tensor predict(const torch::Tensor& images, std::int64_t samples) override {
+    return ram_predict(model_, images, samples);
+  }
+  std::optional<GlimpseTrace> glimpse_trace(const torch::Tensor& images) override {
+    const auto out = model_->forward(images, /*sample=*/false, std::nullopt, /*keep_glimpses=*/true);
+    return GlimpseTrace{out.locations, out.glimpses, model_->options.retina()};
+  }
+
+ private:
+  Ram model_;
+  std::int64_t height_, width_;
+  double reinforce_weight_;
+};
+
+template <typename Net, typename Options>
+class PlainClassifier : public Classifier {
+ public:
+  PlainClassifier(std::string kind, const nlohmann::json& j) : kind_(std::move(kind)), model_(Options::from_json(j)) {}
+  std::string kind() const override { return kind_; }
+  nlohmann::json options() const override { return model_->options.to_json(); }
+  torch::nn::Module& module() override { return *model_; }
+  std::int64_t channels() const override { return model_->options.channels(); }
+  std::int64_t height() const override { return model_->options.height(); }
+  std::int64_t width() const override { return model_->options.width(); }
+  std::int64_t classes() const override { return model_->options.classes(); }
+  ClassifierLoss loss(const torch::Tensor& images, const torch::Tensor& targets) override {
+    const auto log_probs = model_->forward(images);
+    return {torch::nll_loss(log_probs, targets), {{"accuracy", accuracy(log_probs.detach(), targets)}}};
+  }
+  torch::Tensor predict(const torch::Tensor& images, std::int64_t /*samples*/) override {
+    return model_->forward(images);
+  }
+
+ private:
+  std::string kind_;
+  Net model_;
+};
+
+}  // namespace
+
+std::unique_ptr<Classifier> make_classifier(const std::string& kind, const nlohmann::json& options) {
+  try {
+    if (kind == "ram") return std::make_unique<RamClassifier>(options);
+    if (kind == "fc") return std::make_unique<PlainClassifier<FcNet, FcNetOptions>>("fc", options);
+    if (kind == "cnn") return std::make_unique<PlainClassifier<ConvNet, ConvNetOptions>>("cnn", options);
+  } catch (const nlohmann::json::exception& e) {
+    TORCH_CHECK(false, "make_classifier: options of a '", kind, "' model are incomplete: ", e.what());
+  }
+  TORCH_CHECK(false, "make_classifier: unknown model kind '", kind, "' (expected ram, fc or cnn)");
+}
+
+std::unique_ptr<Classifier> load_classifier(const std::string& path, CheckpointInfo* info_out) {
+  const auto info = read_checkpoint_info(path);
+  if (info.kind != "ram" && info.kind != "fc" && info.kind != "cnn") {
+    throw IoError(path, "holds a '" + info.kind + "' model, not an image classifier (ram, fc or cnn)");
+  }
+  std::unique_ptr<Classifier> classifier;
+  try {
+    classifier = make_classifier(info.kind, info.options);
+  } catch (const c10::Error& e) {
+    throw IoError(path, std::string("stored options are invalid: ") + e.what_without_backtrace());
+  }
+  auto loaded = load_checkpoint(path, classifier->module(), nullptr, LoadOptions{info.kind});
+  if (info_out != nullptr) *info_out = loaded;
+  return classifier;
+}
+
+}  // namespace attend::models

@@ -1,0 +1,150 @@
+#include "attend/models/train.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace attend::models {
+
+void TrainOptions::validate() const {
+  TORCH_CHECK(epochs_ >= 1 && epochs_ <= 100000, "train: epochs must be in 1..100000, got ", epochs_);
+  TORCH_CHECK(batch_size_ >= 1 && batch_size_ <= 65536, "train: batch size must be in 1..65536, got ", batch_size_);
+  TORCH_CHECK(optimizer_ == "adam" || optimizer_ == "sgd", "train: optimizer must be adam or sgd, got '", optimizer_,
+              "'");
+  TORCH_CHECK(lr_ > 0 && std::isfinite(lr_), "train: learning rate must be > 0, got ", lr_);
+  TORCH_CHECK(momentum_ >= 0 && momentum_ < 1, "train: momentum must be in [0,1), got ", momentum_);
+  TORCH_CHECK(weight_decay_ >= 0, "train: weight decay must be >= 0, got ", weight_decay_);
+  TORCH_CHECK(schedule_ == "constant" || schedule_ == "step" || schedule_ == "cosine",
+              "train: schedule must be constant, step or cosine, got '", schedule_, "'");
+  TORCH_CHECK(step_epochs_ >= 1, "train: step epochs must be >= 1, got ", step_epochs_);
+  TORCH_CHECK(gamma_ > 0 && gamma_ <= 1, "train: gamma must be in (0,1], got ", gamma_);
+  TORCH_CHECK(clip_norm_ >= 0, "train: clip norm must be >= 0, got ", clip_norm_);
+  TORCH_CHECK(patience_ >= 0, "train: patience must be >= 0, got ", patience_);
+  TORCH_CHECK(eval_samples_ >= 0 && eval_samples_ <= 1000, "train: eval samples must be in 0..1000, got ",
+              eval_samples_);
+}
+
+nlohmann::json TrainOptions::to_json() const {
+  return {{"epochs", epochs_},           {"batch_size", batch_size_}, {"optimizer", optimizer_},
+          {"lr", lr_},                   {"momentum", momentum_},     {"weight_decay", weight_decay_},
+          {"schedule", schedule_},       {"step_epochs", step_epochs_}, {"gamma", gamma_},
+          {"clip_norm", clip_norm_},     {"patience", patience_},     {"eval_samples", eval_samples_},
+          {"seed", seed_}};
+}
+
+double scheduled_lr(const TrainOptions& o, std::int64_t epoch) {
+  if (o.schedule() == "step") return o.lr() * std::pow(o.gamma(), static_cast<double>(epoch / o.step_epochs()));
+  if (o.schedule() == "cosine") {
+    const double progress = static_cast<double>(epoch) / static_cast<double>(o.epochs());
+    return o.lr() * 0.5 * (1.0 + std::cos(M_PI * progress));
+  }
+  return o.lr();
+}
+
+namespace {
+
+void set_lr(torch::optim::Optimizer& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+}
+
+}  // namespace
+
+FitSummary train_classifier(Classifier& classifier, const datasets::ImageSource& train,
+                            const datasets::ImageSource* validation, const TrainOptions& options,
+                            const nlohmann::json& data, TrainingObserver* observer, const std::atomic<bool>* stop) {
+  options.validate();
+  TORCH_CHECK(train.size() > 0, "train: the training set is empty");
+  TORCH_CHECK(train.channels() == classifier.channels() && train.height() == classifier.height() &&
+                  train.width() == classifier.width(),
+              "train: the data are ", train.channels(), "x", train.height(), "x", train.width(),
+              " images but the model expects ", classifier.channels(), "x", classifier.height(), "x",
+              classifier.width());
+  auto params = classifier.module().parameters();
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  if (options.optimizer() == "adam") {
+    optimizer = std::make_unique<torch::optim::Adam>(
+        params, torch::optim::AdamOptions(options.lr()).weight_decay(options.weight_decay()));
+  } else {
+    optimizer = std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(options.lr()).momentum(options.momentum()).weight_decay(options.weight_decay()));
+  }
+  const auto steps = (train.size() + options.batch_size() - 1) / options.batch_size();
+  CheckpointInfo description;
+  description.kind = classifier.kind();
+  description.options = classifier.options();
+
+  auto step = [&](const StepContext& c) -> StepOutput {
+    set_lr(*optimizer, scheduled_lr(options, c.epoch));
+    const auto indices = datasets::epoch_batch(train.size(), options.batch_size(), options.seed(), c.epoch,
+                                               c.step_in_epoch);
+    const auto batch = train.get(indices, c.epoch);
+    optimizer->zero_grad();
+    auto loss = classifier.loss(batch.images, batch.labels);
+    loss.total.backward();
+    if (options.clip_norm() > 0) torch::nn::utils::clip_grad_norm_(params, options.clip_norm());
+    optimizer->step();
+    return {loss.total.item<double>(), static_cast<std::int64_t>(indices.size()), loss.metrics};
+  };
+  EvalFn eval;
+  if (validation != nullptr) {
+    eval = [&](std::int64_t) {
+      const auto r = evaluate_classifier(classifier, *validation, options.eval_samples());
+      return Metrics{{"accuracy", r.accuracy}, {"nll", r.nll}};
+    };
+  }
+  // The data description and training options travel with the checkpoints (through
+  // the options JSON, so resuming with other data or options is refused).
+  // Epochs and patience may change between a run and its continuation.
+  auto training = options.to_json();
+  training.erase("epochs");
+  training.erase("patience");
+  description.options["training"] = training;
+  description.options["data"] = data;
+  auto fit_options = FitOptions()
+                         .epochs(options.epochs())
+                         .steps_per_epoch(steps)
+                         .run_dir(options.run_dir())
+                         .resume(options.resume())
+                         .checkpoint_every(options.checkpoint_every())
+                         .monitor(validation != nullptr ? "accuracy" : "")
+                         .maximize(true)
+                         .patience(validation != nullptr ? options.patience() : 0);
+  return fit(classifier.module(), *optimizer, description, fit_options, step, eval, observer, stop);
+}
+
+EvalResult evaluate_classifier(Classifier& classifier, const datasets::ImageSource& source, std::int64_t samples,
+                               std::int64_t batch_size) {
+  TORCH_CHECK(batch_size >= 1, "evaluate: batch size must be >= 1");
+  TORCH_CHECK(source.channels() == classifier.channels() && source.height() == classifier.height() &&
+                  source.width() == classifier.width(),
+              "evaluate: the data are ", source.channels(), "x", source.height(), "x", source.width(),
+              " images but the model expects ", classifier.channels(), "x", classifier.height(), "x",
+              classifier.width());
+  torch::NoGradGuard no_grad;
+  const bool was_training = classifier.module().is_training();
+  classifier.module().eval();
+  EvalResult r;
+  const auto k = classifier.classes();
+  r.confusion = torch::zeros({k, k}, torch::kInt64);
+  double nll_sum = 0;
+  std::int64_t correct = 0;
+  for (std::int64_t begin = 0; begin < source.size(); begin += batch_size) {
+    std::vector<std::int64_t> idx;
+    for (std::int64_t i = begin; i < std::min(source.size(), begin + batch_size); ++i) idx.push_back(i);
+    const auto batch = source.get(idx, 0);
+    TORCH_CHECK(batch.labels.min().item<std::int64_t>() >= 0 && batch.labels.max().item<std::int64_t>() < k,
+                "evaluate: labels outside 0..", k - 1, " for a ", k, "-class model");
+    const auto log_probs = classifier.predict(batch.images, samples);
+    const auto predicted = log_probs.argmax(1);
+    correct += (predicted == batch.labels).sum().item<std::int64_t>();
+    nll_sum += torch::nll_loss(log_probs, batch.labels, {}, at::Reduction::Sum).item<double>();
+    r.confusion.view(-1).index_add_(0, batch.labels * k + predicted, torch::ones_like(predicted));
+    r.count += static_cast<std::int64_t>(idx.size());
+  }
+  if (was_training) classifier.module().train();
+  r.accuracy = r.count > 0 ? static_cast<double>(correct) / static_cast<double>(r.count) : 0.0;
+  r.nll = r.count > 0 ? nll_sum / static_cast<double>(r.count) : 0.0;
+  return r;
+}
+
+}  // namespace attend::models
