@@ -167,6 +167,9 @@ std::vector<std::unique_ptr<Command>> make_commands() {
   std::vector<std::unique_ptr<Command>> commands;
   commands.push_back(make_info_command());
   commands.push_back(make_data_command());
+  commands.push_back(make_train_command());
+  commands.push_back(make_eval_command());
+  commands.push_back(make_classify_command());
   return commands;
 }
 

@@ -65,6 +65,9 @@ class Command {
 
 std::unique_ptr<Command> make_info_command();
 std::unique_ptr<Command> make_data_command();
+std::unique_ptr<Command> make_train_command();
+std::unique_ptr<Command> make_eval_command();
+std::unique_ptr<Command> make_classify_command();
 
 /// All commands, in the order `attend --help` lists them.
 std::vector<std::unique_ptr<Command>> make_commands();

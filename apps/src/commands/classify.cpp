@@ -1,0 +1,154 @@
+// attend classify <checkpoint> <image>...: predictions for image files, and for a
+// RAM the glimpse trace of each.
+#include "../cli.h"
+#include "../validate.h"
+
+#include <attend/io_error.h>
+#include <attend/models/classifier.h>
+#include <attend/vision/convert.h>
+#include <attend/vision/image_io.h>
+#include <attend/vision/trace.h>
+
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <filesystem>
+#include <iomanip>
+#include <sstream>
+
+namespace attend::cli {
+namespace {
+
+namespace am = attend::models;
+namespace fs = std::filesystem;
+
+/// Converts an image file to the model's input and says what was done.
+struct Fitted {
+  torch::Tensor image;  ///< [C,H,W]
+  std::string note;
+};
+
+Fitted fit_image(const std::string& path, std::int64_t channels, std::int64_t height, std::int64_t width,
+                 bool invert) {
+  cv::Mat m = vision::read_image(path, /*grey=*/channels == 1);
+  std::vector<std::string> notes;
+  if (channels == 1) notes.push_back("read as grey");
+  if (invert) {
+    cv::bitwise_not(m, m);
+    notes.push_back("inverted");
+  }
+  const double scale = std::min(static_cast<double>(width) / m.cols, static_cast<double>(height) / m.rows);
+  if (scale < 1.0) {
+    const int w = std::max(1, static_cast<int>(std::lround(m.cols * scale)));
+    const int h = std::max(1, static_cast<int>(std::lround(m.rows * scale)));
+    notes.push_back("resized " + std::to_string(m.cols) + "x" + std::to_string(m.rows) + " -> " + std::to_string(w) +
+                    "x" + std::to_string(h));
+    cv::resize(m, m, cv::Size(w, h), 0, 0, cv::INTER_AREA);
+  }
+  if (m.cols != width || m.rows != height) {
+    const int left = static_cast<int>((width - m.cols) / 2), top = static_cast<int>((height - m.rows) / 2);
+    cv::copyMakeBorder(m, m, top, static_cast<int>(height) - m.rows - top, left,
+                       static_cast<int>(width) - m.cols - left, cv::BORDER_CONSTANT, cv::Scalar::all(0));
+    notes.push_back("padded to " + std::to_string(width) + "x" + std::to_string(height));
+  }
+  std::string note;
+  for (const auto& n : notes) note += (note.empty() ? "" : ", ") + n;
+  return {vision::mat_to_tensor(m), note.empty() ? "used as is" : note};
+}
+
+class ClassifyCommand : public Command {
+ public:
+  std::string name() const override { return "classify"; }
+  std::string summary() const override { return "classify image files; for a RAM, draw where it looked"; }
+  std::string usage() const override { return "attend classify <checkpoint> <image>... [--trace PNG|DIR] [options]"; }
+  std::vector<std::string> examples() const override {
+    return {"attend classify out/ram-c60/best.pt digit.png --trace digit-trace.png",
+            "attend classify out/ram-c60/best.pt scenes/*.png --trace out/traces --samples 10",
+            "attend classify out/cnn/best.pt photo.jpg --invert --json"};
+  }
+  std::vector<po::options_description> options() override {
+    po::options_description d("Classification", 100);
+    d.add_options()
+        ("checkpoint", po::value<std::string>()->value_name("FILE"), "trained classifier (positional)")
+        ("images", po::value<std::vector<std::string>>()->value_name("IMAGE"), "image files (positional)")
+        ("trace", po::value<std::string>()->value_name("PATH"),
+         "ram: write the glimpse trace (a .png for one image, else a folder)")
+        ("samples", po::value<std::int64_t>()->default_value(0)->value_name("M"),
+         "ram: average M sampled trajectories (0 = follow the policy mean)")
+        ("invert", po::bool_switch(), "invert grey levels first (dark digits on light paper)")
+        ("top", po::value<std::int64_t>()->default_value(3)->value_name("N"), "classes to list per image")
+        ("json", po::bool_switch(), "print all class probabilities as JSON");
+    return {d};
+  }
+  po::positional_options_description positionals() const override {
+    po::positional_options_description p;
+    p.add("checkpoint", 1).add("images", -1);
+    return p;
+  }
+
+  int run(const po::variables_map& vm, const GlobalOptions& /*global*/, Streams& io) override {
+    if (!vm.count("checkpoint")) throw UsageError("classify: missing the checkpoint");
+    if (!vm.count("images")) throw UsageError("classify: no image files given");
+    const auto images = vm["images"].as<std::vector<std::string>>();
+    const auto samples = require_range<std::int64_t>(vm, "samples", 0, 1000);
+    const auto top = require_range<std::int64_t>(vm, "top", 1, 1000);
+    auto classifier = am::load_classifier(vm["checkpoint"].as<std::string>());
+    const bool is_ram = classifier->kind() == "ram";
+    std::string trace;
+    bool trace_is_file = false;
+    if (vm.count("trace")) {
+      if (!is_ram) throw UsageError("--trace needs a ram checkpoint; this one holds a '" + classifier->kind() + "'");
+      trace = vm["trace"].as<std::string>();
+      trace_is_file = images.size() == 1 && fs::path(trace).extension() == ".png";
+      if (!trace_is_file) {
+        std::error_code ec;
+        fs::create_directories(trace, ec);
+        if (ec) throw IoError(trace, "cannot create trace folder: " + ec.message());
+      }
+    }
+    torch::NoGradGuard no_grad;
+    classifier->module().eval();
+    nlohmann::json all = nlohmann::json::array();
+    for (const auto& path : images) {
+      const auto fitted = fit_image(path, classifier->channels(), classifier->height(), classifier->width(),
+                                    vm["invert"].as<bool>());
+      const auto batch = fitted.image.unsqueeze(0);
+      const auto probs = classifier->predict(batch, samples).exp()[0];
+      const auto predicted = probs.argmax().item<std::int64_t>();
+      nlohmann::json entry = {{"image", path}, {"fitted", fitted.note}, {"predicted", predicted},
+                              {"probabilities", std::vector<double>(probs.data_ptr<float>(),
+                                                                    probs.data_ptr<float>() + probs.numel())}};
+      if (!trace.empty()) {
+        const auto where = classifier->glimpse_trace(batch);
+        const auto target = trace_is_file ? trace : (fs::path(trace) / (fs::path(path).stem().string() + "-trace.png")).string();
+        std::ostringstream title;
+        title << fs::path(path).filename().string() << ": " << predicted << " (p=" << std::fixed
+              << std::setprecision(2) << probs[predicted].item<float>() << ")";
+        vision::write_image(target, vision::draw_glimpse_trace(fitted.image, where->locations[0], where->retina,
+                                                               where->glimpses[0], title.str()));
+        entry["trace"] = target;
+      }
+      all.push_back(entry);
+      if (!vm["json"].as<bool>()) {
+        const auto order = probs.argsort(0, /*descending=*/true);
+        io.out << path << ": " << predicted << "  (" << fitted.note << ")\n   ";
+        for (std::int64_t i = 0; i < std::min(top, probs.size(0)); ++i) {
+          const auto c = order[i].item<std::int64_t>();
+          io.out << "  " << c << ": " << std::fixed << std::setprecision(3) << probs[c].item<float>();
+        }
+        io.out << "\n";
+        if (entry.contains("trace")) io.out << "    trace " << entry["trace"].get<std::string>() << "\n";
+      }
+    }
+    if (vm["json"].as<bool>()) io.out << all.dump(2) << "\n";
+    return kSuccess;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_classify_command() { return std::make_unique<ClassifyCommand>(); }
+
+}  // namespace attend::cli

@@ -1,0 +1,73 @@
+#include "report.h"
+
+#include <attend/io_error.h>
+#include <attend/models/train.h>
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <ostream>
+
+namespace attend::cli {
+
+nlohmann::json evaluation_report(models::Classifier& classifier, const datasets::ImageSource& source,
+                                 const std::string& checkpoint, bool stochastic) {
+  nlohmann::json report = {{"checkpoint", checkpoint}, {"kind", classifier.kind()}, {"count", source.size()}};
+  std::vector<std::pair<std::string, std::int64_t>> modes{{"deterministic", 0}};
+  if (stochastic) {
+    modes = {{"mean location", 0}, {"M=1", 1}, {"M=10", 10}};
+  }
+  nlohmann::json results = nlohmann::json::array();
+  torch::manual_seed(0);  // sampled modes are reproducible
+  for (const auto& [name, samples] : modes) {
+    const auto r = models::evaluate_classifier(classifier, source, samples);
+    std::vector<std::vector<std::int64_t>> confusion;
+    for (std::int64_t i = 0; i < r.confusion.size(0); ++i) {
+      std::vector<std::int64_t> row(static_cast<size_t>(r.confusion.size(1)));
+      for (std::int64_t j = 0; j < r.confusion.size(1); ++j) row[static_cast<size_t>(j)] = r.confusion[i][j].item<std::int64_t>();
+      confusion.push_back(row);
+    }
+    results.push_back({{"mode", name},
+                       {"samples", samples},
+                       {"accuracy", r.accuracy},
+                       {"error_percent", 100.0 * (1.0 - r.accuracy)},
+                       {"nll", r.nll},
+                       {"confusion", confusion}});
+  }
+  report["results"] = results;
+  return report;
+}
+
+void print_evaluation(std::ostream& out, const nlohmann::json& report) {
+  out << "test set: " << report["count"].get<std::int64_t>() << " images, checkpoint "
+      << report["checkpoint"].get<std::string>() << "\n";
+  for (const auto& r : report["results"]) {
+    out << "  " << std::left << std::setw(15) << r["mode"].get<std::string>() << " accuracy " << std::fixed
+        << std::setprecision(2) << 100.0 * r["accuracy"].get<double>() << "%  error "
+        << r["error_percent"].get<double>() << "%\n";
+  }
+  const auto& confusion = report["results"].back()["confusion"];
+  out << "confusion (" << report["results"].back()["mode"].get<std::string>()
+      << "; rows = true class, columns = predicted):\n";
+  for (size_t i = 0; i < confusion.size(); ++i) {
+    out << "  " << std::right << std::setw(3) << i << " |";
+    for (const auto& v : confusion[i]) out << std::setw(5) << v.get<std::int64_t>();
+    out << "\n";
+  }
+}
+
+void write_json_file(const std::string& path, const nlohmann::json& j) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << j.dump(2) << "\n";
+    if (!f) throw IoError(path, "cannot write");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw IoError(path, "cannot rename into place: " + ec.message());
+}
+
+}  // namespace attend::cli
