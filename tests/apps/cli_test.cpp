@@ -7,6 +7,10 @@
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <fstream>
 
 #include <gtest/gtest.h>
 
@@ -121,7 +125,7 @@ TEST(Cli, DataWritesDeterministicScenesAndAContactSheet) {
   write_source(dir.path().string());
   auto make = [&](const std::string& out, const std::string& seed) {
     return run({"--seed", seed, "data", "cluttered", "--source", dir.path().string(), "--canvas", "24",
-                "--fragments", "3", "--fragment-size", "5", "--count", "30", "--out", out});
+                "--fragments", "3", "--fragment-size", "5", "--count", "30", "--png", "2", "--out", out});
   };
   const auto a = make(dir.file("a"), "5");
   ASSERT_EQ(a.code, 0) << a.err;
@@ -133,6 +137,9 @@ TEST(Cli, DataWritesDeterministicScenesAndAContactSheet) {
     EXPECT_EQ(read_bytes(dir.file(std::string("a/") + f)), read_bytes(dir.file(std::string("b/") + f))) << f;
   }
   EXPECT_NE(read_bytes(dir.file("a/train-images-idx3-ubyte")), read_bytes(dir.file("c/train-images-idx3-ubyte")));
+  // --png writes the first test scenes as image files named by index and label.
+  EXPECT_TRUE(std::filesystem::exists(dir.file("a/png/00001-label1.png")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("a/png/00002-label2.png")));
   const auto images = ds::read_idx(dir.file("a/t10k-images-idx3-ubyte"));
   const auto labels = ds::read_idx(dir.file("a/t10k-labels-idx1-ubyte"));
   EXPECT_EQ(images.sizes(), (std::vector<std::int64_t>{30, 24, 24}));
@@ -155,4 +162,82 @@ TEST(Cli, TranslatedScenesHoldOnlyTheDigit) {
   // Each scene's non-zero pixel sum equals its source digit's (nothing added, nothing cut).
   EXPECT_TRUE(torch::equal(images.to(torch::kInt64).sum({1, 2}), source.to(torch::kInt64).sum({1, 2})));
   EXPECT_FALSE(std::filesystem::exists(dir.file("t/t10k-images-idx3-ubyte.gz")));
+}
+
+TEST(CliTrain, TrainsEvaluatesResumesAndClassifiesWithATrace) {
+  TempDir dir;
+  write_source(dir.path().string());
+  const auto run_dir = dir.file("run");
+  const std::vector<std::string> base{"train", "ram", "--data", dir.path().string(), "--glimpses", "3",
+                                      "--glimpse-size", "4", "--scales", "2", "--hidden", "16", "--batch", "4",
+                                      "--val-count", "4", "--run-dir", run_dir};
+  auto args = base;
+  args.insert(args.end(), {"--epochs", "1"});
+  const auto first = run(args);
+  ASSERT_EQ(first.code, 0) << first.err;
+  EXPECT_TRUE(contains(first.out, "mean location")) << first.out;
+  EXPECT_TRUE(contains(first.out, "M=10")) << first.out;
+  for (const char* f : {"last.pt", "best.pt", "metrics.jsonl", "eval.json"}) {
+    EXPECT_TRUE(std::filesystem::exists(run_dir + "/" + f)) << f;
+  }
+  const auto report = nlohmann::json::parse(std::ifstream(run_dir + "/eval.json"));
+  EXPECT_EQ(report["count"], 12);
+  EXPECT_EQ(report["results"].size(), 3u);
+
+  // A longer run in the same folder continues where the first stopped.
+  args = base;
+  args.insert(args.end(), {"--epochs", "2"});
+  const auto second = run(args);
+  ASSERT_EQ(second.code, 0) << second.err;
+  EXPECT_TRUE(contains(second.err, "resumed at epoch 2 step 2")) << second.err;
+
+  const auto eval = run({"eval", run_dir + "/best.pt", "--json"});
+  ASSERT_EQ(eval.code, 0) << eval.err;
+  const auto j = nlohmann::json::parse(eval.out);
+  EXPECT_EQ(j["kind"], "ram");
+  std::int64_t total = 0;
+  for (const auto& row : j["results"][0]["confusion"]) {
+    for (const auto& v : row) total += v.get<std::int64_t>();
+  }
+  EXPECT_EQ(total, 12);
+
+  // A 20x25 photo is larger than the 10x10 input: resized to fit, then padded.
+  cv::Mat big(25, 20, CV_8UC3, cv::Scalar(0, 0, 0));
+  cv::circle(big, cv::Point(10, 12), 6, cv::Scalar(255, 255, 255), -1);
+  cv::imwrite(dir.file("digit.png"), big);
+  const auto c = run({"classify", run_dir + "/best.pt", dir.file("digit.png"), "--trace", dir.file("trace.png")});
+  ASSERT_EQ(c.code, 0) << c.err;
+  EXPECT_TRUE(contains(c.out, "read as grey, resized 20x25 -> 8x10, padded to 10x10")) << c.out;
+  const cv::Mat trace = cv::imread(dir.file("trace.png"));
+  ASSERT_FALSE(trace.empty());
+  EXPECT_GT(trace.rows, 300);
+}
+
+TEST(CliTrain, BadInputsGiveUsageOrFailureCodes) {
+  TempDir dir;
+  write_source(dir.path().string());
+  const std::string src = dir.path().string();
+  auto code = [&](std::vector<std::string> args) { return run(std::move(args)).code; };
+  EXPECT_EQ(code({"train", "ram", "--data", src}), 2) << "no run folder";
+  EXPECT_EQ(code({"train", "svm", "--data", src, "--run-dir", dir.file("r")}), 2);
+  EXPECT_EQ(code({"train", "ram", "--run-dir", dir.file("r")}), 2) << "no data";
+  EXPECT_EQ(code({"train", "ram", "--data", src, "--scenes", "cluttered", "--run-dir", dir.file("r")}), 2);
+  EXPECT_EQ(code({"train", "ram", "--data", src, "--glimpse-size", "11", "--run-dir", dir.file("r")}), 2)
+      << "glimpse larger than the 10x10 images";
+  EXPECT_EQ(code({"train", "ram", "--data", src, "--std", "0", "--run-dir", dir.file("r")}), 2);
+  EXPECT_EQ(code({"train", "ram", "--data", src, "--scales", "0", "--run-dir", dir.file("r")}), 2);
+  EXPECT_EQ(code({"train", "fc", "--data", src, "--fc-hidden", "8,x", "--run-dir", dir.file("r")}), 2);
+  EXPECT_EQ(code({"train", "fc", "--data", src, "--val-count", "12", "--run-dir", dir.file("r")}), 2);
+  const auto missing = run({"eval", dir.file("nope.pt")});
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_TRUE(contains(missing.err, dir.file("nope.pt") + ": no such checkpoint")) << missing.err;
+  attend::testing::write_bytes(dir.file("junk.pt"), {1, 2, 3});
+  EXPECT_EQ(run({"classify", dir.file("junk.pt"), dir.file("x.png")}).code, 1);
+  // An fc model has no glimpses to trace; an unreadable image is a failure naming it.
+  ASSERT_EQ(run({"train", "fc", "--data", src, "--fc-hidden", "8", "--epochs", "1", "--val-count", "0",
+                 "--run-dir", dir.file("fc")}).code, 0);
+  EXPECT_EQ(run({"classify", dir.file("fc/last.pt"), dir.file("junk.pt"), "--trace", dir.file("t.png")}).code, 2);
+  const auto unreadable = run({"classify", dir.file("fc/last.pt"), dir.file("junk.pt")});
+  EXPECT_EQ(unreadable.code, 1);
+  EXPECT_TRUE(contains(unreadable.err, dir.file("junk.pt") + ": not a readable image")) << unreadable.err;
 }

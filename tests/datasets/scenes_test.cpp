@@ -1,5 +1,6 @@
 #include <attend/datasets/rng.h>
 #include <attend/datasets/scenes.h>
+#include <attend/datasets/source.h>
 
 #include <torch/torch.h>
 
@@ -169,4 +170,36 @@ TEST(SceneDataset, TrainingScenesChangeWithTheEpochAndTestScenesDoNot) {
   EXPECT_TRUE(torch::equal(f0.data, f1.data));
   EXPECT_TRUE(torch::equal(t0.target, t1.target));
   EXPECT_THROW(test.get_batch(std::vector<size_t>{16}), c10::Error);
+}
+
+TEST(EpochBatch, EachEpochVisitsEveryIndexOnceInASeededOrder) {
+  std::vector<std::int64_t> seen;
+  for (std::int64_t step = 0; step < 4; ++step) {
+    const auto b = ds::epoch_batch(10, 3, 7, 2, step);
+    EXPECT_EQ(static_cast<std::int64_t>(b.size()), step < 3 ? 3 : 1);
+    seen.insert(seen.end(), b.begin(), b.end());
+  }
+  auto sorted = seen;
+  std::sort(sorted.begin(), sorted.end());
+  for (std::int64_t i = 0; i < 10; ++i) EXPECT_EQ(sorted[static_cast<size_t>(i)], i);
+  EXPECT_EQ(ds::epoch_batch(10, 3, 7, 2, 1), ds::epoch_batch(10, 3, 7, 2, 1));
+  EXPECT_NE(ds::epoch_batch(10, 10, 7, 2, 0), ds::epoch_batch(10, 10, 7, 3, 0));
+  EXPECT_THROW(ds::epoch_batch(10, 3, 7, 2, 4), c10::Error);
+}
+
+TEST(ImageSources, SubsetsAndScenesServeFloatBatches) {
+  const auto digits = make_digits(20, 12);
+  auto all = std::make_shared<const ds::DigitsSource>(digits);
+  const ds::SubsetSource tail(all, 15, 5);
+  const auto batch = tail.get({0, 4}, 0);
+  EXPECT_EQ(batch.images.sizes(), (std::vector<std::int64_t>{2, 1, 12, 12}));
+  EXPECT_EQ(batch.labels[1].item<std::int64_t>(), digits.labels[19].item<std::int64_t>());
+  EXPECT_TRUE(torch::allclose(batch.images[0][0], digits.images[15].to(torch::kFloat32) / 255.0));
+  EXPECT_THROW(tail.get({5}, 0), c10::Error);
+  EXPECT_THROW(ds::SubsetSource(all, 15, 6), c10::Error);
+  auto gen = std::make_shared<const ds::SceneGenerator>(digits, ds::SceneOptions().canvas(30).fragments(2), 3);
+  const ds::SceneSource fresh(gen, ds::SceneMode::kFreshEachEpoch), fixed(gen, ds::SceneMode::kFixed);
+  EXPECT_EQ(fresh.height(), 30);
+  EXPECT_FALSE(torch::equal(fresh.get({1, 2}, 0).images, fresh.get({1, 2}, 1).images));
+  EXPECT_TRUE(torch::equal(fixed.get({1, 2}, 0).images, fixed.get({1, 2}, 5).images));
 }

@@ -66,10 +66,13 @@ cv::Mat draw_glimpse_trace(const torch::Tensor& image, const torch::Tensor& loca
 
   const auto loc = locations.detach().to(torch::kFloat64).contiguous();
   const auto* l = loc.data_ptr<double>();
+  // Everything is drawn into the image's own region, so boxes of patches that
+  // reach past the image are clipped at its border.
+  cv::Mat view = canvas(image_rect);
   auto to_canvas = [&](double px, double py) {
-    return cv::Point2d(image_rect.x + px * static_cast<double>(scale), image_rect.y + py * static_cast<double>(scale));
+    return cv::Point2d(px * static_cast<double>(scale), py * static_cast<double>(scale));
   };
-  cv::Mat overlay = canvas.clone();
+  cv::Mat overlay = view.clone();
   std::vector<cv::Point> centres;
   for (std::int64_t t = 0; t < steps; ++t) {
     const auto colour = step_colour(t, steps);
@@ -84,17 +87,17 @@ cv::Mat draw_glimpse_trace(const torch::Tensor& image, const torch::Tensor& loca
     const auto centre = to_canvas(c.x0 + c.side / 2, c.y0 + c.side / 2);
     centres.emplace_back(static_cast<int>(std::lround(centre.x)), static_cast<int>(std::lround(centre.y)));
   }
-  cv::addWeighted(overlay, 0.8, canvas, 0.2, 0, canvas);
+  cv::addWeighted(overlay, 0.8, view, 0.2, 0, view);
   for (size_t t = 0; t + 1 < centres.size(); ++t) {
-    cv::line(canvas, centres[t], centres[t + 1], cv::Scalar(255, 255, 255), 1, cv::LINE_AA);
+    cv::line(view, centres[t], centres[t + 1], cv::Scalar(255, 255, 255), 1, cv::LINE_AA);
   }
   for (std::int64_t t = 0; t < steps; ++t) {
     const auto& p = centres[static_cast<size_t>(t)];
-    cv::circle(canvas, p, 9, step_colour(t, steps), cv::FILLED, cv::LINE_AA);
+    cv::circle(view, p, 9, step_colour(t, steps), cv::FILLED, cv::LINE_AA);
     const auto label = std::to_string(t + 1);
     int base = 0;
     const auto ts = cv::getTextSize(label, cv::FONT_HERSHEY_SIMPLEX, 0.4, 1, &base);
-    cv::putText(canvas, label, cv::Point(p.x - ts.width / 2, p.y + ts.height / 2), cv::FONT_HERSHEY_SIMPLEX, 0.4,
+    cv::putText(view, label, cv::Point(p.x - ts.width / 2, p.y + ts.height / 2), cv::FONT_HERSHEY_SIMPLEX, 0.4,
                 cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
   }
 

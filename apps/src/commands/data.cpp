@@ -9,6 +9,7 @@
 #include <attend/datasets/scenes.h>
 #include <attend/io_error.h>
 #include <attend/vision/contact_sheet.h>
+#include <attend/vision/convert.h>
 #include <attend/vision/image_io.h>
 
 #include <torch/torch.h>
@@ -54,7 +55,9 @@ class DataCommand : public Command {
         ("out", po::value<std::string>()->value_name("DIR"), "output folder (default out/<kind>-<canvas>)")
         ("gzip", po::bool_switch(), "write .gz IDX files")
         ("sheet", po::value<std::int64_t>()->default_value(100)->value_name("N"),
-         "scenes shown in contact-sheet.png (0 = no sheet)");
+         "scenes shown in contact-sheet.png (0 = no sheet)")
+        ("png", po::value<std::int64_t>()->default_value(0)->value_name("N"),
+         "also write the first N test scenes as png/<index>-label<L>.png");
     return {what, output};
   }
   po::positional_options_description positionals() const override {
@@ -74,6 +77,7 @@ class DataCommand : public Command {
     const auto count = require_range<std::int64_t>(vm, "count", 0, 10'000'000);
     const auto fragment_size = require_range<std::int64_t>(vm, "fragment-size", 1, 4096);
     const auto sheet = require_range<std::int64_t>(vm, "sheet", 0, 10'000);
+    const auto pngs = require_range<std::int64_t>(vm, "png", 0, 100'000);
     std::int64_t fragments = kind == "cluttered" ? 4 : 0;
     if (vm.count("fragments")) {
       fragments = require_range<std::int64_t>(vm, "fragments", 0, 1000);
@@ -127,6 +131,17 @@ class DataCommand : public Command {
       io.out << "wrote " << n << " " << name << " scenes (" << canvas << "x" << canvas << ", " << fragments
              << " fragments) to " << images_path << "\n";
 
+      if (pngs > 0 && (name == "test" || split == "train")) {
+        const auto shown = std::min(pngs, n);
+        for (std::int64_t i = 0; i < shown; ++i) {
+          char file[64];
+          std::snprintf(file, sizeof file, "%05lld-label%lld.png", static_cast<long long>(i),
+                        static_cast<long long>(scenes.labels[i].item<std::int64_t>()));
+          vision::write_image((fs::path(out_dir) / "png" / file).string(),
+                              vision::tensor_to_mat(scenes.images[i]));
+        }
+        io.out << "wrote " << shown << " scenes as PNG to " << (fs::path(out_dir) / "png").string() << "\n";
+      }
       // The sheet shows the test split when there is one, else the training split.
       if (sheet > 0 && (name == "test" || split == "train")) {
         const auto shown = std::min(sheet, n);
