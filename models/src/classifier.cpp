@@ -38,6 +38,7 @@ class RamClassifier : public Classifier {
   std::int64_t width() const override { return width_; }
   std::int64_t classes() const override { return model_->options.classes(); }
   ClassifierLoss loss(const torch::Tensor& images, const torch::Tensor& targets) override {
+    check_size(images);
     const auto out = model_->forward(images, /*sample=*/true);
     const auto l = ram_loss(out, targets, reinforce_weight_);
     return {l.total,
@@ -47,14 +48,22 @@ class RamClassifier : public Classifier {
              {"reinforce", l.reinforce.item<double>()}}};
   }
   torch::Tensor predict(const torch::Tensor& images, std::int64_t samples) override {
+    check_size(images);
     return ram_predict(model_, images, samples);
   }
   std::optional<GlimpseTrace> glimpse_trace(const torch::Tensor& images) override {
+    check_size(images);
     const auto out = model_->forward(images, /*sample=*/false, std::nullopt, /*keep_glimpses=*/true);
     return GlimpseTrace{out.locations, out.glimpses, model_->options.retina()};
   }
 
  private:
+  // The retina works on any size, but locations are relative to the image: a model
+  // trained on one size would look at other places on another.
+  void check_size(const torch::Tensor& images) const {
+    TORCH_CHECK(images.dim() == 4 && images.size(2) == height_ && images.size(3) == width_,
+                "ram: expected images [B,", channels(), ",", height_, ",", width_, "], got ", images.sizes());
+  }
   Ram model_;
   std::int64_t height_, width_;
   double reinforce_weight_;
