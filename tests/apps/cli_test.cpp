@@ -211,6 +211,14 @@ TEST(CliTrain, TrainsEvaluatesResumesAndClassifiesWithATrace) {
   const cv::Mat trace = cv::imread(dir.file("trace.png"));
   ASSERT_FALSE(trace.empty());
   EXPECT_GT(trace.rows, 300);
+  // A folder of images gives one trace per image.
+  std::filesystem::create_directories(dir.file("imgs"));
+  cv::imwrite(dir.file("imgs/a.png"), big);
+  cv::imwrite(dir.file("imgs/b.jpg"), big);
+  const auto folder = run({"classify", run_dir + "/best.pt", dir.file("imgs"), "--trace", dir.file("traces")});
+  ASSERT_EQ(folder.code, 0) << folder.err;
+  EXPECT_TRUE(std::filesystem::exists(dir.file("traces/a-trace.png")));
+  EXPECT_TRUE(std::filesystem::exists(dir.file("traces/b-trace.png")));
 }
 
 TEST(CliTrain, BadInputsGiveUsageOrFailureCodes) {

@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <iomanip>
 #include <sstream>
@@ -72,7 +74,8 @@ class ClassifyCommand : public Command {
     po::options_description d("Classification", 100);
     d.add_options()
         ("checkpoint", po::value<std::string>()->value_name("FILE"), "trained classifier (positional)")
-        ("images", po::value<std::vector<std::string>>()->value_name("IMAGE"), "image files (positional)")
+        ("images", po::value<std::vector<std::string>>()->value_name("IMAGE"),
+         "image files or folders of them (positional)")
         ("trace", po::value<std::string>()->value_name("PATH"),
          "ram: write the glimpse trace (a .png for one image, else a folder)")
         ("samples", po::value<std::int64_t>()->default_value(0)->value_name("M"),
@@ -91,7 +94,27 @@ class ClassifyCommand : public Command {
   int run(const po::variables_map& vm, const GlobalOptions& /*global*/, Streams& io) override {
     if (!vm.count("checkpoint")) throw UsageError("classify: missing the checkpoint");
     if (!vm.count("images")) throw UsageError("classify: no image files given");
-    const auto images = vm["images"].as<std::vector<std::string>>();
+    // A folder stands for the image files in it (png, jpg, jpeg, bmp, pgm, ppm, tif, tiff), sorted.
+    std::vector<std::string> images;
+    for (const auto& arg : vm["images"].as<std::vector<std::string>>()) {
+      std::error_code ec;
+      if (!fs::is_directory(arg, ec)) {
+        images.push_back(arg);
+        continue;
+      }
+      std::vector<std::string> found;
+      for (const auto& entry : fs::directory_iterator(arg, ec)) {
+        auto ext = entry.path().extension().string();
+        std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
+        if (entry.is_regular_file() && (ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp" ||
+                                        ext == ".pgm" || ext == ".ppm" || ext == ".tif" || ext == ".tiff")) {
+          found.push_back(entry.path().string());
+        }
+      }
+      if (found.empty()) throw IoError(arg, "folder holds no image files");
+      std::sort(found.begin(), found.end());
+      images.insert(images.end(), found.begin(), found.end());
+    }
     const auto samples = require_range<std::int64_t>(vm, "samples", 0, 1000);
     const auto top = require_range<std::int64_t>(vm, "top", 1, 1000);
     auto classifier = am::load_classifier(vm["checkpoint"].as<std::string>());
