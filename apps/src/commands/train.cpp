@@ -60,6 +60,10 @@ class TrainCommand : public Command {
         ("scales", po::value<std::int64_t>()->default_value(1)->value_name("K"), "ram: retina patches per glimpse")
         ("scale-ratio", po::value<double>()->default_value(2.0)->value_name("S"), "ram: side ratio of patches")
         ("hidden", po::value<std::int64_t>()->default_value(256)->value_name("N"), "ram: core state size")
+        ("what-size", po::value<std::int64_t>()->default_value(128)->value_name("N"), "ram: retina features h_g")
+        ("where-size", po::value<std::int64_t>()->default_value(128)->value_name("N"), "ram: location features h_l")
+        ("glimpse-features", po::value<std::int64_t>()->default_value(256)->value_name("N"),
+         "ram: combined glimpse features")
         ("core", po::value<std::string>()->default_value("rnn")->value_name("C"), "ram: rnn (paper) or lstm")
         ("std", po::value<double>()->default_value(0.15)->value_name("S"), "ram: location policy std")
         ("reinforce-weight", po::value<double>()->default_value(1.0)->value_name("L"), "ram: lambda of REINFORCE")
@@ -143,6 +147,9 @@ class TrainCommand : public Command {
                           .scales(require_range<std::int64_t>(vm, "scales", 1, 16))
                           .scale_ratio(vm["scale-ratio"].as<double>())
                           .hidden(require_range<std::int64_t>(vm, "hidden", 1, 65536))
+                          .what_size(require_range<std::int64_t>(vm, "what-size", 1, 65536))
+                          .where_size(require_range<std::int64_t>(vm, "where-size", 1, 65536))
+                          .glimpse_features(require_range<std::int64_t>(vm, "glimpse-features", 1, 65536))
                           .core(require_one_of(vm, "core", {"rnn", "lstm"}))
                           .location_std(vm["std"].as<double>())
                           .to_json();

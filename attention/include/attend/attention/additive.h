@@ -1,0 +1,52 @@
+#pragma once
+/// Additive (Bahdanau) attention: score(q, k_n) = v^T tanh(W_q q + W_k k_n + b).
+/// For step-by-step decoding, project the keys once per sequence with project_keys()
+/// and call forward_projected() at every step.
+
+#include <attend/attention/attended.h>
+
+#include <torch/arg.h>
+#include <torch/nn/cloneable.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+namespace attend::attention {
+
+struct AdditiveAttentionOptions {
+  AdditiveAttentionOptions(std::int64_t query_size, std::int64_t key_size, std::int64_t hidden_size)
+      : query_size_(query_size), key_size_(key_size), hidden_size_(hidden_size) {}
+  TORCH_ARG(std::int64_t, query_size);
+  TORCH_ARG(std::int64_t, key_size);
+  TORCH_ARG(std::int64_t, hidden_size);
+};
+
+/// Functional form. requires: query_projection [B,H] (W_q q), key_projection [B,N,H]
+/// (W_k k + b), v [H], values [B,N,Dv], mask [B,N] bool (true = may attend) or undefined.
+/// ensures: context [B,Dv], weights [B,N].
+Attended additive_attention(const torch::Tensor& query_projection, const torch::Tensor& key_projection,
+                            const torch::Tensor& v, const torch::Tensor& values, const torch::Tensor& mask = {});
+
+class AdditiveAttentionImpl : public torch::nn::Cloneable<AdditiveAttentionImpl> {
+ public:
+  AdditiveAttentionImpl(std::int64_t query_size, std::int64_t key_size, std::int64_t hidden_size)
+      : AdditiveAttentionImpl(AdditiveAttentionOptions(query_size, key_size, hidden_size)) {}
+  explicit AdditiveAttentionImpl(const AdditiveAttentionOptions& options);
+  void reset() override;
+  void pretty_print(std::ostream& stream) const override;
+
+  /// keys [B,N,Dk] -> [B,N,H]: compute once per sequence.
+  torch::Tensor project_keys(const torch::Tensor& keys);
+  /// query [B,Dq], keys [B,N,Dk], values [B,N,Dv], mask [B,N] -> context [B,Dv], weights [B,N].
+  Attended forward(const torch::Tensor& query, const torch::Tensor& keys, const torch::Tensor& values,
+                   const torch::Tensor& mask = {});
+  /// As forward, with keys already through project_keys.
+  Attended forward_projected(const torch::Tensor& query, const torch::Tensor& projected_keys,
+                             const torch::Tensor& values, const torch::Tensor& mask = {});
+
+  AdditiveAttentionOptions options;
+  torch::nn::Linear query_proj{nullptr}, key_proj{nullptr};
+  torch::Tensor v;  ///< [H]
+};
+TORCH_MODULE(AdditiveAttention);
+
+}  // namespace attend::attention

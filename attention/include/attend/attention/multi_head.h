@@ -1,0 +1,60 @@
+#pragma once
+/// Multi-head attention, batch-first. Unlike torch::nn::MultiheadAttention in
+/// LibTorch 1.13 (sequence-first, and a bool attn_mask that is added as 0/1 rather
+/// than blocking), masks follow mask.h: bool, true = may attend, and they block.
+/// Weights of a torch::nn::MultiheadAttention load unchanged with load_from().
+
+#include <attend/attention/attended.h>
+
+#include <torch/arg.h>
+#include <torch/nn/cloneable.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+namespace attend::attention {
+
+struct MultiHeadAttentionOptions {
+  MultiHeadAttentionOptions(std::int64_t embed_dim, std::int64_t num_heads)
+      : embed_dim_(embed_dim), num_heads_(num_heads) {}
+  TORCH_ARG(std::int64_t, embed_dim);
+  TORCH_ARG(std::int64_t, num_heads);
+  /// Feature size of keys and values (0 = embed_dim).
+  TORCH_ARG(std::int64_t, kdim) = 0;
+  TORCH_ARG(std::int64_t, vdim) = 0;
+  /// Dropout on the attention weights used for the context (training only).
+  TORCH_ARG(double, dropout) = 0.0;
+  TORCH_ARG(bool, bias) = true;
+};
+
+/// Which weights to return.
+enum class HeadWeights { kAverage, kPerHead };
+
+class MultiHeadAttentionImpl : public torch::nn::Cloneable<MultiHeadAttentionImpl> {
+ public:
+  MultiHeadAttentionImpl(std::int64_t embed_dim, std::int64_t num_heads)
+      : MultiHeadAttentionImpl(MultiHeadAttentionOptions(embed_dim, num_heads)) {}
+  explicit MultiHeadAttentionImpl(const MultiHeadAttentionOptions& options);
+  void reset() override;
+  void pretty_print(std::ostream& stream) const override;
+
+  /// requires: query [B,Tq,E], key [B,Tk,kdim], value [B,Tk,vdim];
+  ///           key_mask [B,Tk] bool (true = may attend; e.g. padding_mask());
+  ///           attn_mask bool [Tq,Tk] or [B,Tq,Tk] (e.g. causal_mask());
+  ///           bias float [Tq,Tk], [B,Tq,Tk] or [B,H,Tq,Tk], added to the scores.
+  /// ensures:  context [B,Tq,E]; weights [B,Tq,Tk] averaged over heads, or
+  ///           [B,H,Tq,Tk] per head, before dropout. Fully masked rows: zero weights.
+  Attended forward(const torch::Tensor& query, const torch::Tensor& key, const torch::Tensor& value,
+                   const torch::Tensor& key_mask = {}, const torch::Tensor& attn_mask = {},
+                   const torch::Tensor& bias = {}, HeadWeights weights = HeadWeights::kAverage);
+
+  /// Copies the parameters of a LibTorch module of the same sizes (packed or separate
+  /// input projections). throws c10::Error naming the mismatch otherwise.
+  void load_from(const torch::nn::MultiheadAttention& other);
+
+  MultiHeadAttentionOptions options;
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
+};
+TORCH_MODULE(MultiHeadAttention);
+
+}  // namespace attend::attention

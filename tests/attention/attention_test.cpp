@@ -1,0 +1,208 @@
+#include <attend/attention/additive.h>
+#include <attend/attention/dot_product.h>
+#include <attend/attention/mask.h>
+#include <attend/attention/multi_head.h>
+
+#include <torch/torch.h>
+
+#include <gtest/gtest.h>
+
+#include <functional>
+
+namespace aa = attend::attention;
+using torch::indexing::Slice;
+
+namespace {
+
+/// Central finite differences of f (a scalar function of x) against autograd, in double.
+void expect_gradient_matches_finite_differences(const std::function<torch::Tensor(const torch::Tensor&)>& f,
+                                                torch::Tensor x, double tolerance = 1e-6) {
+  x = x.detach().to(torch::kFloat64).requires_grad_(true);
+  f(x).backward();
+  const auto analytic = x.grad().clone();
+  auto numeric = torch::zeros_like(analytic);
+  const double eps = 1e-6;
+  auto flat = x.detach().view(-1);
+  for (std::int64_t i = 0; i < flat.numel(); ++i) {
+    const double keep = flat[i].item<double>();
+    flat[i] = keep + eps;
+    const double up = f(x.detach()).item<double>();
+    flat[i] = keep - eps;
+    const double down = f(x.detach()).item<double>();
+    flat[i] = keep;
+    numeric.view(-1)[i] = (up - down) / (2 * eps);
+  }
+  EXPECT_TRUE(torch::allclose(analytic, numeric, tolerance, tolerance))
+      << "max difference " << (analytic - numeric).abs().max().item<double>();
+}
+
+}  // namespace
+
+class Attention : public ::testing::Test {
+ protected:
+  void SetUp() override { torch::manual_seed(0); }
+};
+
+TEST_F(Attention, ScaledDotProductMatchesANaiveLoop) {
+  const auto q = torch::randn({2, 3, 4}), k = torch::randn({2, 5, 4}), v = torch::randn({2, 5, 6});
+  const auto mask = torch::rand({2, 3, 5}) > 0.3;
+  const auto out = aa::scaled_dot_product_attention(q, k, v, mask);
+  for (std::int64_t b = 0; b < 2; ++b) {
+    for (std::int64_t i = 0; i < 3; ++i) {
+      std::vector<double> s;
+      double z = 0, top = -1e300;
+      for (std::int64_t j = 0; j < 5; ++j) {
+        s.push_back((q[b][i] * k[b][j]).sum().item<double>() / 2.0);
+        if (mask[b][i][j].item<bool>()) top = std::max(top, s.back());
+      }
+      for (std::int64_t j = 0; j < 5; ++j) z += mask[b][i][j].item<bool>() ? std::exp(s[j] - top) : 0.0;
+      auto context = torch::zeros({6}, torch::kFloat64);
+      for (std::int64_t j = 0; j < 5; ++j) {
+        const double w = (mask[b][i][j].item<bool>() && z > 0) ? std::exp(s[j] - top) / z : 0.0;
+        EXPECT_NEAR(out.weights[b][i][j].item<double>(), w, 1e-6);
+        context += w * v[b][j].to(torch::kFloat64);
+      }
+      EXPECT_TRUE(torch::allclose(out.context[b][i].to(torch::kFloat64), context, 1e-5, 1e-6));
+    }
+  }
+}
+
+TEST_F(Attention, FullyMaskedQueriesGiveZeroContextAndFiniteGradients) {
+  auto q = torch::randn({1, 2, 4}, torch::requires_grad(true));
+  const auto k = torch::randn({1, 3, 4}), v = torch::randn({1, 3, 2});
+  const auto mask = torch::tensor({{{false, false, false}, {true, false, true}}});
+  const auto out = aa::scaled_dot_product_attention(q, k, v, mask);
+  EXPECT_TRUE((out.context[0][0] == 0).all().item<bool>());
+  EXPECT_TRUE((out.weights[0][0] == 0).all().item<bool>());
+  EXPECT_EQ(out.weights[0][1][1].item<float>(), 0.0f);
+  out.context.sum().backward();
+  EXPECT_TRUE(torch::isfinite(q.grad()).all().item<bool>());
+}
+
+TEST_F(Attention, DropoutChangesTheContextButNotTheReturnedWeights) {
+  const auto q = torch::randn({2, 4, 8}), k = torch::randn({2, 6, 8}), v = torch::randn({2, 6, 8});
+  const auto plain = aa::scaled_dot_product_attention(q, k, v);
+  const auto dropped = aa::scaled_dot_product_attention(q, k, v, {}, {}, 0.5, /*training=*/true);
+  EXPECT_TRUE(torch::allclose(plain.weights, dropped.weights));
+  EXPECT_FALSE(torch::allclose(plain.context, dropped.context));
+  EXPECT_TRUE(torch::allclose(plain.weights.sum(-1), torch::ones({2, 4})));
+  const auto eval = aa::scaled_dot_product_attention(q, k, v, {}, {}, 0.5, /*training=*/false);
+  EXPECT_TRUE(torch::allclose(plain.context, eval.context));
+}
+
+TEST_F(Attention, ScaledDotProductGradientsMatchFiniteDifferences) {
+  const auto k = torch::randn({2, 5, 3}, torch::kFloat64), v = torch::randn({2, 5, 4}, torch::kFloat64);
+  const auto mask = aa::padding_mask(torch::tensor({3, 5}), 5).unsqueeze(1);
+  const auto w = torch::randn({2, 2, 4}, torch::kFloat64);
+  expect_gradient_matches_finite_differences(
+      [&](const torch::Tensor& q) { return (aa::scaled_dot_product_attention(q, k, v, mask).context * w).sum(); },
+      torch::randn({2, 2, 3}));
+}
+
+TEST_F(Attention, AdditiveMatchesItsDefinitionAndPrecomputedKeysGiveTheSameResult) {
+  aa::AdditiveAttention att(5, 3, 7);
+  const auto query = torch::randn({2, 5}), keys = torch::randn({2, 4, 3}), values = torch::randn({2, 4, 6});
+  const auto mask = aa::padding_mask(torch::tensor({4, 2}), 4);
+  const auto out = att->forward(query, keys, values, mask);
+  const auto again = att->forward_projected(query, att->project_keys(keys), values, mask);
+  EXPECT_TRUE(torch::equal(out.context, again.context));
+  for (std::int64_t b = 0; b < 2; ++b) {
+    auto scores = torch::zeros({4});
+    for (std::int64_t n = 0; n < 4; ++n) {
+      scores[n] = (att->v * torch::tanh(torch::mv(att->query_proj->weight, query[b]) +
+                                        torch::mv(att->key_proj->weight, keys[b][n]) + att->key_proj->bias))
+                      .sum();
+    }
+    const auto allowed = mask[b];
+    const auto expected = torch::softmax(scores.masked_fill(allowed.logical_not(), -1e30), 0) * allowed;
+    EXPECT_TRUE(torch::allclose(out.weights[b], expected, 1e-5, 1e-6));
+  }
+  EXPECT_EQ(out.weights[1][2].item<float>(), 0.0f);
+  EXPECT_EQ(out.context.sizes(), (std::vector<std::int64_t>{2, 6}));
+}
+
+TEST_F(Attention, AdditiveGradientsMatchFiniteDifferences) {
+  aa::AdditiveAttention att(3, 2, 4);
+  att->to(torch::kFloat64);
+  const auto keys = torch::randn({2, 3, 2}, torch::kFloat64), values = torch::randn({2, 3, 2}, torch::kFloat64);
+  expect_gradient_matches_finite_differences(
+      [&](const torch::Tensor& q) { return att->forward(q, keys, values).context.pow(2).sum(); },
+      torch::randn({2, 3}));
+}
+
+TEST_F(Attention, MultiHeadEqualsLibTorchWithTheSameWeights) {
+  for (const bool separate_kv : {false, true}) {
+    SCOPED_TRACE(separate_kv);
+    // LibTorch 1.13 asserts key.sizes() == value.sizes(), so its kdim must equal vdim;
+    // ours allows them to differ (checked by the shape tests below).
+    auto options = torch::nn::MultiheadAttentionOptions(16, 4);
+    if (separate_kv) options.kdim(10).vdim(10);
+    torch::nn::MultiheadAttention theirs(options);
+    aa::MultiHeadAttention ours(aa::MultiHeadAttentionOptions(16, 4).kdim(separate_kv ? 10 : 0).vdim(separate_kv ? 10 : 0));
+    ours->load_from(theirs);
+    const auto q = torch::randn({3, 5, 16});
+    const auto k = torch::randn({3, 7, separate_kv ? 10 : 16}), v = torch::randn({3, 7, separate_kv ? 10 : 16});
+    const auto bias = torch::randn({5, 7});
+    const auto [ref_out, ref_w] =
+        theirs->forward(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), {}, true, bias);
+    const auto out = ours->forward(q, k, v, {}, {}, bias);
+    EXPECT_TRUE(torch::allclose(out.context, ref_out.transpose(0, 1), 1e-5, 1e-6));
+    EXPECT_TRUE(torch::allclose(out.weights, ref_w, 1e-5, 1e-6));
+    const auto [plain_out, plain_w] = theirs->forward(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1));
+    EXPECT_TRUE(torch::allclose(ours->forward(q, k, v).context, plain_out.transpose(0, 1), 1e-5, 1e-6));
+    // Per-head weights average to LibTorch's.
+    const auto per_head = ours->forward(q, k, v, {}, {}, bias, aa::HeadWeights::kPerHead).weights;
+    EXPECT_EQ(per_head.sizes(), (std::vector<std::int64_t>{3, 4, 5, 7}));
+    EXPECT_TRUE(torch::allclose(per_head.mean(1), ref_w, 1e-5, 1e-6));
+  }
+}
+
+TEST_F(Attention, MultiHeadBoolMasksBlockWhereLibTorchWouldAddOneInstead) {
+  torch::nn::MultiheadAttention theirs(8, 2);
+  aa::MultiHeadAttention ours(8, 2);
+  ours->load_from(theirs);
+  const auto x = torch::randn({2, 4, 8});
+  const auto causal = aa::causal_mask(4, 4);
+  const auto lengths = aa::padding_mask(torch::tensor({4, 3}), 4);
+  const auto out = ours->forward(x, x, x, lengths, causal);
+  // Blocking: exactly zero weight on the future and on padding.
+  EXPECT_TRUE((out.weights.masked_select(causal.logical_not().unsqueeze(0).expand({2, 4, 4})) == 0).all().item<bool>());
+  EXPECT_TRUE((out.weights[1].index({Slice(), 3}) == 0).all().item<bool>());
+  // The same as LibTorch given the equivalent additive -inf mask.
+  const auto neg_inf = torch::zeros({4, 4}).masked_fill(causal.logical_not(), -INFINITY);
+  const auto [ref_out, ref_w] = theirs->forward(x.transpose(0, 1), x.transpose(0, 1), x.transpose(0, 1),
+                                                lengths.logical_not(), true, neg_inf);
+  EXPECT_TRUE(torch::allclose(out.context, ref_out.transpose(0, 1), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(out.weights, ref_w, 1e-5, 1e-6));
+  // LibTorch 1.13 given the bool mask itself adds it as 0/1 and does not block.
+  const auto [bool_out, bool_w] =
+      theirs->forward(x.transpose(0, 1), x.transpose(0, 1), x.transpose(0, 1), {}, true, causal.logical_not());
+  EXPECT_GT(bool_w.masked_select(causal.logical_not().unsqueeze(0).expand({2, 4, 4})).abs().sum().item<float>(), 0.0f);
+}
+
+TEST_F(Attention, MultiHeadGradientsMatchFiniteDifferences) {
+  aa::MultiHeadAttention mha(4, 2);
+  mha->to(torch::kFloat64);
+  const auto kv = torch::randn({1, 3, 4}, torch::kFloat64);
+  const auto mask = aa::padding_mask(torch::tensor({2}), 3);
+  expect_gradient_matches_finite_differences(
+      [&](const torch::Tensor& q) { return mha->forward(q, kv, kv, mask).context.pow(2).sum(); },
+      torch::randn({1, 2, 4}));
+}
+
+TEST_F(Attention, MultiHeadRejectsInconsistentShapesAndFloatBoolConfusion) {
+  aa::MultiHeadAttention mha(8, 2);
+  const auto x = torch::randn({2, 3, 8});
+  EXPECT_THROW(aa::MultiHeadAttention(10, 3), c10::Error);
+  EXPECT_THROW(mha->forward(torch::randn({2, 3, 6}), x, x), c10::Error);
+  EXPECT_THROW(mha->forward(x, x, torch::randn({2, 4, 8})), c10::Error);
+  EXPECT_THROW(mha->forward(x, x, x, torch::ones({2, 3})), c10::Error) << "float key mask";
+  EXPECT_THROW(mha->forward(x, x, x, {}, torch::ones({3, 3})), c10::Error) << "float attn mask";
+  torch::nn::MultiheadAttention other(16, 2);
+  EXPECT_THROW(mha->load_from(other), c10::Error);
+  // Keys and values of different widths (which LibTorch's module cannot take).
+  aa::MultiHeadAttention kv(aa::MultiHeadAttentionOptions(8, 2).kdim(5).vdim(3));
+  const auto out = kv->forward(x, torch::randn({2, 4, 5}), torch::randn({2, 4, 3}));
+  EXPECT_EQ(out.context.sizes(), (std::vector<std::int64_t>{2, 3, 8}));
+  EXPECT_TRUE(torch::allclose(out.weights.sum(-1), torch::ones({2, 3})));
+}
