@@ -26,6 +26,22 @@ struct LocationSample {
 LocationSample gaussian_location_policy(const torch::Tensor& mean, double std, bool sample,
                                         std::optional<at::Generator> generator = std::nullopt);
 
+/// A choice among N regions drawn from a categorical policy.
+struct CategoricalSample {
+  torch::Tensor index;     ///< [B] int64, never a masked region
+  torch::Tensor log_prob;  ///< [B] log p(index), differentiable w.r.t. the logits
+  torch::Tensor entropy;   ///< [B] entropy of the policy over the allowed regions
+  torch::Tensor probs;     ///< [B,N] the policy (zero on masked regions)
+};
+
+/// Categorical policy for hard attention over regions (e.g. hard-attention captioning).
+/// requires: logits [B,N]; mask [B,N] bool (true = may choose) with at least one
+///           allowed region per row, or undefined.
+/// ensures:  with `sample`, index ~ p from `generator` (or the default generator);
+///           otherwise index = argmax p.
+CategoricalSample categorical_policy(const torch::Tensor& logits, const torch::Tensor& mask, bool sample,
+                                     std::optional<at::Generator> generator = std::nullopt);
+
 /// log N(x; mean, std^2 I) summed over the last dimension: [B,D] -> [B].
 torch::Tensor gaussian_log_prob(const torch::Tensor& x, const torch::Tensor& mean, double std);
 

@@ -1,0 +1,121 @@
+#include <attend/attention/co_attention.h>
+#include <attend/attention/hard.h>
+#include <attend/attention/luong.h>
+#include <attend/attention/mask.h>
+#include <attend/attention/pooling.h>
+#include <attend/attention/spatial.h>
+
+#include <torch/torch.h>
+
+#include <gtest/gtest.h>
+
+namespace aa = attend::attention;
+
+class MoreAttention : public ::testing::Test {
+ protected:
+  void SetUp() override { torch::manual_seed(0); }
+};
+
+TEST_F(MoreAttention, LuongScoresFollowTheirDefinitions) {
+  const auto q = torch::randn({2, 4}), k = torch::randn({2, 3, 4}), v = torch::randn({2, 3, 5});
+  aa::LuongAttention dot(aa::LuongAttentionOptions(4, 4).score(aa::LuongScore::kDot));
+  aa::LuongAttention general(aa::LuongAttentionOptions(4, 4).score(aa::LuongScore::kGeneral));
+  aa::LuongAttention concat(aa::LuongAttentionOptions(4, 4).score(aa::LuongScore::kConcat).hidden_size(6));
+  for (std::int64_t b = 0; b < 2; ++b) {
+    for (std::int64_t n = 0; n < 3; ++n) {
+      EXPECT_NEAR(dot->score(q, k)[b][n].item<float>(), (q[b] * k[b][n]).sum().item<float>(), 1e-5);
+      EXPECT_NEAR(general->score(q, k)[b][n].item<float>(),
+                  (q[b] * torch::mv(general->key_proj->weight, k[b][n])).sum().item<float>(), 1e-5);
+      const auto both = torch::cat({q[b], k[b][n]});
+      EXPECT_NEAR(concat->score(q, k)[b][n].item<float>(),
+                  (concat->v * torch::tanh(torch::mv(concat->concat_proj->weight, both))).sum().item<float>(), 1e-5);
+    }
+  }
+  const auto mask = aa::padding_mask(torch::tensor({3, 1}), 3);
+  const auto out = general->forward(q, k, v, mask);
+  EXPECT_TRUE(torch::allclose(out.weights[1], torch::tensor({1.0f, 0.0f, 0.0f})));
+  EXPECT_TRUE(torch::allclose(out.context[1], v[1][0]));
+  EXPECT_THROW(aa::LuongAttention(aa::LuongAttentionOptions(4, 5).score(aa::LuongScore::kDot)), c10::Error);
+}
+
+TEST_F(MoreAttention, PoolingFormsMatchTheirFormulasAndIgnorePadding) {
+  const auto h = torch::randn({2, 5, 3});
+  const auto mask = aa::padding_mask(torch::tensor({5, 2}), 5);
+  aa::AttentionPooling han(aa::AttentionPoolingOptions(3).attention_size(4));
+  aa::AttentionPooling ff(aa::AttentionPoolingOptions(3).kind(aa::PoolingKind::kFeedForward));
+  const auto a = han->forward(h, mask), f = ff->forward(h, mask);
+  for (std::int64_t b = 0; b < 2; ++b) {
+    const auto len = b == 0 ? 5 : 2;
+    const auto hb = h[b].narrow(0, 0, len);
+    const auto u = torch::tanh(han->proj(hb));
+    const auto alpha = torch::softmax(torch::mv(u, han->context_vector), 0);
+    EXPECT_TRUE(torch::allclose(a.weights[b].narrow(0, 0, len), alpha, 1e-5, 1e-6));
+    EXPECT_TRUE(torch::allclose(a.context[b], torch::mv(hb.t(), alpha), 1e-5, 1e-6));
+    const auto e = torch::tanh(ff->proj(hb)).squeeze(1);
+    EXPECT_TRUE(torch::allclose(f.weights[b].narrow(0, 0, len), torch::softmax(e, 0), 1e-5, 1e-6));
+  }
+  EXPECT_TRUE((a.weights[1].narrow(0, 2, 3) == 0).all().item<bool>());
+  EXPECT_TRUE((f.weights[1].narrow(0, 2, 3) == 0).all().item<bool>());
+}
+
+TEST_F(MoreAttention, CoAttentionMatchesANaiveComputation) {
+  const auto x1 = torch::randn({1, 3, 4}), x2 = torch::randn({1, 5, 4});
+  const auto mask2 = aa::padding_mask(torch::tensor({4}), 5);
+  const auto out = aa::co_attention(x1, x2, {}, mask2);
+  auto d = torch::zeros({3, 5});
+  for (int i = 0; i < 3; ++i) {
+    for (int j = 0; j < 4; ++j) d[i][j] = (x1[0][i] * x2[0][j]).sum();  // j = 4 is padding
+  }
+  EXPECT_TRUE(torch::allclose(out.first_weights[0], torch::softmax(d.sum(1), 0), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(out.second_weights[0].narrow(0, 0, 4), torch::softmax(d.sum(0).narrow(0, 0, 4), 0),
+                              1e-5, 1e-6));
+  EXPECT_EQ(out.second_weights[0][4].item<float>(), 0.0f);
+  EXPECT_TRUE(torch::allclose(out.first[0], x1[0] * out.first_weights[0].unsqueeze(1)));
+
+  const auto w = torch::randn({4, 4});
+  const auto aff = aa::affinity_co_attention(x1, x2, w, {}, mask2);
+  const auto a = torch::matmul(torch::matmul(x1[0], w), x2[0].t());
+  EXPECT_TRUE(torch::allclose(aff.affinity[0], a, 1e-5, 1e-5));
+  const auto w1 = torch::softmax(a.narrow(1, 0, 4), 1);
+  EXPECT_TRUE(torch::allclose(aff.first_weights[0].narrow(1, 0, 4), w1, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(aff.first_context[0], torch::matmul(w1, x2[0].narrow(0, 0, 4)), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(aff.second_weights[0], torch::softmax(a.t(), 1), 1e-5, 1e-6));
+  EXPECT_EQ(aff.second_context.sizes(), (std::vector<std::int64_t>{1, 5, 4}));
+}
+
+TEST_F(MoreAttention, SpatialAttentionIsAdditiveAttentionOverLocations) {
+  aa::SpatialAttention att(aa::SpatialAttentionOptions(6, 3, 5));
+  const auto features = torch::randn({2, 6, 3, 4}), query = torch::randn({2, 3});
+  auto mask = torch::ones({2, 3, 4}, torch::kBool);
+  mask[1][2][3] = false;
+  const auto out = att->forward(features, query, mask);
+  EXPECT_EQ(out.weights.sizes(), (std::vector<std::int64_t>{2, 3, 4}));
+  EXPECT_EQ(out.context.sizes(), (std::vector<std::int64_t>{2, 6}));
+  const auto flat = features.flatten(2).transpose(1, 2);
+  const auto ref = att->attention->forward(query, flat, flat, mask.view({2, 12}));
+  EXPECT_TRUE(torch::allclose(out.weights.view({2, 12}), ref.weights));
+  EXPECT_TRUE(torch::allclose(out.context, ref.context));
+  EXPECT_EQ(out.weights[1][2][3].item<float>(), 0.0f);
+  // The context is the weights' average of the feature vectors.
+  EXPECT_TRUE(torch::allclose(out.context[0], (features[0] * out.weights[0].unsqueeze(0)).sum({1, 2}), 1e-5, 1e-6));
+}
+
+TEST_F(MoreAttention, CategoricalPolicyNeverPicksMaskedRegionsAndReportsItsEntropy) {
+  auto logits = torch::randn({4, 6}, torch::requires_grad(true));
+  auto mask = torch::ones({4, 6}, torch::kBool);
+  mask.index_put_({torch::indexing::Slice(), torch::indexing::Slice(3, 6)}, false);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(2);
+  for (int i = 0; i < 20; ++i) {
+    const auto s = aa::categorical_policy(logits, mask, true, gen);
+    EXPECT_TRUE((s.index < 3).all().item<bool>());
+  }
+  const auto s = aa::categorical_policy(logits, mask, false);
+  const auto p = torch::softmax(logits.detach().narrow(1, 0, 3), 1);
+  EXPECT_TRUE(torch::equal(s.index, p.argmax(1)));
+  EXPECT_TRUE(torch::allclose(s.entropy, -(p * p.log()).sum(1), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(s.log_prob, p.log().gather(1, s.index.unsqueeze(1)).squeeze(1), 1e-5, 1e-6));
+  s.log_prob.sum().backward();
+  EXPECT_TRUE(torch::isfinite(logits.grad()).all().item<bool>());
+  EXPECT_TRUE((logits.grad().narrow(1, 3, 3) == 0).all().item<bool>());
+  EXPECT_THROW(aa::categorical_policy(logits, torch::zeros({4, 6}, torch::kBool), true), c10::Error);
+}
