@@ -3,6 +3,7 @@
 #include <attend/attention/luong.h>
 #include <attend/attention/mask.h>
 #include <attend/attention/pooling.h>
+#include <attend/attention/soft_glimpse.h>
 #include <attend/attention/spatial.h>
 
 #include <torch/torch.h>
@@ -118,4 +119,56 @@ TEST_F(MoreAttention, CategoricalPolicyNeverPicksMaskedRegionsAndReportsItsEntro
   EXPECT_TRUE(torch::isfinite(logits.grad()).all().item<bool>());
   EXPECT_TRUE((logits.grad().narrow(1, 3, 3) == 0).all().item<bool>());
   EXPECT_THROW(aa::categorical_policy(logits, torch::zeros({4, 6}, torch::kBool), true), c10::Error);
+}
+
+TEST_F(MoreAttention, GaussianGlimpseWithTinyVarianceIsACrop) {
+  const auto images = torch::rand({2, 3, 12, 10}, torch::kFloat64);
+  aa::GaussianGlimpseParams p;
+  p.centre_x = torch::tensor({4.5, 6.0}, torch::kFloat64);  // N=4: filters at centre + {-1.5,-0.5,0.5,1.5}
+  p.centre_y = torch::tensor({5.5, 3.0}, torch::kFloat64);
+  p.stride = torch::tensor({1.0, 2.0}, torch::kFloat64);
+  p.variance = torch::full({2}, 1e-3, torch::kFloat64);
+  p.intensity = torch::tensor({1.0, 0.5}, torch::kFloat64);
+  const auto g = aa::gaussian_glimpse(images, p, 4);
+  using torch::indexing::Slice;
+  // Sample 0: rows 4..7, columns 3..6. Sample 1: rows 0,2,4,6 and columns 3,5,7,9, half intensity.
+  EXPECT_TRUE(torch::allclose(g[0], images[0].index({Slice(), Slice(4, 8), Slice(3, 7)}), 1e-9, 1e-9));
+  EXPECT_TRUE(torch::allclose(g[1], 0.5 * images[1].index({Slice(), Slice(0, 8, 2), Slice(3, 10, 2)}), 1e-9, 1e-9));
+  const auto fb = aa::gaussian_filterbank(p.centre_x, p.stride, torch::full({2}, 2.0, torch::kFloat64), 4, 10);
+  EXPECT_TRUE(torch::allclose(fb.sum(2), torch::ones({2, 4}, torch::kFloat64)));
+}
+
+TEST_F(MoreAttention, GaussianGlimpseIsDifferentiableInWhereItLooks) {
+  aa::GaussianGlimpse glimpse(aa::GaussianGlimpseOptions(3, 5));
+  auto state = torch::randn({2, 3}, torch::requires_grad(true));
+  glimpse->forward(torch::rand({2, 1, 16, 16}), state).sum().backward();
+  EXPECT_GT(state.grad().abs().sum().item<float>(), 0.0f);
+  EXPECT_GT(glimpse->to_params->weight.grad().abs().sum().item<float>(), 0.0f);
+}
+
+TEST_F(MoreAttention, AffineGlimpseWithIdentityIsABilinearResize) {
+  namespace F = torch::nn::functional;
+  const auto images = torch::rand({2, 3, 16, 12});
+  const auto identity = torch::tensor({1.0f, 0.0f, 0.0f, 0.0f, 1.0f, 0.0f}).view({1, 2, 3}).expand({2, 2, 3});
+  EXPECT_TRUE(torch::allclose(aa::affine_glimpse(images, identity, 16, 12), images, 1e-5, 1e-6));
+  const auto resized = F::interpolate(images, F::InterpolateFuncOptions()
+                                                  .size(std::vector<std::int64_t>{8, 6})
+                                                  .mode(torch::kBilinear)
+                                                  .align_corners(false));
+  EXPECT_TRUE(torch::allclose(aa::affine_glimpse(images, identity, 8, 6), resized, 1e-5, 1e-6));
+  aa::AffineGlimpse module(aa::AffineGlimpseOptions(4, 8));
+  auto state = torch::randn({2, 4}, torch::requires_grad(true));
+  const auto out = module->forward(images, state);
+  EXPECT_TRUE(torch::allclose(out, aa::affine_glimpse(images, identity, 8, 8), 1e-5, 1e-6)) << "starts at identity";
+  out.sum().backward();
+  EXPECT_GT(module->to_theta->weight.grad().abs().sum().item<float>(), 0.0f);
+}
+
+TEST_F(MoreAttention, DrawParametersPutZeroAtTheImageCentreWithTheFullStride) {
+  const auto p = aa::gaussian_glimpse_params(torch::zeros({1, 5}), 12, 10, 4);
+  EXPECT_DOUBLE_EQ(p.centre_x.item<float>(), 4.5);   // (10 - 1) / 2
+  EXPECT_DOUBLE_EQ(p.centre_y.item<float>(), 5.5);   // (12 - 1) / 2
+  EXPECT_NEAR(p.stride.item<float>(), 11.0 / 3.0, 1e-6);  // N filters span the larger side
+  EXPECT_FLOAT_EQ(p.variance.item<float>(), 1.0f);
+  EXPECT_FLOAT_EQ(p.intensity.item<float>(), 1.0f);
 }

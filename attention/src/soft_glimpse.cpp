@@ -1,0 +1,99 @@
+#include "attend/attention/soft_glimpse.h"
+
+#include <torch/torch.h>
+
+namespace attend::attention {
+
+namespace F = torch::nn::functional;
+
+torch::Tensor gaussian_filterbank(const torch::Tensor& centre, const torch::Tensor& stride,
+                                  const torch::Tensor& variance, std::int64_t n, std::int64_t size) {
+  TORCH_CHECK(centre.dim() == 1 && stride.sizes() == centre.sizes() && variance.sizes() == centre.sizes(),
+              "gaussian_filterbank: expected centre, stride and variance [B], got ", centre.sizes(), ", ",
+              stride.sizes(), ", ", variance.sizes());
+  TORCH_CHECK(n >= 1 && size >= 1, "gaussian_filterbank: n and size must be >= 1");
+  const auto opts = centre.options();
+  const auto i = torch::arange(n, opts) - static_cast<double>(n) / 2.0 + 0.5;                  // [n]
+  const auto mu = centre.unsqueeze(1) + i.unsqueeze(0) * stride.unsqueeze(1);                  // [B,n]
+  const auto a = torch::arange(size, opts).view({1, 1, size});                                 // [1,1,size]
+  const auto f = torch::exp(-(a - mu.unsqueeze(2)).pow(2) / (2.0 * variance.view({-1, 1, 1})));  // [B,n,size]
+  return f / f.sum(2, /*keepdim=*/true).clamp_min(1e-8);
+}
+
+torch::Tensor gaussian_glimpse(const torch::Tensor& images, const GaussianGlimpseParams& p, std::int64_t n) {
+  TORCH_CHECK(images.dim() == 4 && images.is_floating_point(), "gaussian_glimpse: expected float images [B,C,H,W], got ",
+              images.sizes());
+  const auto h = images.size(2), w = images.size(3);
+  const auto fx = gaussian_filterbank(p.centre_x, p.stride, p.variance, n, w);  // [B,n,W]
+  const auto fy = gaussian_filterbank(p.centre_y, p.stride, p.variance, n, h);  // [B,n,H]
+  const auto read = torch::matmul(torch::matmul(fy.unsqueeze(1), images), fx.unsqueeze(1).transpose(-1, -2));
+  return read * p.intensity.view({-1, 1, 1, 1});
+}
+
+GaussianGlimpseParams gaussian_glimpse_params(const torch::Tensor& raw, std::int64_t height, std::int64_t width,
+                                              std::int64_t n) {
+  TORCH_CHECK(raw.dim() == 2 && raw.size(1) == 5, "gaussian_glimpse_params: expected [B,5], got ", raw.sizes());
+  TORCH_CHECK(n >= 2, "gaussian_glimpse_params: N must be >= 2 for a stride, got ", n);
+  GaussianGlimpseParams p;
+  p.centre_x = (static_cast<double>(width) + 1) / 2.0 * (raw.select(1, 0) + 1) - 1.0;  // 0-based pixels
+  p.centre_y = (static_cast<double>(height) + 1) / 2.0 * (raw.select(1, 1) + 1) - 1.0;
+  p.variance = torch::exp(raw.select(1, 2));
+  p.stride = static_cast<double>(std::max(height, width) - 1) / static_cast<double>(n - 1) * torch::exp(raw.select(1, 3));
+  p.intensity = torch::exp(raw.select(1, 4));
+  return p;
+}
+
+torch::Tensor affine_glimpse(const torch::Tensor& images, const torch::Tensor& theta, std::int64_t out_height,
+                             std::int64_t out_width) {
+  TORCH_CHECK(images.dim() == 4 && images.is_floating_point(), "affine_glimpse: expected float images [B,C,H,W], got ",
+              images.sizes());
+  TORCH_CHECK(theta.dim() == 3 && theta.size(0) == images.size(0) && theta.size(1) == 2 && theta.size(2) == 3,
+              "affine_glimpse: expected theta [", images.size(0), ",2,3], got ", theta.sizes());
+  TORCH_CHECK(out_height >= 1 && out_width >= 1, "affine_glimpse: output size must be >= 1");
+  const auto grid = F::affine_grid(theta, {images.size(0), images.size(1), out_height, out_width}, false);
+  return F::grid_sample(images, grid,
+                        F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kZeros).align_corners(false));
+}
+
+GaussianGlimpseImpl::GaussianGlimpseImpl(const GaussianGlimpseOptions& options_) : options(options_) { reset(); }
+
+void GaussianGlimpseImpl::reset() {
+  TORCH_CHECK(options.state_size() >= 1 && options.glimpse_size() >= 2, "GaussianGlimpse: state size >= 1 and N >= 2");
+  to_params = register_module("to_params", torch::nn::Linear(options.state_size(), 5));
+}
+
+void GaussianGlimpseImpl::pretty_print(std::ostream& stream) const {
+  stream << "attend::attention::GaussianGlimpse(state_size=" << options.state_size()
+         << ", glimpse_size=" << options.glimpse_size() << ")";
+}
+
+GaussianGlimpseParams GaussianGlimpseImpl::params(const torch::Tensor& state, std::int64_t height, std::int64_t width) {
+  return gaussian_glimpse_params(to_params(state), height, width, options.glimpse_size());
+}
+
+torch::Tensor GaussianGlimpseImpl::forward(const torch::Tensor& images, const torch::Tensor& state) {
+  return gaussian_glimpse(images, params(state, images.size(2), images.size(3)), options.glimpse_size());
+}
+
+AffineGlimpseImpl::AffineGlimpseImpl(const AffineGlimpseOptions& options_) : options(options_) { reset(); }
+
+void AffineGlimpseImpl::reset() {
+  TORCH_CHECK(options.state_size() >= 1 && options.glimpse_size() >= 1, "AffineGlimpse: sizes must be >= 1");
+  to_theta = register_module("to_theta", torch::nn::Linear(options.state_size(), 6));
+  torch::NoGradGuard no_grad;
+  to_theta->weight.zero_();
+  to_theta->bias.copy_(torch::tensor({1.0f, 0.0f, 0.0f, 0.0f, 1.0f, 0.0f}));
+}
+
+void AffineGlimpseImpl::pretty_print(std::ostream& stream) const {
+  stream << "attend::attention::AffineGlimpse(state_size=" << options.state_size()
+         << ", glimpse_size=" << options.glimpse_size() << ")";
+}
+
+torch::Tensor AffineGlimpseImpl::theta(const torch::Tensor& state) { return to_theta(state).view({-1, 2, 3}); }
+
+torch::Tensor AffineGlimpseImpl::forward(const torch::Tensor& images, const torch::Tensor& state) {
+  return affine_glimpse(images, theta(state), options.glimpse_size(), options.glimpse_size());
+}
+
+}  // namespace attend::attention
