@@ -1,6 +1,7 @@
 #include "attend/attention/multi_head.h"
 
 #include <attend/attention/dot_product.h>
+#include <attend/attention/mask.h>
 
 #include <torch/torch.h>
 
@@ -82,6 +83,36 @@ Attended MultiHeadAttentionImpl::forward(const torch::Tensor& query, const torch
   auto heads = [&](const torch::Tensor& x, std::int64_t t) { return x.view({b, t, h, d}).transpose(1, 2); };
   const auto q = heads(q_proj(query), tq), k = heads(k_proj(key), tk), v = heads(v_proj(value), tk);
   auto att = scaled_dot_product_attention(q, k, v, mask, full_bias, options.dropout(), is_training());
+  Attended out;
+  out.context = out_proj(att.context.transpose(1, 2).reshape({b, tq, e}));
+  out.weights = weights == HeadWeights::kAverage ? att.weights.mean(1) : att.weights;
+  return out;
+}
+
+Attended MultiHeadAttentionImpl::forward_step(const torch::Tensor& query, const torch::Tensor& new_key,
+                                              const torch::Tensor& new_value, KvCache& cache, bool causal,
+                                              HeadWeights weights) {
+  const auto e = options.embed_dim(), h = options.num_heads(), d = e / h;
+  TORCH_CHECK(query.dim() == 3 && query.size(2) == e && new_key.dim() == 3 && new_value.dim() == 3 &&
+                  new_key.size(0) == query.size(0) && new_value.size(0) == query.size(0) &&
+                  new_key.size(1) == new_value.size(1) && new_key.size(2) == k_proj->options.in_features() &&
+                  new_value.size(2) == v_proj->options.in_features(),
+              "MultiHeadAttention::forward_step: expected query [B,Tq,", e, "], new_key [B,Tn,",
+              k_proj->options.in_features(), "], new_value [B,Tn,", v_proj->options.in_features(), "], got ",
+              query.sizes(), ", ", new_key.sizes(), ", ", new_value.sizes());
+  const auto b = query.size(0), tq = query.size(1), tn = new_key.size(1);
+  TORCH_CHECK(!cache.keys.defined() || cache.keys.size(0) == b, "MultiHeadAttention::forward_step: the cache holds ",
+              cache.keys.defined() ? cache.keys.size(0) : 0, " sequences but the batch has ", b);
+  auto heads = [&](const torch::Tensor& x, std::int64_t t) { return x.view({b, t, h, d}).transpose(1, 2); };
+  const auto k = heads(k_proj(new_key), tn), v = heads(v_proj(new_value), tn);
+  cache.keys = cache.keys.defined() ? torch::cat({cache.keys, k}, 2) : k;
+  cache.values = cache.values.defined() ? torch::cat({cache.values, v}, 2) : v;
+  const auto tk = cache.length();
+  TORCH_CHECK(!causal || tq <= tk, "MultiHeadAttention::forward_step: ", tq, " queries but only ", tk,
+              " cached positions");
+  const auto mask = causal ? causal_mask(tq, tk, query.device()).view({1, 1, tq, tk}) : torch::Tensor();
+  auto att = scaled_dot_product_attention(heads(q_proj(query), tq), cache.keys, cache.values, mask, {},
+                                          options.dropout(), is_training());
   Attended out;
   out.context = out_proj(att.context.transpose(1, 2).reshape({b, tq, e}));
   out.weights = weights == HeadWeights::kAverage ? att.weights.mean(1) : att.weights;

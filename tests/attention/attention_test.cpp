@@ -206,3 +206,19 @@ TEST_F(Attention, MultiHeadRejectsInconsistentShapesAndFloatBoolConfusion) {
   EXPECT_EQ(out.context.sizes(), (std::vector<std::int64_t>{2, 3, 8}));
   EXPECT_TRUE(torch::allclose(out.weights.sum(-1), torch::ones({2, 3})));
 }
+
+TEST_F(Attention, IncrementalDecodingWithACacheEqualsTheCausalFullSequence) {
+  aa::MultiHeadAttention mha(aa::MultiHeadAttentionOptions(12, 3));
+  const auto x = torch::randn({2, 6, 12});
+  const auto full = mha->forward(x, x, x, {}, aa::causal_mask(6, 6));
+  aa::KvCache cache;
+  // Two tokens at once, then one at a time.
+  auto first = mha->forward_step(x.narrow(1, 0, 2), x.narrow(1, 0, 2), x.narrow(1, 0, 2), cache);
+  EXPECT_TRUE(torch::allclose(first.context, full.context.narrow(1, 0, 2), 1e-5, 1e-6));
+  for (std::int64_t t = 2; t < 6; ++t) {
+    const auto step = mha->forward_step(x.narrow(1, t, 1), x.narrow(1, t, 1), x.narrow(1, t, 1), cache);
+    EXPECT_EQ(cache.length(), t + 1);
+    EXPECT_TRUE(torch::allclose(step.context, full.context.narrow(1, t, 1), 1e-5, 1e-6)) << "step " << t;
+    EXPECT_TRUE(torch::allclose(step.weights.squeeze(1), full.weights.select(1, t).narrow(1, 0, t + 1), 1e-5, 1e-6));
+  }
+}

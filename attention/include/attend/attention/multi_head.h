@@ -27,6 +27,12 @@ struct MultiHeadAttentionOptions {
   TORCH_ARG(bool, bias) = true;
 };
 
+/// Projected keys and values of the positions seen so far, per head: [B,H,T,d].
+struct KvCache {
+  torch::Tensor keys, values;
+  std::int64_t length() const { return keys.defined() ? keys.size(2) : 0; }
+};
+
 /// Which weights to return.
 enum class HeadWeights { kAverage, kPerHead };
 
@@ -47,6 +53,13 @@ class MultiHeadAttentionImpl : public torch::nn::Cloneable<MultiHeadAttentionImp
   Attended forward(const torch::Tensor& query, const torch::Tensor& key, const torch::Tensor& value,
                    const torch::Tensor& key_mask = {}, const torch::Tensor& attn_mask = {},
                    const torch::Tensor& bias = {}, HeadWeights weights = HeadWeights::kAverage);
+
+  /// Incremental decoding: projects new_key/new_value [B,Tn,..] once, appends them to
+  /// `cache`, and attends `query` [B,Tq,E] over every cached position. With `causal`,
+  /// query i (the last Tq positions) sees only positions up to its own.
+  /// ensures: the same context as forward() over the whole sequence with causal_mask().
+  Attended forward_step(const torch::Tensor& query, const torch::Tensor& new_key, const torch::Tensor& new_value,
+                        KvCache& cache, bool causal = true, HeadWeights weights = HeadWeights::kAverage);
 
   /// Copies the parameters of a LibTorch module of the same sizes (packed or separate
   /// input projections). throws c10::Error naming the mismatch otherwise.
