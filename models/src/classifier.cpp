@@ -54,7 +54,7 @@ class RamClassifier : public Classifier {
   std::optional<GlimpseTrace> glimpse_trace(const torch::Tensor& images) override {
     check_size(images);
     const auto out = model_->forward(images, /*sample=*/false, std::nullopt, /*keep_glimpses=*/true);
-    return GlimpseTrace{out.locations, out.glimpses, model_->options.retina()};
+    return GlimpseTrace{out.locations, out.glimpses, model_->options.retina(), torch::Tensor()};
   }
 
  private:
@@ -67,6 +67,33 @@ class RamClassifier : public Classifier {
   Ram model_;
   std::int64_t height_, width_;
   double reinforce_weight_;
+};
+
+class SoftClassifier : public Classifier {
+ public:
+  explicit SoftClassifier(const nlohmann::json& j) : model_(SoftGlimpseNetOptions::from_json(j)) {}
+  std::string kind() const override { return "soft"; }
+  nlohmann::json options() const override { return model_->options.to_json(); }
+  torch::nn::Module& module() override { return *model_; }
+  std::int64_t channels() const override { return model_->options.channels(); }
+  std::int64_t height() const override { return model_->options.height(); }
+  std::int64_t width() const override { return model_->options.width(); }
+  std::int64_t classes() const override { return model_->options.classes(); }
+  ClassifierLoss loss(const torch::Tensor& images, const torch::Tensor& targets) override {
+    const auto log_probs = model_->forward(images).log_probs;
+    return {torch::nll_loss(log_probs, targets), {{"accuracy", accuracy(log_probs.detach(), targets)}}};
+  }
+  torch::Tensor predict(const torch::Tensor& images, std::int64_t /*samples*/) override {
+    return model_->forward(images).log_probs;
+  }
+  std::optional<GlimpseTrace> glimpse_trace(const torch::Tensor& images) override {
+    const auto out = model_->forward(images);
+    const auto n = model_->options.glimpse_size();
+    return GlimpseTrace{out.centres, out.glimpses.unsqueeze(2), vision::RetinaOptions().size(n).scales(1), out.sides};
+  }
+
+ private:
+  SoftGlimpseNet model_;
 };
 
 template <typename Net, typename Options>
@@ -98,18 +125,19 @@ class PlainClassifier : public Classifier {
 std::unique_ptr<Classifier> make_classifier(const std::string& kind, const nlohmann::json& options) {
   try {
     if (kind == "ram") return std::make_unique<RamClassifier>(options);
+    if (kind == "soft") return std::make_unique<SoftClassifier>(options);
     if (kind == "fc") return std::make_unique<PlainClassifier<FcNet, FcNetOptions>>("fc", options);
     if (kind == "cnn") return std::make_unique<PlainClassifier<ConvNet, ConvNetOptions>>("cnn", options);
   } catch (const nlohmann::json::exception& e) {
     TORCH_CHECK(false, "make_classifier: options of a '", kind, "' model are incomplete: ", e.what());
   }
-  TORCH_CHECK(false, "make_classifier: unknown model kind '", kind, "' (expected ram, fc or cnn)");
+  TORCH_CHECK(false, "make_classifier: unknown model kind '", kind, "' (expected ram, soft, fc or cnn)");
 }
 
 std::unique_ptr<Classifier> load_classifier(const std::string& path, CheckpointInfo* info_out) {
   const auto info = read_checkpoint_info(path);
-  if (info.kind != "ram" && info.kind != "fc" && info.kind != "cnn") {
-    throw IoError(path, "holds a '" + info.kind + "' model, not an image classifier (ram, fc or cnn)");
+  if (info.kind != "ram" && info.kind != "soft" && info.kind != "fc" && info.kind != "cnn") {
+    throw IoError(path, "holds a '" + info.kind + "' model, not an image classifier (ram, soft, fc or cnn)");
   }
   std::unique_ptr<Classifier> classifier;
   try {

@@ -241,6 +241,13 @@ TEST(CliTrain, BadInputsGiveUsageOrFailureCodes) {
   EXPECT_TRUE(contains(missing.err, dir.file("nope.pt") + ": no such checkpoint")) << missing.err;
   attend::testing::write_bytes(dir.file("junk.pt"), {1, 2, 3});
   EXPECT_EQ(run({"classify", dir.file("junk.pt"), dir.file("x.png")}).code, 1);
+  // A soft-glimpse model trains by backpropagation and draws its glimpses too.
+  ASSERT_EQ(run({"train", "soft", "--data", src, "--glimpses", "2", "--glimpse-size", "4", "--hidden", "8",
+                 "--epochs", "1", "--val-count", "0", "--run-dir", dir.file("soft")}).code, 0);
+  cv::imwrite(dir.file("digit.png"), cv::Mat(10, 10, CV_8UC1, cv::Scalar(128)));
+  const auto soft = run({"classify", dir.file("soft/last.pt"), dir.file("digit.png"), "--trace", dir.file("s.png")});
+  EXPECT_EQ(soft.code, 0) << soft.err;
+  EXPECT_FALSE(cv::imread(dir.file("s.png")).empty());
   // An fc model has no glimpses to trace; an unreadable image is a failure naming it.
   ASSERT_EQ(run({"train", "fc", "--data", src, "--fc-hidden", "8", "--epochs", "1", "--val-count", "0",
                  "--run-dir", dir.file("fc")}).code, 0);

@@ -1,5 +1,6 @@
 #include <attend/datasets/source.h>
 #include <attend/io_error.h>
+#include <attend/models/soft_glimpse_net.h>
 #include <attend/models/train.h>
 
 #include <test_support.h>
@@ -40,13 +41,23 @@ TEST(Classifiers, EveryKindGivesNormalisedLogProbabilitiesOfTheRightShape) {
   for (const auto& [kind, options] : std::vector<std::pair<std::string, nlohmann::json>>{
            {"fc", am::FcNetOptions().height(12).width(12).classes(2).hidden({8}).to_json()},
            {"cnn", cnn_options()},
-           {"ram", ram}}) {
+           {"ram", ram},
+           {"soft", am::SoftGlimpseNetOptions().height(12).width(12).classes(2).glimpse_size(4).glimpses(2)
+                        .hidden(8).features(8).to_json()},
+           {"soft", am::SoftGlimpseNetOptions().height(12).width(12).classes(2).glimpse("affine").glimpse_size(4)
+                        .glimpses(2).hidden(8).features(8).to_json()}}) {
     auto c = am::make_classifier(kind, options);
     EXPECT_EQ(c->kind(), kind);
     const auto lp = c->predict(torch::rand({3, 1, 12, 12}), 2);
     EXPECT_EQ(lp.sizes(), (std::vector<std::int64_t>{3, 2})) << kind;
     EXPECT_TRUE(torch::allclose(lp.exp().sum(1), torch::ones({3}), 1e-5, 1e-6)) << kind;
-    EXPECT_EQ(c->glimpse_trace(torch::rand({1, 1, 12, 12})).has_value(), kind == "ram");
+    const auto trace = c->glimpse_trace(torch::rand({1, 1, 12, 12}));
+    EXPECT_EQ(trace.has_value(), kind == "ram" || kind == "soft");
+    if (trace) {
+      EXPECT_EQ(trace->locations.size(1), kind == "ram" ? 3 : 2);
+      EXPECT_EQ(trace->glimpses.size(1), trace->locations.size(1));
+      EXPECT_EQ(trace->sides.defined(), kind == "soft");
+    }
     EXPECT_THROW(c->predict(torch::rand({3, 1, 10, 12}), 0), c10::Error) << kind << " accepts a wrong size";
   }
   EXPECT_THROW(am::make_classifier("transformer", {}), c10::Error);
@@ -108,4 +119,21 @@ TEST(LoadClassifier, RefusesCheckpointsThatAreNotClassifiers) {
   } catch (const attend::IoError& e) {
     EXPECT_NE(std::string(e.what()).find("'captioner' model, not an image classifier"), std::string::npos);
   }
+}
+
+TEST(SoftGlimpseNet, WhereItLooksIsTrainedByBackpropagation) {
+  for (const char* glimpse : {"gaussian", "affine"}) {
+    SCOPED_TRACE(glimpse);
+    torch::manual_seed(3);
+    am::SoftGlimpseNet net(am::SoftGlimpseNetOptions().height(16).width(16).glimpse(glimpse).glimpse_size(4)
+                               .glimpses(3).hidden(8).features(8));
+    torch::nll_loss(net->forward(torch::rand({4, 1, 16, 16})).log_probs, torch::randint(0, 10, {4})).backward();
+    const auto& where = std::string(glimpse) == "gaussian" ? net->gaussian->to_params->weight
+                                                           : net->affine->to_theta->weight;
+    ASSERT_TRUE(where.grad().defined());
+    EXPECT_GT(where.grad().abs().sum().item<float>(), 0.0f) << "the glimpse placement gets gradient";
+  }
+  EXPECT_THROW(am::SoftGlimpseNet(am::SoftGlimpseNetOptions().glimpse("retina")), c10::Error);
+  am::SoftGlimpseNet net(am::SoftGlimpseNetOptions().height(16).width(16));
+  EXPECT_THROW(net->forward(torch::rand({1, 1, 20, 16})), c10::Error);
 }

@@ -31,13 +31,17 @@ cv::Mat to_bgr(const torch::Tensor& chw) {
 }  // namespace
 
 cv::Mat draw_glimpse_trace(const torch::Tensor& image, const torch::Tensor& locations, const RetinaOptions& retina,
-                           const torch::Tensor& glimpses, const std::string& title, const TraceOptions& options) {
+                           const torch::Tensor& glimpses, const std::string& title, const TraceOptions& options,
+                           const torch::Tensor& sides) {
   TORCH_CHECK(image.defined() && image.dim() == 3 && (image.size(0) == 1 || image.size(0) == 3),
               "draw_glimpse_trace: expected an image [C,H,W] with C = 1 or 3");
   TORCH_CHECK(locations.defined() && locations.dim() == 2 && locations.size(1) == 2 && locations.size(0) >= 1,
               "draw_glimpse_trace: expected locations [T,2]");
   const auto steps = locations.size(0);
   const auto k = retina.scales();
+  TORCH_CHECK(!sides.defined() || (sides.dim() == 1 && sides.size(0) == steps),
+              "draw_glimpse_trace: expected sides [", steps, "]");
+  const auto side_values = sides.defined() ? sides.detach().to(torch::kFloat64).contiguous() : torch::Tensor();
   TORCH_CHECK(!glimpses.defined() || (glimpses.dim() == 5 && glimpses.size(0) == steps && glimpses.size(1) == k),
               "draw_glimpse_trace: expected glimpses [", steps, ",", k, ",C,g,g], got ",
               glimpses.defined() ? c10::str(glimpses.sizes()) : std::string());
@@ -76,8 +80,12 @@ cv::Mat draw_glimpse_trace(const torch::Tensor& image, const torch::Tensor& loca
   std::vector<cv::Point> centres;
   for (std::int64_t t = 0; t < steps; ++t) {
     const auto colour = step_colour(t, steps);
-    for (std::int64_t j = 0; j < k; ++j) {
-      const auto box = patch_box(l[2 * t], l[2 * t + 1], h, w, retina, j);
+    for (std::int64_t j = 0; j < (sides.defined() ? 1 : k); ++j) {
+      auto box = patch_box(l[2 * t], l[2 * t + 1], h, w, retina, j);
+      if (sides.defined()) {
+        const double side = side_values.data_ptr<double>()[t];
+        box = {box.x0 + box.side / 2 - side / 2, box.y0 + box.side / 2 - side / 2, side};
+      }
       const auto a = to_canvas(box.x0, box.y0), b = to_canvas(box.x0 + box.side, box.y0 + box.side);
       cv::rectangle(overlay, cv::Point(static_cast<int>(std::lround(a.x)), static_cast<int>(std::lround(a.y))),
                     cv::Point(static_cast<int>(std::lround(b.x)), static_cast<int>(std::lround(b.y))), colour, 1,

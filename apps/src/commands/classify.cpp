@@ -118,11 +118,14 @@ class ClassifyCommand : public Command {
     const auto samples = require_range<std::int64_t>(vm, "samples", 0, 1000);
     const auto top = require_range<std::int64_t>(vm, "top", 1, 1000);
     auto classifier = am::load_classifier(vm["checkpoint"].as<std::string>());
-    const bool is_ram = classifier->kind() == "ram";
+    const bool has_glimpses = classifier->kind() == "ram" || classifier->kind() == "soft";
     std::string trace;
     bool trace_is_file = false;
     if (vm.count("trace")) {
-      if (!is_ram) throw UsageError("--trace needs a ram checkpoint; this one holds a '" + classifier->kind() + "'");
+      if (!has_glimpses) {
+        throw UsageError("--trace needs a model that looks through glimpses (ram or soft); this one is a '" +
+                         classifier->kind() + "'");
+      }
       trace = vm["trace"].as<std::string>();
       trace_is_file = images.size() == 1 && fs::path(trace).extension() == ".png";
       if (!trace_is_file) {
@@ -149,8 +152,9 @@ class ClassifyCommand : public Command {
         std::ostringstream title;
         title << fs::path(path).filename().string() << ": " << predicted << " (p=" << std::fixed
               << std::setprecision(2) << probs[predicted].item<float>() << ")";
-        vision::write_image(target, vision::draw_glimpse_trace(fitted.image, where->locations[0], where->retina,
-                                                               where->glimpses[0], title.str()));
+        vision::write_image(target, vision::draw_glimpse_trace(
+                                        fitted.image, where->locations[0], where->retina, where->glimpses[0],
+                                        title.str(), {}, where->sides.defined() ? where->sides[0] : torch::Tensor()));
         entry["trace"] = target;
       }
       all.push_back(entry);

@@ -42,8 +42,12 @@ std::vector<std::int64_t> parse_sizes(const std::string& text, const std::string
 class TrainCommand : public Command {
  public:
   std::string name() const override { return "train"; }
-  std::string summary() const override { return "train a RAM, CNN or fully connected classifier"; }
-  std::string usage() const override { return "attend train <ram|cnn|fc> (--data DIR | --scenes KIND) [options]"; }
+  std::string summary() const override {
+    return "train a RAM, a soft-glimpse, a CNN or a fully connected classifier";
+  }
+  std::string usage() const override {
+    return "attend train <ram|soft|cnn|fc> (--data DIR | --scenes KIND) [options]";
+  }
   std::vector<std::string> examples() const override {
     return {"attend train ram --scenes cluttered --canvas 60 --fragments 4 --glimpses 8 --glimpse-size 12 "
             "--scales 3 --epochs 100 --run-dir out/ram-c60",
@@ -54,9 +58,12 @@ class TrainCommand : public Command {
   std::vector<po::options_description> options() override {
     po::options_description model("Model", 100);
     model.add_options()
-        ("model", po::value<std::string>()->value_name("KIND"), "ram, cnn or fc (positional)")
-        ("glimpses", po::value<std::int64_t>()->default_value(6)->value_name("T"), "ram: glimpses per image")
-        ("glimpse-size", po::value<std::int64_t>()->default_value(8)->value_name("G"), "ram: retina patch side")
+        ("model", po::value<std::string>()->value_name("KIND"), "ram, soft, cnn or fc (positional)")
+        ("soft-glimpse", po::value<std::string>()->default_value("gaussian")->value_name("G"),
+         "soft: gaussian (DRAW filterbank) or affine (spatial transformer)")
+        ("glimpses", po::value<std::int64_t>()->default_value(6)->value_name("T"), "ram, soft: glimpses per image")
+        ("glimpse-size", po::value<std::int64_t>()->default_value(8)->value_name("G"),
+         "ram: retina patch side; soft: filters per side N")
         ("scales", po::value<std::int64_t>()->default_value(1)->value_name("K"), "ram: retina patches per glimpse")
         ("scale-ratio", po::value<double>()->default_value(2.0)->value_name("S"), "ram: side ratio of patches")
         ("hidden", po::value<std::int64_t>()->default_value(256)->value_name("N"), "ram: core state size")
@@ -103,10 +110,10 @@ class TrainCommand : public Command {
   }
 
   int run(const po::variables_map& vm, const GlobalOptions& global, Streams& io) override {
-    if (!vm.count("model")) throw UsageError("train: missing the model kind (ram, cnn or fc)");
+    if (!vm.count("model")) throw UsageError("train: missing the model kind (ram, soft, cnn or fc)");
     const auto kind = vm["model"].as<std::string>();
-    if (kind != "ram" && kind != "cnn" && kind != "fc") {
-      throw UsageError("train: unknown model '" + kind + "', expected ram, cnn or fc");
+    if (kind != "ram" && kind != "soft" && kind != "cnn" && kind != "fc") {
+      throw UsageError("train: unknown model '" + kind + "', expected ram, soft, cnn or fc");
     }
     if (!vm.count("run-dir")) throw UsageError("train: --run-dir is required");
     const auto run_dir = vm["run-dir"].as<std::string>();
@@ -162,6 +169,16 @@ class TrainCommand : public Command {
                          " is larger than the " + std::to_string(train.height()) + "x" +
                          std::to_string(train.width()) + " images");
       }
+    } else if (kind == "soft") {
+      model_options = am::SoftGlimpseNetOptions()
+                          .channels(train.channels())
+                          .height(train.height())
+                          .width(train.width())
+                          .glimpse(require_one_of(vm, "soft-glimpse", {"gaussian", "affine"}))
+                          .glimpse_size(require_range<std::int64_t>(vm, "glimpse-size", 2, 256))
+                          .glimpses(require_range<std::int64_t>(vm, "glimpses", 1, 1000))
+                          .hidden(require_range<std::int64_t>(vm, "hidden", 1, 65536))
+                          .to_json();
     } else if (kind == "fc") {
       model_options = am::FcNetOptions()
                           .channels(train.channels())

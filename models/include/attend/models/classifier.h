@@ -1,11 +1,13 @@
 #pragma once
 /// Image classifiers behind one interface, so the training engine, evaluation and
-/// the CLI treat the RAM and its comparison networks alike. Kinds: "ram", "fc", "cnn".
+/// the CLI treat the RAM and its comparison networks alike. Kinds: "ram", "soft"
+/// (soft-glimpse recurrent classifier), "fc", "cnn".
 
 #include <attend/models/baselines.h>
 #include <attend/models/checkpoint.h>
 #include <attend/models/observer.h>
 #include <attend/models/ram.h>
+#include <attend/models/soft_glimpse_net.h>
 
 #include <torch/nn/module.h>
 #include <torch/types.h>
@@ -27,8 +29,9 @@ struct ClassifierLoss {
 /// Where a glimpse-based model looked, for drawing.
 struct GlimpseTrace {
   torch::Tensor locations;      ///< [B,T,2] in [-1,1]
-  torch::Tensor glimpses;       ///< [B,T,k,C,g,g] what the retina saw
-  vision::RetinaOptions retina; ///< the retina that produced them
+  torch::Tensor glimpses;       ///< [B,T,k,C,g,g] what the glimpses saw
+  vision::RetinaOptions retina; ///< the retina that produced them (k = 1, g = N for soft glimpses)
+  torch::Tensor sides;          ///< [B,T] region side in pixels when it varies (soft glimpses), else undefined
 };
 
 class Classifier {

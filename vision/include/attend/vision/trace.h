@@ -26,8 +26,11 @@ struct TraceOptions {
 ///           the k patch squares in step t's colour, the step number at the centre and
 ///           a line from each centre to the next; under it one row per step of the k
 ///           patches (each stretched to patch_side); `title` above when not empty.
+///           `sides` [T] (optional) gives each step's square side in pixels for
+///           glimpses whose size varies (soft glimpses); it replaces the retina's
+///           k boxes with one box per step.
 cv::Mat draw_glimpse_trace(const torch::Tensor& image, const torch::Tensor& locations, const RetinaOptions& retina,
                            const torch::Tensor& glimpses = {}, const std::string& title = "",
-                           const TraceOptions& options = {});
+                           const TraceOptions& options = {}, const torch::Tensor& sides = {});
 
 }  // namespace attend::vision
