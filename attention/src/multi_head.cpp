@@ -81,7 +81,16 @@ Attended MultiHeadAttentionImpl::forward(const torch::Tensor& query, const torch
     full_bias = bias.dim() == 3 ? bias.unsqueeze(1) : bias;
   }
   auto heads = [&](const torch::Tensor& x, std::int64_t t) { return x.view({b, t, h, d}).transpose(1, 2); };
-  const auto q = heads(q_proj(query), tq), k = heads(k_proj(key), tk), v = heads(v_proj(value), tk);
+  torch::Tensor q, k, v;
+  if (query.is_same(key) && key.is_same(value)) {
+    // Self-attention: one product with the three projections side by side.
+    const auto w = torch::cat({q_proj->weight, k_proj->weight, v_proj->weight});
+    const auto bias_qkv = options.bias() ? torch::cat({q_proj->bias, k_proj->bias, v_proj->bias}) : torch::Tensor();
+    const auto qkv = torch::linear(query, w, bias_qkv).chunk(3, -1);
+    q = heads(qkv[0], tq), k = heads(qkv[1], tk), v = heads(qkv[2], tk);
+  } else {
+    q = heads(q_proj(query), tq), k = heads(k_proj(key), tk), v = heads(v_proj(value), tk);
+  }
   auto att = scaled_dot_product_attention(q, k, v, mask, full_bias, options.dropout(), is_training());
   Attended out;
   out.context = out_proj(att.context.transpose(1, 2).reshape({b, tq, e}));

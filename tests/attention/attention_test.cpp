@@ -150,6 +150,12 @@ TEST_F(Attention, MultiHeadEqualsLibTorchWithTheSameWeights) {
     EXPECT_TRUE(torch::allclose(out.weights, ref_w, 1e-5, 1e-6));
     const auto [plain_out, plain_w] = theirs->forward(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1));
     EXPECT_TRUE(torch::allclose(ours->forward(q, k, v).context, plain_out.transpose(0, 1), 1e-5, 1e-6));
+    if (!separate_kv) {  // self-attention takes the fused projection path
+      const auto [self_out, self_w] = theirs->forward(q.transpose(0, 1), q.transpose(0, 1), q.transpose(0, 1));
+      const auto self = ours->forward(q, q, q);
+      EXPECT_TRUE(torch::allclose(self.context, self_out.transpose(0, 1), 1e-5, 1e-6));
+      EXPECT_TRUE(torch::allclose(self.weights, self_w, 1e-5, 1e-6));
+    }
     // Per-head weights average to LibTorch's.
     const auto per_head = ours->forward(q, k, v, {}, {}, bias, aa::HeadWeights::kPerHead).weights;
     EXPECT_EQ(per_head.sizes(), (std::vector<std::int64_t>{3, 4, 5, 7}));
