@@ -29,6 +29,12 @@ torch::Tensor causal_mask(std::int64_t query_len, std::int64_t key_len, torch::D
   return k <= q;
 }
 
+torch::Tensor additive_bias(const torch::Tensor& mask, torch::ScalarType dtype) {
+  TORCH_CHECK(mask.defined() && mask.scalar_type() == torch::kBool, "additive_bias: expected a bool mask");
+  return torch::zeros(mask.sizes(), mask.options().dtype(dtype))
+      .masked_fill(mask.logical_not(), -std::numeric_limits<double>::infinity());
+}
+
 torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask, std::int64_t dim) {
   TORCH_CHECK(scores.defined() && scores.is_floating_point(), "masked_softmax: expected floating point scores");
   // At least float32: half and bfloat16 scores are promoted, double stays double.

@@ -22,6 +22,10 @@ torch::Tensor padding_mask(const torch::Tensor& lengths, std::int64_t max_len);
 torch::Tensor causal_mask(std::int64_t query_len, std::int64_t key_len,
                           torch::Device device = torch::kCPU);
 
+/// The same mask as an additive float bias: 0 where allowed, -inf where blocked (the
+/// form LibTorch's own attention modules take as a float attn_mask).
+torch::Tensor additive_bias(const torch::Tensor& mask, torch::ScalarType dtype = torch::kFloat32);
+
 /// Softmax of `scores` over `dim` restricted to `mask` (true = allowed; undefined
 /// means all allowed; broadcastable to scores). Computed and returned in float32
 /// (float64 for double scores). Masked positions are exactly 0; fully masked rows are all 0 with zero,
