@@ -3,6 +3,8 @@
 #include <attend/attention/mask.h>
 #include <attend/attention/multi_head.h>
 
+#include <finite_differences.h>
+
 #include <torch/torch.h>
 
 #include <gtest/gtest.h>
@@ -13,28 +15,6 @@ namespace aa = attend::attention;
 using torch::indexing::Slice;
 
 namespace {
-
-/// Central finite differences of f (a scalar function of x) against autograd, in double.
-void expect_gradient_matches_finite_differences(const std::function<torch::Tensor(const torch::Tensor&)>& f,
-                                                torch::Tensor x, double tolerance = 1e-6) {
-  x = x.detach().to(torch::kFloat64).requires_grad_(true);
-  f(x).backward();
-  const auto analytic = x.grad().clone();
-  auto numeric = torch::zeros_like(analytic);
-  const double eps = 1e-6;
-  auto flat = x.detach().view(-1);
-  for (std::int64_t i = 0; i < flat.numel(); ++i) {
-    const double keep = flat[i].item<double>();
-    flat[i] = keep + eps;
-    const double up = f(x.detach()).item<double>();
-    flat[i] = keep - eps;
-    const double down = f(x.detach()).item<double>();
-    flat[i] = keep;
-    numeric.view(-1)[i] = (up - down) / (2 * eps);
-  }
-  EXPECT_TRUE(torch::allclose(analytic, numeric, tolerance, tolerance))
-      << "max difference " << (analytic - numeric).abs().max().item<double>();
-}
 
 }  // namespace
 
@@ -94,7 +74,7 @@ TEST_F(Attention, ScaledDotProductGradientsMatchFiniteDifferences) {
   const auto k = torch::randn({2, 5, 3}, torch::kFloat64), v = torch::randn({2, 5, 4}, torch::kFloat64);
   const auto mask = aa::padding_mask(torch::tensor({3, 5}), 5).unsqueeze(1);
   const auto w = torch::randn({2, 2, 4}, torch::kFloat64);
-  expect_gradient_matches_finite_differences(
+  attend::testing::expect_gradient_matches_finite_differences(
       [&](const torch::Tensor& q) { return (aa::scaled_dot_product_attention(q, k, v, mask).context * w).sum(); },
       torch::randn({2, 2, 3}));
 }
@@ -125,7 +105,7 @@ TEST_F(Attention, AdditiveGradientsMatchFiniteDifferences) {
   aa::AdditiveAttention att(3, 2, 4);
   att->to(torch::kFloat64);
   const auto keys = torch::randn({2, 3, 2}, torch::kFloat64), values = torch::randn({2, 3, 2}, torch::kFloat64);
-  expect_gradient_matches_finite_differences(
+  attend::testing::expect_gradient_matches_finite_differences(
       [&](const torch::Tensor& q) { return att->forward(q, keys, values).context.pow(2).sum(); },
       torch::randn({2, 3}));
 }
@@ -191,7 +171,7 @@ TEST_F(Attention, MultiHeadGradientsMatchFiniteDifferences) {
   mha->to(torch::kFloat64);
   const auto kv = torch::randn({1, 3, 4}, torch::kFloat64);
   const auto mask = aa::padding_mask(torch::tensor({2}), 3);
-  expect_gradient_matches_finite_differences(
+  attend::testing::expect_gradient_matches_finite_differences(
       [&](const torch::Tensor& q) { return mha->forward(q, kv, kv, mask).context.pow(2).sum(); },
       torch::randn({1, 2, 4}));
 }

@@ -6,6 +6,8 @@
 #include <attend/attention/soft_glimpse.h>
 #include <attend/attention/spatial.h>
 
+#include <finite_differences.h>
+
 #include <torch/torch.h>
 
 #include <gtest/gtest.h>
@@ -176,29 +178,7 @@ TEST_F(MoreAttention, DrawParametersPutZeroAtTheImageCentreWithTheFullStride) {
   EXPECT_FLOAT_EQ(p.intensity.item<float>(), 1.0f);
 }
 
-namespace {
-
-/// Central finite differences against autograd in double precision.
-void expect_fd(const std::function<torch::Tensor(const torch::Tensor&)>& f, torch::Tensor x) {
-  x = x.detach().to(torch::kFloat64).requires_grad_(true);
-  f(x).backward();
-  const auto analytic = x.grad().clone();
-  auto flat = x.detach().view(-1);
-  auto numeric = torch::zeros_like(flat);
-  for (std::int64_t i = 0; i < flat.numel(); ++i) {
-    const double keep = flat[i].item<double>();
-    flat[i] = keep + 1e-6;
-    const double up = f(x.detach()).item<double>();
-    flat[i] = keep - 1e-6;
-    const double down = f(x.detach()).item<double>();
-    flat[i] = keep;
-    numeric[i] = (up - down) / 2e-6;
-  }
-  EXPECT_TRUE(torch::allclose(analytic.view(-1), numeric, 1e-6, 1e-6))
-      << "max difference " << (analytic.view(-1) - numeric).abs().max().item<double>();
-}
-
-}  // namespace
+using attend::testing::expect_gradient_matches_finite_differences;
 
 TEST_F(MoreAttention, EveryModuleMatchesFiniteDifferencesInDouble) {
   const auto mask = aa::padding_mask(torch::tensor({3, 2}), 3);
@@ -206,34 +186,34 @@ TEST_F(MoreAttention, EveryModuleMatchesFiniteDifferencesInDouble) {
   for (auto score : {aa::LuongScore::kDot, aa::LuongScore::kGeneral, aa::LuongScore::kConcat}) {
     aa::LuongAttention luong(aa::LuongAttentionOptions(4, 4).score(score));
     luong->to(torch::kFloat64);
-    expect_fd([&](const torch::Tensor& q) { return luong->forward(q, keys, keys, mask).context.pow(2).sum(); },
+    expect_gradient_matches_finite_differences([&](const torch::Tensor& q) { return luong->forward(q, keys, keys, mask).context.pow(2).sum(); },
               torch::randn({2, 4}));
   }
   for (auto kind : {aa::PoolingKind::kWordContext, aa::PoolingKind::kFeedForward}) {
     aa::AttentionPooling pool(aa::AttentionPoolingOptions(4).kind(kind));
     pool->to(torch::kFloat64);
-    expect_fd([&](const torch::Tensor& h) { return pool->forward(h, mask).context.pow(2).sum(); },
+    expect_gradient_matches_finite_differences([&](const torch::Tensor& h) { return pool->forward(h, mask).context.pow(2).sum(); },
               torch::randn({2, 3, 4}));
   }
   const auto other = torch::randn({2, 2, 4}, torch::kFloat64);
-  expect_fd([&](const torch::Tensor& x) { return aa::co_attention(x, other, mask).first.pow(2).sum(); },
+  expect_gradient_matches_finite_differences([&](const torch::Tensor& x) { return aa::co_attention(x, other, mask).first.pow(2).sum(); },
             torch::randn({2, 3, 4}));
-  expect_fd([&](const torch::Tensor& x) {
+  expect_gradient_matches_finite_differences([&](const torch::Tensor& x) {
               return aa::affinity_co_attention(x, other, {}, mask).second_context.pow(2).sum();
             },
             torch::randn({2, 3, 4}));
   aa::SpatialAttention spatial(aa::SpatialAttentionOptions(3, 2, 4));
   spatial->to(torch::kFloat64);
   const auto query = torch::randn({1, 2}, torch::kFloat64);
-  expect_fd([&](const torch::Tensor& f) { return spatial->forward(f, query).context.pow(2).sum(); },
+  expect_gradient_matches_finite_differences([&](const torch::Tensor& f) { return spatial->forward(f, query).context.pow(2).sum(); },
             torch::randn({1, 3, 2, 2}));
   // Soft glimpses: differentiable in where they look.
   const auto image = torch::rand({1, 1, 8, 8}, torch::kFloat64);
-  expect_fd([&](const torch::Tensor& raw) {
+  expect_gradient_matches_finite_differences([&](const torch::Tensor& raw) {
               return aa::gaussian_glimpse(image, aa::gaussian_glimpse_params(raw, 8, 8, 3), 3).pow(2).sum();
             },
             torch::randn({1, 5}) * 0.3);
-  expect_fd([&](const torch::Tensor& theta) { return aa::affine_glimpse(image, theta, 3, 3).pow(2).sum(); },
+  expect_gradient_matches_finite_differences([&](const torch::Tensor& theta) { return aa::affine_glimpse(image, theta, 3, 3).pow(2).sum(); },
             torch::tensor({0.63, 0.11, 0.07, -0.05, 0.71, -0.13}).view({1, 2, 3}));
 }
 
