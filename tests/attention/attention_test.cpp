@@ -14,10 +14,6 @@
 namespace aa = attend::attention;
 using torch::indexing::Slice;
 
-namespace {
-
-}  // namespace
-
 class Attention : public ::testing::Test {
  protected:
   void SetUp() override { torch::manual_seed(0); }
