@@ -54,19 +54,32 @@ LabelledBatch SubsetSource::get(const std::vector<std::int64_t>& indices, std::i
   return base_->get(shifted, epoch);
 }
 
-std::vector<std::int64_t> epoch_batch(std::int64_t size, std::int64_t batch_size, std::uint64_t seed,
-                                      std::int64_t epoch, std::int64_t step) {
-  TORCH_CHECK(size > 0 && batch_size > 0, "epoch_batch: size and batch size must be positive");
-  const std::int64_t begin = step * batch_size;
-  TORCH_CHECK(begin >= 0 && begin < size, "epoch_batch: step ", step, " is past the end of an epoch of ", size,
-              " items in batches of ", batch_size);
-  // Fisher-Yates with the portable generator: the same order on every platform.
+std::vector<std::int64_t> epoch_order(std::int64_t size, std::uint64_t seed, std::int64_t epoch) {
+  TORCH_CHECK(size > 0, "epoch_order: size must be positive, got ", size);
+  // Fisher-Yates with the portable generator.
   std::vector<std::int64_t> order(static_cast<size_t>(size));
   std::iota(order.begin(), order.end(), 0);
   Rng rng(stream_key(seed, 0x5eed, static_cast<std::uint64_t>(epoch)));
-  for (std::int64_t i = size - 1; i > 0; --i) std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(rng.uniform_int(i + 1))]);
+  for (std::int64_t i = size - 1; i > 0; --i) {
+    std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(rng.uniform_int(i + 1))]);
+  }
+  return order;
+}
+
+std::vector<std::int64_t> order_batch(const std::vector<std::int64_t>& order, std::int64_t batch_size,
+                                      std::int64_t step) {
+  const auto size = static_cast<std::int64_t>(order.size());
+  TORCH_CHECK(batch_size > 0, "order_batch: batch size must be positive, got ", batch_size);
+  const std::int64_t begin = step * batch_size;
+  TORCH_CHECK(begin >= 0 && begin < size, "order_batch: step ", step, " is past the end of an epoch of ", size,
+              " items in batches of ", batch_size);
   const std::int64_t end = std::min(size, begin + batch_size);
   return {order.begin() + begin, order.begin() + end};
+}
+
+std::vector<std::int64_t> epoch_batch(std::int64_t size, std::int64_t batch_size, std::uint64_t seed,
+                                      std::int64_t epoch, std::int64_t step) {
+  return order_batch(epoch_order(size, seed, epoch), batch_size, step);
 }
 
 }  // namespace attend::datasets

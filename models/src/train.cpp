@@ -73,10 +73,15 @@ FitSummary train_classifier(Classifier& classifier, const datasets::ImageSource&
   description.kind = classifier.kind();
   description.options = classifier.options();
 
+  std::int64_t order_epoch = -1;  // the epoch `order` belongs to: drawn once per epoch
+  std::vector<std::int64_t> order;
   auto step = [&](const StepContext& c) -> StepOutput {
     set_lr(*optimizer, scheduled_lr(options, c.epoch));
-    const auto indices = datasets::epoch_batch(train.size(), options.batch_size(), options.seed(), c.epoch,
-                                               c.step_in_epoch);
+    if (order_epoch != c.epoch) {
+      order = datasets::epoch_order(train.size(), options.seed(), c.epoch);
+      order_epoch = c.epoch;
+    }
+    const auto indices = datasets::order_batch(order, options.batch_size(), c.step_in_epoch);
     const auto batch = train.get(indices, c.epoch);
     optimizer->zero_grad();
     auto loss = classifier.loss(batch.images, batch.labels);

@@ -75,8 +75,15 @@ class SubsetSource : public ImageSource {
   std::int64_t offset_, count_;
 };
 
-/// Indices of batch `step` of `epoch` when `size` items are shuffled by a
-/// permutation drawn from (seed, epoch); the last batch may be smaller.
+/// The order in which an epoch visits `size` items: a permutation drawn from
+/// (seed, epoch) with attend's portable generator (the same on every platform).
+std::vector<std::int64_t> epoch_order(std::int64_t size, std::uint64_t seed, std::int64_t epoch);
+
+/// Indices of batch `step` of `order` (from epoch_order); the last batch may be smaller.
+std::vector<std::int64_t> order_batch(const std::vector<std::int64_t>& order, std::int64_t batch_size,
+                                      std::int64_t step);
+
+/// Indices of batch `step` of `epoch`: order_batch(epoch_order(size, seed, epoch), ...).
 std::vector<std::int64_t> epoch_batch(std::int64_t size, std::int64_t batch_size, std::uint64_t seed,
                                       std::int64_t epoch, std::int64_t step);
 
