@@ -69,33 +69,14 @@ class RamClassifier : public Classifier {
   double reinforce_weight_;
 };
 
-class SoftClassifier : public Classifier {
- public:
-  explicit SoftClassifier(const nlohmann::json& j) : model_(SoftGlimpseNetOptions::from_json(j)) {}
-  std::string kind() const override { return "soft"; }
-  nlohmann::json options() const override { return model_->options.to_json(); }
-  torch::nn::Module& module() override { return *model_; }
-  std::int64_t channels() const override { return model_->options.channels(); }
-  std::int64_t height() const override { return model_->options.height(); }
-  std::int64_t width() const override { return model_->options.width(); }
-  std::int64_t classes() const override { return model_->options.classes(); }
-  ClassifierLoss loss(const torch::Tensor& images, const torch::Tensor& targets) override {
-    const auto log_probs = model_->forward(images).log_probs;
-    return {torch::nll_loss(log_probs, targets), {{"accuracy", accuracy(log_probs.detach(), targets)}}};
-  }
-  torch::Tensor predict(const torch::Tensor& images, std::int64_t /*samples*/) override {
-    return model_->forward(images).log_probs;
-  }
-  std::optional<GlimpseTrace> glimpse_trace(const torch::Tensor& images) override {
-    const auto out = model_->forward(images);
-    const auto n = model_->options.glimpse_size();
-    return GlimpseTrace{out.centres, out.glimpses.unsqueeze(2), vision::RetinaOptions().size(n).scales(1), out.sides};
-  }
+// Log-probabilities of the deterministic classifiers, whatever else forward returns.
+torch::Tensor log_probs_of(FcNet& net, const torch::Tensor& images) { return net->forward(images); }
+torch::Tensor log_probs_of(ConvNet& net, const torch::Tensor& images) { return net->forward(images); }
+torch::Tensor log_probs_of(SoftGlimpseNet& net, const torch::Tensor& images) {
+  return net->forward(images).log_probs;
+}
 
- private:
-  SoftGlimpseNet model_;
-};
-
+/// Classifiers trained by backpropagation alone on the NLL of their prediction.
 template <typename Net, typename Options>
 class PlainClassifier : public Classifier {
  public:
@@ -108,16 +89,26 @@ class PlainClassifier : public Classifier {
   std::int64_t width() const override { return model_->options.width(); }
   std::int64_t classes() const override { return model_->options.classes(); }
   ClassifierLoss loss(const torch::Tensor& images, const torch::Tensor& targets) override {
-    const auto log_probs = model_->forward(images);
+    const auto log_probs = log_probs_of(model_, images);
     return {torch::nll_loss(log_probs, targets), {{"accuracy", accuracy(log_probs.detach(), targets)}}};
   }
   torch::Tensor predict(const torch::Tensor& images, std::int64_t /*samples*/) override {
-    return model_->forward(images);
+    return log_probs_of(model_, images);
   }
 
- private:
+ protected:
   std::string kind_;
   Net model_;
+};
+
+class SoftClassifier : public PlainClassifier<SoftGlimpseNet, SoftGlimpseNetOptions> {
+ public:
+  explicit SoftClassifier(const nlohmann::json& j) : PlainClassifier("soft", j) {}
+  std::optional<GlimpseTrace> glimpse_trace(const torch::Tensor& images) override {
+    const auto out = model_->forward(images);
+    const auto n = model_->options.glimpse_size();
+    return GlimpseTrace{out.centres, out.glimpses.unsqueeze(2), vision::RetinaOptions().size(n).scales(1), out.sides};
+  }
 };
 
 }  // namespace
