@@ -236,6 +236,15 @@ TEST(CliTrain, BadInputsGiveUsageOrFailureCodes) {
   EXPECT_EQ(code({"train", "ram", "--data", src, "--scales", "0", "--run-dir", dir.file("r")}), 2);
   EXPECT_EQ(code({"train", "fc", "--data", src, "--fc-hidden", "8,x", "--run-dir", dir.file("r")}), 2);
   EXPECT_EQ(code({"train", "fc", "--data", src, "--val-count", "12", "--run-dir", dir.file("r")}), 2);
+  // Without a test split the run stops before training, naming what is missing.
+  std::filesystem::create_directories(dir.file("train-only"));
+  for (const char* f : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte"}) {
+    std::filesystem::copy_file(src + "/" + f, dir.file(std::string("train-only/") + f));
+  }
+  const auto no_test = run({"train", "fc", "--data", dir.file("train-only"), "--run-dir", dir.file("nt")});
+  EXPECT_EQ(no_test.code, 1);
+  EXPECT_TRUE(contains(no_test.err, "no t10k-images-idx3-ubyte")) << no_test.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("nt")));
   const auto missing = run({"eval", dir.file("nope.pt")});
   EXPECT_EQ(missing.code, 1);
   EXPECT_TRUE(contains(missing.err, dir.file("nope.pt") + ": no such checkpoint")) << missing.err;

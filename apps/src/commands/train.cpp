@@ -144,6 +144,8 @@ class TrainCommand : public Command {
     }
 
     const auto sources = training_sources(spec, val_count);
+    // Load the test split now: a missing one should stop us before training, not after.
+    const auto test = evaluation_source(spec, "test");
     const auto& train = *sources.train;
     nlohmann::json model_options;
     if (kind == "ram") {
@@ -221,7 +223,6 @@ class TrainCommand : public Command {
                                 ? summary.best_checkpoint
                                 : summary.last_checkpoint;
     auto best = am::load_classifier(checkpoint);
-    const auto test = evaluation_source(spec, "test");
     const auto report = evaluation_report(*best, *test, checkpoint, kind == "ram");
     write_json_file((fs::path(run_dir) / "eval.json").string(), report);
     print_evaluation(io.out, report);
