@@ -241,7 +241,8 @@ TEST(CliTrain, BadInputsGiveUsageOrFailureCodes) {
   for (const char* f : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte"}) {
     std::filesystem::copy_file(src + "/" + f, dir.file(std::string("train-only/") + f));
   }
-  const auto no_test = run({"train", "fc", "--data", dir.file("train-only"), "--run-dir", dir.file("nt")});
+  const auto no_test =
+      run({"train", "fc", "--data", dir.file("train-only"), "--val-count", "2", "--run-dir", dir.file("nt")});
   EXPECT_EQ(no_test.code, 1);
   EXPECT_TRUE(contains(no_test.err, "no t10k-images-idx3-ubyte")) << no_test.err;
   EXPECT_FALSE(std::filesystem::exists(dir.file("nt")));
