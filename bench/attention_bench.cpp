@@ -66,6 +66,15 @@ void BM_AdditiveDecodeStep(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * (projected.numel() + features.numel()) * 4);
 }
 
+// The memory-bandwidth limit for the step above: summing the same bytes (projected
+// keys and values, 64 MB) once, which is all the step must read.
+void BM_ReadBandwidth(benchmark::State& state) {
+  c10::InferenceMode guard;
+  const auto bytes = torch::randn({kBatch, 196, 512 + 2048});
+  for (auto _ : state) benchmark::DoNotOptimize(bytes.sum());
+  state.SetBytesProcessed(state.iterations() * bytes.numel() * 4);
+}
+
 void Lengths(benchmark::internal::Benchmark* b) {
   for (std::int64_t l : {16, 64, 196, 1024}) {
     for (std::int64_t backward : {0, 1}) b->Args({l, backward});
@@ -77,4 +86,5 @@ void Lengths(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_OursMultiHead)->Apply(Lengths)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_TorchMultiHead)->Apply(Lengths)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AdditiveDecodeStep)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_ReadBandwidth)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_MAIN();

@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -14,6 +15,11 @@ int main(int argc, char** argv) try {
     ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     ::execv("/proc/self/exe", argv);  // returns only on failure: carry on as we are
   }
+  // glibc hands blocks above its mmap threshold straight back to the kernel and trims
+  // the heap top, so the tensors of every step are faulted in afresh (about 0.4 ms per
+  // MiB on these machines; docs/performance.md). Keep freed memory for reuse instead.
+  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
   return attend::cli::run_cli(argc, argv, std::cout, std::cerr);
 } catch (...) {
   std::cerr << "attend: error: unexpected failure\n";

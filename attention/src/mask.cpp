@@ -42,15 +42,18 @@ torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& m
   if (!mask.defined()) return torch::softmax(s, dim);
   TORCH_CHECK(mask.scalar_type() == torch::kBool, "masked_softmax: expected a bool mask (true = may attend), got ",
               mask.scalar_type());
-  const auto allowed = mask.expand_as(s);
-  const float neg_inf = -std::numeric_limits<float>::infinity();
-  auto filled = s.masked_fill(allowed.logical_not(), neg_inf);
-  // Row maximum over allowed entries only; rows with none use 0 so nothing is NaN.
-  auto row_max = std::get<0>(filled.max(dim, /*keepdim=*/true)).detach();
-  row_max = torch::where(torch::isinf(row_max), torch::zeros_like(row_max), row_max);
-  auto e = torch::where(allowed, (filled - row_max).exp(), torch::zeros_like(s));
-  auto z = e.sum(dim, /*keepdim=*/true);
-  return e / z.clamp_min(std::numeric_limits<float>::min());  // 0 / tiny = 0 for empty rows
+  // Blocked entries become -inf, so they get exactly exp(-inf) = 0 in every row that
+  // has a finite entry, and LibTorch's fused softmax does the rest in one kernel.
+  auto filled = s.masked_fill(mask.logical_not(), -std::numeric_limits<double>::infinity());
+  torch::Tensor alive;
+  {
+    torch::NoGradGuard no_grad;
+    alive = torch::amax(filled, dim, /*keepdim=*/true) > -std::numeric_limits<double>::infinity();
+  }
+  if (alive.all().item<bool>()) return torch::softmax(filled, dim);
+  // Rows with nothing allowed: softmax over zeros (finite, gradient 0 after the
+  // product), then zeroed.
+  return torch::softmax(filled.masked_fill(alive.logical_not(), 0.0), dim) * alive;
 }
 
 }  // namespace attend::attention

@@ -204,3 +204,77 @@ TEST_F(Attention, IncrementalDecodingWithACacheEqualsTheCausalFullSequence) {
     EXPECT_TRUE(torch::allclose(step.weights.squeeze(1), full.weights.select(1, t).narrow(1, 0, t + 1), 1e-5, 1e-6));
   }
 }
+
+// attend_heads computes block by block; every blocking, with and without gradients,
+// must give what scaled_dot_product_attention gives on the whole tensors at once.
+TEST_F(Attention, HeadBlocksEqualOneScaledDotProductOverAllHeads) {
+  const std::int64_t b = 3, h = 4, tq = 5, tk = 7;
+  // Strided inputs (head views of [B,T,H,d] projections), as MultiHeadAttention passes them.
+  const auto q = torch::randn({b, tq, h, 6}).transpose(1, 2), k = torch::randn({b, tk, h, 6}).transpose(1, 2);
+  const auto v = torch::randn({b, tk, h, 5}).transpose(1, 2);
+  auto mask = torch::rand({b, 1, tq, tk}) > 0.3;
+  mask.index_put_({1, 0, 2}, false);  // a row with nothing allowed
+  const auto bias = torch::randn({1, h, tq, tk});
+  const auto ref = aa::scaled_dot_product_attention(q, k, v, mask, bias);
+  // block_bytes: one row of one head at a time, two heads, whole items, everything.
+  for (const std::int64_t block : {1, 2 * 232, 2 * 4 * 232, 1 << 20}) {
+    for (const bool grad : {false, true}) {
+      SCOPED_TRACE(testing::Message() << "block " << block << " grad " << grad);
+      torch::AutoGradMode mode(grad);
+      const auto qg = q.detach().requires_grad_(grad);
+      const auto per_head = aa::attend_heads(
+          qg, k, v, mask, bias, aa::HeadAttentionOptions().block_bytes(block).weights(aa::HeadWeights::kPerHead));
+      EXPECT_TRUE(torch::allclose(per_head.context, ref.context, 1e-5, 1e-6));
+      EXPECT_TRUE(torch::allclose(per_head.weights, ref.weights, 1e-5, 1e-6));
+      const auto averaged = aa::attend_heads(qg, k, v, mask, bias, aa::HeadAttentionOptions().block_bytes(block));
+      EXPECT_TRUE(torch::allclose(averaged.context, ref.context, 1e-5, 1e-6));
+      EXPECT_TRUE(torch::allclose(averaged.weights, ref.weights.mean(1), 1e-5, 1e-6));
+      EXPECT_TRUE((averaged.weights[1][2] == 0).all().item<bool>()) << "fully masked row";
+      EXPECT_TRUE(per_head.context.requires_grad() == grad && averaged.weights.requires_grad() == grad);
+    }
+  }
+}
+
+TEST_F(Attention, HeadBlockGradientsEqualTheReferenceAndFiniteDifferences) {
+  const auto k = torch::randn({2, 2, 4, 3}, torch::kFloat64), v = torch::randn({2, 2, 4, 3}, torch::kFloat64);
+  const auto mask = aa::causal_mask(3, 4).view({1, 1, 3, 4});
+  const auto upstream = torch::randn({2, 3, 4}, torch::kFloat64);
+  auto loss = [&](const aa::Attended& a) { return a.context.pow(2).sum() + (a.weights * upstream).sum(); };
+  attend::testing::expect_gradient_matches_finite_differences(
+      [&](const torch::Tensor& q) { return loss(aa::attend_heads(q, k, v, mask)); },
+      torch::randn({2, 2, 3, 3}));
+  // The same gradient as the reference formulation.
+  auto q1 = torch::randn({2, 2, 3, 3}, torch::dtype(torch::kFloat64).requires_grad(true));
+  auto q2 = q1.detach().clone().requires_grad_(true);
+  loss(aa::attend_heads(q1, k, v, mask)).backward();
+  const auto ref = aa::scaled_dot_product_attention(q2, k, v, mask);
+  (ref.context.pow(2).sum() + (ref.weights.mean(1) * upstream).sum()).backward();
+  EXPECT_TRUE(torch::allclose(q1.grad(), q2.grad(), 1e-10, 1e-12));
+}
+
+TEST_F(Attention, HeadAttentionRejectsMisshapenInputs) {
+  const auto x = torch::randn({2, 3, 4, 5});
+  EXPECT_THROW(aa::attend_heads(x, x, x.narrow(2, 0, 2)), c10::Error) << "key and value lengths differ";
+  EXPECT_THROW(aa::attend_heads(x, torch::randn({2, 2, 4, 5}), x), c10::Error) << "head counts differ";
+  EXPECT_THROW(aa::attend_heads(x, x, x, torch::ones({2, 1, 4, 4})), c10::Error) << "float mask";
+  EXPECT_THROW(aa::attend_heads(x, x, x, torch::ones({2, 2, 4, 4}, torch::kBool)), c10::Error) << "2 heads of 3";
+  EXPECT_THROW(aa::attend_heads(x, x, x, {}, {}, aa::HeadAttentionOptions().block_bytes(0)), c10::Error);
+}
+
+// Decoding runs without gradients through a blocked path (sigmoid form of tanh, one
+// matrix-vector product per item); it must give what the differentiable path gives.
+TEST_F(Attention, AdditiveDecodingPathEqualsTheDifferentiablePath) {
+  for (const std::int64_t n : {5, 700}) {  // one block of items, and several
+    SCOPED_TRACE(n);
+    const auto qp = torch::randn({9, 32}), kp = torch::randn({9, n, 32}) * 2, v = torch::randn({32});
+    const auto values = torch::randn({9, n, 6});
+    const auto mask = torch::rand({9, n}) > 0.2;
+    const auto reference = aa::additive_attention(qp.requires_grad_(true), kp, v, values, mask);
+    ASSERT_TRUE(reference.context.requires_grad());
+    torch::NoGradGuard no_grad;
+    const auto fast = aa::additive_attention(qp.detach(), kp, v, values, mask);
+    EXPECT_TRUE(torch::allclose(fast.weights, reference.weights.detach(), 1e-5, 1e-6));
+    EXPECT_TRUE(torch::allclose(fast.context, reference.context.detach(), 1e-5, 1e-5));
+    EXPECT_TRUE((fast.weights.masked_select(mask.logical_not()) == 0).all().item<bool>());
+  }
+}

@@ -12,6 +12,8 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include <optional>
+
 namespace attend::attention {
 
 struct MultiHeadAttentionOptions {
@@ -35,6 +37,34 @@ struct KvCache {
 
 /// Which weights to return.
 enum class HeadWeights { kAverage, kPerHead };
+
+struct HeadAttentionOptions {
+  /// Factor on q k^T (unset = 1/sqrt(d)).
+  TORCH_ARG(std::optional<double>, scale) = std::nullopt;
+  /// Dropout on the weights used for the context; applied only when `training`.
+  TORCH_ARG(double, dropout) = 0.0;
+  TORCH_ARG(bool, training) = false;
+  TORCH_ARG(HeadWeights, weights) = HeadWeights::kAverage;
+  /// Size in bytes of the block of score matrices computed at once (at least one
+  /// row of one head). Small blocks stay in cache between the score product, the
+  /// softmax and the value product; the results do not depend on it.
+  TORCH_ARG(std::int64_t, block_bytes) = 4 << 20;
+};
+
+/// The functional twin of MultiHeadAttention after the projections: scaled
+/// dot-product attention of H heads, computed block by block over (batch, head)
+/// pairs. Without gradients it writes every block straight into its results and
+/// never materialises all score matrices at once; with gradients it records the
+/// blocks for autograd.
+/// requires: q [B,H,Tq,d], k [B,H,Tk,d], v [B,H,Tk,dv] (any strides), one floating dtype;
+///           mask bool and bias float, each 4-D with sizes [B|1, H|1, Tq|1, Tk]
+///           (mask.h rules: true = may attend, blocking; bias is added to the scores).
+/// ensures:  context [B,H,Tq,dv]; weights [B,Tq,Tk] averaged over heads or
+///           [B,H,Tq,Tk] per head (float32, float64 for double input), before
+///           dropout; equal to scaled_dot_product_attention() on the same inputs.
+Attended attend_heads(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                      const torch::Tensor& mask = {}, const torch::Tensor& bias = {},
+                      const HeadAttentionOptions& options = {});
 
 class MultiHeadAttentionImpl : public torch::nn::Cloneable<MultiHeadAttentionImpl> {
  public:
@@ -65,8 +95,24 @@ class MultiHeadAttentionImpl : public torch::nn::Cloneable<MultiHeadAttentionImp
   /// input projections). throws c10::Error naming the mismatch otherwise.
   void load_from(const torch::nn::MultiheadAttention& other);
 
+  /// The input projections of queries, keys and values: weight [E,E|kdim|vdim] and
+  /// bias [E] (undefined without bias). Views into the packed parameters when
+  /// kdim == vdim == E.
+  torch::Tensor projection_weight(int which) const;
+  torch::Tensor projection_bias(int which) const;
+
   MultiHeadAttentionOptions options;
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
+  /// Parameters laid out as in torch::nn::MultiheadAttention: when kdim == vdim == E
+  /// the three input projections are packed in in_proj_weight [3E,E] (so
+  /// self-attention projects with one matrix product); otherwise q_proj_weight [E,E],
+  /// k_proj_weight [E,kdim], v_proj_weight [E,vdim]. in_proj_bias [3E] with bias.
+  bool packed = true;
+  torch::Tensor in_proj_weight, q_proj_weight, k_proj_weight, v_proj_weight, in_proj_bias;
+  torch::nn::Linear out_proj{nullptr};
+
+ private:
+  HeadAttentionOptions head_options(HeadWeights weights) const;
+  torch::Tensor project(const torch::Tensor& x, int which) const;
 };
 TORCH_MODULE(MultiHeadAttention);
 
