@@ -22,21 +22,30 @@ po::options_description data_options() {
        "digits the scenes are made of")
       ("canvas", po::value<std::int64_t>()->default_value(60)->value_name("S"), "scene side in pixels")
       ("fragments", po::value<std::int64_t>()->default_value(4)->value_name("K"), "clutter fragments (cluttered)")
-      ("fragment-size", po::value<std::int64_t>()->default_value(8)->value_name("F"), "fragment side in pixels");
+      ("fragment-size", po::value<std::int64_t>()->default_value(8)->value_name("F"), "fragment side in pixels")
+      ("shift", po::value<std::int64_t>()->default_value(0)->value_name("P"),
+       "train: translate every training image by up to P pixels, drawn afresh each epoch (augmentation)");
   return d;
 }
 
 nlohmann::json data_spec(const po::variables_map& vm, std::uint64_t seed) {
   const bool idx = vm.count("data") > 0, scenes = vm.count("scenes") > 0;
   if (idx == scenes) throw UsageError("give exactly one of --data DIR or --scenes translated|cluttered");
-  if (idx) return {{"kind", "idx"}, {"dir", vm["data"].as<std::string>()}};
+  const auto shift = vm.count("shift") ? require_range<std::int64_t>(vm, "shift", 0, 4096) : 0;
+  if (idx) {
+    nlohmann::json spec{{"kind", "idx"}, {"dir", vm["data"].as<std::string>()}};
+    if (shift > 0) spec["shift"] = shift, spec["seed"] = seed;
+    return spec;
+  }
   const auto kind = require_one_of(vm, "scenes", {"translated", "cluttered"});
   const auto canvas = require_range<std::int64_t>(vm, "canvas", 1, 4096);
   const auto fragments = kind == "cluttered" ? require_range<std::int64_t>(vm, "fragments", 0, 1000) : 0;
   const auto fragment_size = require_range<std::int64_t>(vm, "fragment-size", 1, 4096);
-  return {{"kind", "scenes"}, {"scenes", kind},       {"source", vm["source"].as<std::string>()},
-          {"canvas", canvas}, {"fragments", fragments}, {"fragment_size", fragment_size},
-          {"seed", seed}};
+  nlohmann::json spec{{"kind", "scenes"}, {"scenes", kind},       {"source", vm["source"].as<std::string>()},
+                      {"canvas", canvas}, {"fragments", fragments}, {"fragment_size", fragment_size},
+                      {"seed", seed}};
+  if (shift > 0) spec["shift"] = shift;
+  return spec;
 }
 
 namespace {
@@ -75,6 +84,14 @@ TrainSources training_sources(const nlohmann::json& spec, std::int64_t val_count
   } else {
     s.train = scene_source(spec, slice(digits, 0, n_train), 0, ds::SceneMode::kFreshEachEpoch);
     if (val_count > 0) s.validation = scene_source(spec, slice(digits, n_train, val_count), 2, ds::SceneMode::kFixed);
+  }
+  if (const auto shift = spec.value("shift", std::int64_t{0}); shift > 0) {
+    if (shift >= std::min(s.train->height(), s.train->width())) {
+      throw UsageError("--shift must be smaller than the " + std::to_string(s.train->height()) + "x" +
+                       std::to_string(s.train->width()) + " images, got " + std::to_string(shift));
+    }
+    s.train = std::make_shared<ds::ShiftedSource>(
+        s.train, shift, ds::stream_key(spec.at("seed").get<std::uint64_t>(), 3));
   }
   return s;
 }

@@ -54,6 +54,39 @@ LabelledBatch SubsetSource::get(const std::vector<std::int64_t>& indices, std::i
   return base_->get(shifted, epoch);
 }
 
+ShiftedSource::ShiftedSource(std::shared_ptr<const ImageSource> base, std::int64_t max_shift, std::uint64_t seed)
+    : base_(std::move(base)), max_shift_(max_shift), seed_(seed) {
+  TORCH_CHECK(base_ != nullptr, "ShiftedSource: no base source");
+  TORCH_CHECK(max_shift_ >= 0 && max_shift_ < std::min(base_->height(), base_->width()),
+              "ShiftedSource: max_shift must be in [0, ", std::min(base_->height(), base_->width()), ") for ",
+              base_->height(), "x", base_->width(), " images, got ", max_shift_);
+}
+
+std::array<std::int64_t, 2> ShiftedSource::shift(std::int64_t index, std::int64_t epoch) const {
+  Rng rng(stream_key(seed_, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(index)));
+  const auto dx = rng.uniform_int(2 * max_shift_ + 1) - max_shift_;
+  const auto dy = rng.uniform_int(2 * max_shift_ + 1) - max_shift_;
+  return {dx, dy};
+}
+
+LabelledBatch ShiftedSource::get(const std::vector<std::int64_t>& indices, std::int64_t epoch) const {
+  auto batch = base_->get(indices, epoch);
+  if (max_shift_ == 0) return batch;
+  const auto h = batch.images.size(2), w = batch.images.size(3);
+  auto out = torch::zeros_like(batch.images);
+  for (size_t i = 0; i < indices.size(); ++i) {
+    const auto [dx, dy] = shift(indices[i], epoch);
+    // Destination rows/columns [y0, y1) x [x0, x1) come from source ones shifted by (-dy, -dx).
+    const auto y0 = std::max<std::int64_t>(0, dy), y1 = std::min(h, h + dy);
+    const auto x0 = std::max<std::int64_t>(0, dx), x1 = std::min(w, w + dx);
+    const auto n = static_cast<std::int64_t>(i);
+    out[n].narrow(1, y0, y1 - y0).narrow(2, x0, x1 - x0).copy_(
+        batch.images[n].narrow(1, y0 - dy, y1 - y0).narrow(2, x0 - dx, x1 - x0));
+  }
+  batch.images = out;
+  return batch;
+}
+
 std::vector<std::int64_t> epoch_order(std::int64_t size, std::uint64_t seed, std::int64_t epoch) {
   TORCH_CHECK(size > 0, "epoch_order: size must be positive, got ", size);
   // Fisher-Yates with the portable generator.

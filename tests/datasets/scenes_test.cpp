@@ -203,3 +203,35 @@ TEST(ImageSources, SubsetsAndScenesServeFloatBatches) {
   EXPECT_FALSE(torch::equal(fresh.get({1, 2}, 0).images, fresh.get({1, 2}, 1).images));
   EXPECT_TRUE(torch::equal(fixed.get({1, 2}, 0).images, fixed.get({1, 2}, 5).images));
 }
+
+TEST(ShiftedSource, TranslatesEachImageByItsDrawnShiftWithZerosShiftedIn) {
+  // Distinct pixel values, so a wrong offset cannot go unnoticed.
+  const auto images = (torch::arange(3 * 9 * 7) % 251 + 1).to(torch::kUInt8).reshape({3, 9, 7});
+  auto base = std::make_shared<const ds::DigitsSource>(ds::Digits{images, torch::tensor({4, 5, 6}, torch::kInt64)});
+  const ds::ShiftedSource shifted(base, 3, 11);
+  std::set<std::int64_t> seen;
+  for (std::int64_t epoch = 0; epoch < 20; ++epoch) {
+    const auto batch = shifted.get({2, 0, 1}, epoch);
+    const auto plain = base->get({2, 0, 1}, epoch);
+    EXPECT_TRUE(torch::equal(batch.labels, plain.labels));
+    for (std::int64_t i = 0; i < 3; ++i) {
+      const auto [dx, dy] = shifted.shift(std::vector<std::int64_t>{2, 0, 1}[i], epoch);
+      ASSERT_TRUE(dx >= -3 && dx <= 3 && dy >= -3 && dy <= 3);
+      seen.insert(dx), seen.insert(dy);
+      for (std::int64_t y = 0; y < 9; ++y) {
+        for (std::int64_t x = 0; x < 7; ++x) {
+          const auto sy = y - dy, sx = x - dx;
+          const float expected = sy >= 0 && sy < 9 && sx >= 0 && sx < 7 ? plain.images[i][0][sy][sx].item<float>() : 0.0f;
+          ASSERT_EQ(batch.images[i][0][y][x].item<float>(), expected) << "epoch " << epoch << " item " << i;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(seen.size(), 7u) << "every shift in [-3, 3] occurs";
+  // A pure function of (index, epoch): the same again, and another epoch differs.
+  EXPECT_TRUE(torch::equal(shifted.get({0, 1, 2}, 4).images, shifted.get({0, 1, 2}, 4).images));
+  EXPECT_FALSE(torch::equal(shifted.get({0, 1, 2}, 4).images, shifted.get({0, 1, 2}, 5).images));
+  EXPECT_TRUE(torch::equal(ds::ShiftedSource(base, 0, 11).get({0, 1}, 3).images, base->get({0, 1}, 3).images));
+  EXPECT_THROW(ds::ShiftedSource(base, 7, 11), c10::Error) << "shift as wide as the image";
+  EXPECT_THROW(ds::ShiftedSource(base, -1, 11), c10::Error);
+}

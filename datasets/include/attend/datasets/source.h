@@ -8,6 +8,7 @@
 
 #include <torch/types.h>
 
+#include <array>
 #include <memory>
 #include <vector>
 
@@ -73,6 +74,29 @@ class SubsetSource : public ImageSource {
  private:
   std::shared_ptr<const ImageSource> base_;
   std::int64_t offset_, count_;
+};
+
+/// Training augmentation: every image of `base` translated by (dx, dy), each drawn
+/// uniformly from [-max_shift, max_shift] with attend's portable generator from
+/// (seed, epoch, index); pixels shifted in are 0. A pure function of (indices, epoch)
+/// like every source, so resumed training sees the same images.
+class ShiftedSource : public ImageSource {
+ public:
+  /// requires: 0 <= max_shift < min(height, width) of base.
+  ShiftedSource(std::shared_ptr<const ImageSource> base, std::int64_t max_shift, std::uint64_t seed);
+  std::int64_t size() const override { return base_->size(); }
+  std::int64_t channels() const override { return base_->channels(); }
+  std::int64_t height() const override { return base_->height(); }
+  std::int64_t width() const override { return base_->width(); }
+  LabelledBatch get(const std::vector<std::int64_t>& indices, std::int64_t epoch) const override;
+
+  /// The translation of item `index` in `epoch`: {dx, dy}.
+  std::array<std::int64_t, 2> shift(std::int64_t index, std::int64_t epoch) const;
+
+ private:
+  std::shared_ptr<const ImageSource> base_;
+  std::int64_t max_shift_;
+  std::uint64_t seed_;
 };
 
 /// The order in which an epoch visits `size` items: a permutation drawn from
