@@ -44,15 +44,21 @@ GaussianGlimpseParams gaussian_glimpse_params(const torch::Tensor& raw, std::int
 }
 
 torch::Tensor affine_glimpse(const torch::Tensor& images, const torch::Tensor& theta, std::int64_t out_height,
-                             std::int64_t out_width) {
+                             std::int64_t out_width, std::int64_t supersample) {
   TORCH_CHECK(images.dim() == 4 && images.is_floating_point(), "affine_glimpse: expected float images [B,C,H,W], got ",
               images.sizes());
   TORCH_CHECK(theta.dim() == 3 && theta.size(0) == images.size(0) && theta.size(1) == 2 && theta.size(2) == 3,
               "affine_glimpse: expected theta [", images.size(0), ",2,3], got ", theta.sizes());
   TORCH_CHECK(out_height >= 1 && out_width >= 1, "affine_glimpse: output size must be >= 1");
-  const auto grid = F::affine_grid(theta, {images.size(0), images.size(1), out_height, out_width}, false);
-  return F::grid_sample(images, grid,
-                        F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kZeros).align_corners(false));
+  TORCH_CHECK(supersample >= 1 && supersample <= 64, "affine_glimpse: supersample must be in 1..64, got ",
+              supersample);
+  const auto s = supersample;
+  // With align_corners=false the s x s fine samples of one output cell are centred
+  // on it, so averaging them integrates the cell's region.
+  const auto grid = F::affine_grid(theta, {images.size(0), images.size(1), out_height * s, out_width * s}, false);
+  const auto read = F::grid_sample(
+      images, grid, F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kZeros).align_corners(false));
+  return s == 1 ? read : torch::avg_pool2d(read, {s, s});
 }
 
 GaussianGlimpseImpl::GaussianGlimpseImpl(const GaussianGlimpseOptions& options_) : options(options_) { reset(); }
@@ -79,6 +85,8 @@ AffineGlimpseImpl::AffineGlimpseImpl(const AffineGlimpseOptions& options_) : opt
 
 void AffineGlimpseImpl::reset() {
   TORCH_CHECK(options.state_size() >= 1 && options.glimpse_size() >= 1, "AffineGlimpse: sizes must be >= 1");
+  TORCH_CHECK(options.supersample() >= 1 && options.supersample() <= 64,
+              "AffineGlimpse: supersample must be in 1..64, got ", options.supersample());
   to_theta = register_module("to_theta", torch::nn::Linear(options.state_size(), 6));
   torch::NoGradGuard no_grad;
   to_theta->weight.zero_();
@@ -87,13 +95,13 @@ void AffineGlimpseImpl::reset() {
 
 void AffineGlimpseImpl::pretty_print(std::ostream& stream) const {
   stream << "attend::attention::AffineGlimpse(state_size=" << options.state_size()
-         << ", glimpse_size=" << options.glimpse_size() << ")";
+         << ", glimpse_size=" << options.glimpse_size() << ", supersample=" << options.supersample() << ")";
 }
 
 torch::Tensor AffineGlimpseImpl::theta(const torch::Tensor& state) { return to_theta(state).view({-1, 2, 3}); }
 
 torch::Tensor AffineGlimpseImpl::forward(const torch::Tensor& images, const torch::Tensor& state) {
-  return affine_glimpse(images, theta(state), options.glimpse_size(), options.glimpse_size());
+  return affine_glimpse(images, theta(state), options.glimpse_size(), options.glimpse_size(), options.supersample());
 }
 
 }  // namespace attend::attention

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace attend::models {
@@ -15,12 +16,20 @@ void SoftGlimpseNetOptions::validate() const {
               glimpse_size_);
   TORCH_CHECK(glimpses_ >= 1 && glimpses_ <= 1000, "soft glimpse net: glimpses must be in 1..1000, got ", glimpses_);
   TORCH_CHECK(features_ >= 1 && hidden_ >= 1, "soft glimpse net: layer sizes must be >= 1");
+  TORCH_CHECK(supersample_ >= 0 && supersample_ <= 64, "soft glimpse net: supersample must be in 0..64, got ",
+              supersample_);
+}
+
+std::int64_t SoftGlimpseNetOptions::resolved_supersample() const {
+  if (supersample_ > 0) return supersample_;
+  return std::clamp<std::int64_t>((std::max(height_, width_) + glimpse_size_ - 1) / glimpse_size_, 1, 64);
 }
 
 nlohmann::json SoftGlimpseNetOptions::to_json() const {
   return {{"channels", channels_}, {"height", height_},     {"width", width_},
           {"classes", classes_},   {"glimpse", glimpse_},   {"glimpse_size", glimpse_size_},
-          {"glimpses", glimpses_}, {"features", features_}, {"hidden", hidden_}};
+          {"glimpses", glimpses_}, {"features", features_}, {"hidden", hidden_},
+          {"supersample", resolved_supersample()}};
 }
 
 SoftGlimpseNetOptions SoftGlimpseNetOptions::from_json(const nlohmann::json& j) {
@@ -33,7 +42,9 @@ SoftGlimpseNetOptions SoftGlimpseNetOptions::from_json(const nlohmann::json& j) 
       .glimpse_size(j.at("glimpse_size").get<std::int64_t>())
       .glimpses(j.at("glimpses").get<std::int64_t>())
       .features(j.at("features").get<std::int64_t>())
-      .hidden(j.at("hidden").get<std::int64_t>());
+      .hidden(j.at("hidden").get<std::int64_t>())
+      // Checkpoints from before anti-aliasing read with one sample per pixel.
+      .supersample(j.value("supersample", std::int64_t{1}));
 }
 
 SoftGlimpseNetImpl::SoftGlimpseNetImpl(SoftGlimpseNetOptions options_) : options(std::move(options_)) { reset(); }
@@ -46,7 +57,9 @@ void SoftGlimpseNetImpl::reset() {
   if (options.glimpse() == "gaussian") {
     gaussian = register_module("gaussian", attention::GaussianGlimpse(attention::GaussianGlimpseOptions(options.hidden(), n)));
   } else {
-    affine = register_module("affine", attention::AffineGlimpse(attention::AffineGlimpseOptions(options.hidden(), n)));
+    affine = register_module(
+        "affine", attention::AffineGlimpse(
+                      attention::AffineGlimpseOptions(options.hidden(), n).supersample(options.resolved_supersample())));
   }
   embed = register_module("embed", torch::nn::Linear(options.channels() * n * n, options.features()));
   core = register_module("core", torch::nn::LSTMCell(options.features(), options.hidden()));
@@ -78,7 +91,8 @@ SoftGlimpseOutput SoftGlimpseNetImpl::forward(const torch::Tensor& images) {
       sides.push_back((p.stride * static_cast<double>(options.glimpse_size())).detach());
     } else {
       const auto theta = affine->theta(h);
-      read = attention::affine_glimpse(images, theta, options.glimpse_size(), options.glimpse_size());
+      read = attention::affine_glimpse(images, theta, options.glimpse_size(), options.glimpse_size(),
+                                       affine->options.supersample());
       centres.push_back(theta.select(2, 2).detach());  // translation = centre in [-1,1]
       const auto det = (theta.select(1, 0).select(1, 0) * theta.select(1, 1).select(1, 1) -
                         theta.select(1, 0).select(1, 1) * theta.select(1, 1).select(1, 0)).abs();

@@ -169,6 +169,32 @@ TEST_F(MoreAttention, AffineGlimpseWithIdentityIsABilinearResize) {
   EXPECT_GT(module->to_theta->weight.grad().abs().sum().item<float>(), 0.0f);
 }
 
+TEST_F(MoreAttention, SupersampledAffineGlimpseIsAnAreaAverageAndStillDifferentiable) {
+  using torch::indexing::Slice;
+  const auto images = torch::rand({2, 3, 16, 12});
+  const auto identity = torch::tensor({1.0f, 0.0f, 0.0f, 0.0f, 1.0f, 0.0f}).view({1, 2, 3}).expand({2, 2, 3});
+  // 4 x 3 output from 16 x 12 with 4 samples per pixel and direction: each output
+  // pixel is the mean of its 4 x 4 block of input pixels (a naive loop).
+  const auto read = aa::affine_glimpse(images, identity, 4, 3, 4);
+  for (std::int64_t y = 0; y < 4; ++y) {
+    for (std::int64_t x = 0; x < 3; ++x) {
+      const auto block = images.index({Slice(), Slice(), Slice(4 * y, 4 * y + 4), Slice(4 * x, 4 * x + 4)});
+      EXPECT_TRUE(torch::allclose(read.index({Slice(), Slice(), y, x}), block.mean({2, 3}), 1e-5, 1e-6));
+    }
+  }
+  // A one-pixel line that a plain 4 x 3 bilinear read misses entirely still shows.
+  auto line = torch::zeros({1, 1, 16, 12});
+  line.index_put_({0, 0, Slice(), 3}, 1.0f);
+  const auto id1 = identity.narrow(0, 0, 1);
+  EXPECT_EQ(aa::affine_glimpse(line, id1, 4, 3).sum().item<float>(), 0.0f);
+  EXPECT_NEAR(aa::affine_glimpse(line, id1, 4, 3, 4).sum().item<float>(), 4 * 0.25f, 1e-5f);
+  const auto smooth = torch::rand({1, 1, 8, 8}, torch::kFloat64);
+  attend::testing::expect_gradient_matches_finite_differences(
+      [&](const torch::Tensor& theta) { return aa::affine_glimpse(smooth, theta, 3, 3, 3).pow(2).sum(); },
+      torch::tensor({0.63, 0.11, 0.07, -0.05, 0.71, -0.13}).view({1, 2, 3}));
+  EXPECT_THROW(aa::affine_glimpse(images, identity, 4, 3, 0), c10::Error);
+}
+
 TEST_F(MoreAttention, DrawParametersPutZeroAtTheImageCentreWithTheFullStride) {
   const auto p = aa::gaussian_glimpse_params(torch::zeros({1, 5}), 12, 10, 4);
   EXPECT_DOUBLE_EQ(p.centre_x.item<float>(), 4.5);   // (10 - 1) / 2

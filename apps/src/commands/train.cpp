@@ -61,6 +61,8 @@ class TrainCommand : public Command {
         ("model", po::value<std::string>()->value_name("KIND"), "ram, soft, cnn or fc (positional)")
         ("soft-glimpse", po::value<std::string>()->default_value("gaussian")->value_name("G"),
          "soft: gaussian (DRAW filterbank) or affine (spatial transformer)")
+        ("supersample", po::value<std::int64_t>()->default_value(0)->value_name("S"),
+         "soft affine: samples per glimpse pixel and direction, averaged (0 = enough for full resolution)")
         ("glimpses", po::value<std::int64_t>()->default_value(6)->value_name("T"), "ram, soft: glimpses per image")
         ("glimpse-size", po::value<std::int64_t>()->default_value(8)->value_name("G"),
          "ram: retina patch side; soft: filters per side N")
@@ -180,6 +182,7 @@ class TrainCommand : public Command {
                           .glimpse_size(require_range<std::int64_t>(vm, "glimpse-size", 2, 256))
                           .glimpses(require_range<std::int64_t>(vm, "glimpses", 1, 1000))
                           .hidden(require_range<std::int64_t>(vm, "hidden", 1, 65536))
+                          .supersample(require_range<std::int64_t>(vm, "supersample", 0, 64))
                           .to_json();
     } else if (kind == "fc") {
       model_options = am::FcNetOptions()

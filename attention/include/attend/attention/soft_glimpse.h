@@ -35,9 +35,13 @@ GaussianGlimpseParams gaussian_glimpse_params(const torch::Tensor& raw, std::int
                                               std::int64_t n);
 
 /// images [B,C,H,W], theta [B,2,3] -> [B,C,out_h,out_w] by bilinear sampling of the
-/// affine grid (align_corners=false, zeros outside).
+/// affine grid (align_corners=false, zeros outside). With supersample s > 1 the grid
+/// is s times finer in each direction and every s x s block of samples is averaged:
+/// an anti-aliased read (identity theta with H = s*out_h, W = s*out_w gives exact
+/// area averaging), where plain bilinear sampling of a large region at few points
+/// misses most thin strokes.
 torch::Tensor affine_glimpse(const torch::Tensor& images, const torch::Tensor& theta, std::int64_t out_height,
-                             std::int64_t out_width);
+                             std::int64_t out_width, std::int64_t supersample = 1);
 
 struct GaussianGlimpseOptions {
   GaussianGlimpseOptions(std::int64_t state_size, std::int64_t glimpse_size)
@@ -67,6 +71,8 @@ struct AffineGlimpseOptions {
       : state_size_(state_size), glimpse_size_(glimpse_size) {}
   TORCH_ARG(std::int64_t, state_size);
   TORCH_ARG(std::int64_t, glimpse_size);
+  /// Samples per output pixel and direction (affine_glimpse's supersample).
+  TORCH_ARG(std::int64_t, supersample) = 1;
 };
 
 /// A linear layer maps a state to theta [B,2,3]; initialised to the identity transform.

@@ -27,11 +27,16 @@ struct SoftGlimpseNetOptions {
   TORCH_ARG(std::string, glimpse) = "gaussian";  ///< "gaussian" or "affine"
   TORCH_ARG(std::int64_t, glimpse_size) = 12;    ///< N
   TORCH_ARG(std::int64_t, glimpses) = 6;         ///< T
+  /// Affine glimpse: samples per glimpse pixel and direction (anti-aliasing); 0 =
+  /// enough to read the whole image at full resolution, ceil(max(H,W) / N).
+  TORCH_ARG(std::int64_t, supersample) = 0;
   TORCH_ARG(std::int64_t, features) = 256;
   TORCH_ARG(std::int64_t, hidden) = 256;
 
  public:
   void validate() const;
+  /// supersample with 0 resolved for these image and glimpse sizes.
+  std::int64_t resolved_supersample() const;
   nlohmann::json to_json() const;
   static SoftGlimpseNetOptions from_json(const nlohmann::json& j);
 };
