@@ -93,7 +93,6 @@ Attended attend_heads(const torch::Tensor& q, const torch::Tensor& k, const torc
                            : (heads < h ? torch::zeros({b, tq, tk}, q.options().dtype(weight_type))
                                         : torch::empty({b, tq, tk}, q.options().dtype(weight_type)));
   }
-  torch::Tensor partial;  // with gradients and head groups: the running sum of an item's heads
   for (std::int64_t b0 = 0; b0 < b; b0 += items) {
     const auto nb = std::min(items, b - b0);
     for (std::int64_t h0 = 0; h0 < h; h0 += heads) {
@@ -147,11 +146,7 @@ Attended attend_heads(const torch::Tensor& q, const torch::Tensor& k, const torc
           auto dst = out.weights.narrow(0, b0, nb);
           at::sum_out(dst, w4, c10::IntArrayRef{1}).div_(static_cast<double>(h));
         }
-      } else if (record) {  // a group of heads of item b0
-        const auto sum = w4.sum(1);
-        partial = h0 == 0 ? sum : partial + sum;
-        if (h0 + nh == h) weights.push_back(partial / static_cast<double>(h));
-      } else {
+      } else {  // a group of heads of item b0 (only without gradients: one block with them)
         out.weights.narrow(0, b0, 1).add_(w4.sum(1), 1.0 / static_cast<double>(h));
       }
     }

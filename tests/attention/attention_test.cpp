@@ -131,6 +131,11 @@ TEST_F(Attention, MultiHeadEqualsLibTorchWithTheSameWeights) {
       const auto self = ours->forward(q, q, q);
       EXPECT_TRUE(torch::allclose(self.context, self_out.transpose(0, 1), 1e-5, 1e-6));
       EXPECT_TRUE(torch::allclose(self.weights, self_w, 1e-5, 1e-6));
+      // Keys and values from one memory take the packed key/value product.
+      const auto [memory_out, memory_w] = theirs->forward(q.transpose(0, 1), k.transpose(0, 1), k.transpose(0, 1));
+      const auto memory = ours->forward(q, k, k);
+      EXPECT_TRUE(torch::allclose(memory.context, memory_out.transpose(0, 1), 1e-5, 1e-6));
+      EXPECT_TRUE(torch::allclose(memory.weights, memory_w, 1e-5, 1e-6));
     }
     // Per-head weights average to LibTorch's.
     const auto per_head = ours->forward(q, k, v, {}, {}, bias, aa::HeadWeights::kPerHead).weights;
