@@ -24,7 +24,11 @@ po::options_description data_options() {
       ("fragments", po::value<std::int64_t>()->default_value(4)->value_name("K"), "clutter fragments (cluttered)")
       ("fragment-size", po::value<std::int64_t>()->default_value(8)->value_name("F"), "fragment side in pixels")
       ("shift", po::value<std::int64_t>()->default_value(0)->value_name("P"),
-       "train: translate every training image by up to P pixels, drawn afresh each epoch (augmentation)");
+       "train: translate every training image by up to P pixels, drawn afresh each epoch (augmentation)")
+      ("rotate", po::value<double>()->default_value(0.0)->value_name("DEG"),
+       "train: rotate every training image by up to DEG degrees about its centre, drawn each epoch")
+      ("scale-jitter", po::value<double>()->default_value(0.0)->value_name("F"),
+       "train: scale every training image by a factor in [1-F, 1+F], drawn each epoch");
   return d;
 }
 
@@ -32,20 +36,23 @@ nlohmann::json data_spec(const po::variables_map& vm, std::uint64_t seed) {
   const bool idx = vm.count("data") > 0, scenes = vm.count("scenes") > 0;
   if (idx == scenes) throw UsageError("give exactly one of --data DIR or --scenes translated|cluttered");
   const auto shift = vm.count("shift") ? require_range<std::int64_t>(vm, "shift", 0, 4096) : 0;
-  if (idx) {
-    nlohmann::json spec{{"kind", "idx"}, {"dir", vm["data"].as<std::string>()}};
-    if (shift > 0) spec["shift"] = shift, spec["seed"] = seed;
+  const auto rotate = vm.count("rotate") ? require_range<double>(vm, "rotate", 0.0, 180.0) : 0.0;
+  const auto scale_jitter = vm.count("scale-jitter") ? require_range<double>(vm, "scale-jitter", 0.0, 0.9) : 0.0;
+  auto augment = [&](nlohmann::json spec) {
+    if (shift > 0) spec["shift"] = shift;
+    if (rotate > 0) spec["rotate"] = rotate;
+    if (scale_jitter > 0) spec["scale_jitter"] = scale_jitter;
+    if (shift > 0 || rotate > 0 || scale_jitter > 0) spec["seed"] = seed;
     return spec;
-  }
+  };
+  if (idx) return augment({{"kind", "idx"}, {"dir", vm["data"].as<std::string>()}});
   const auto kind = require_one_of(vm, "scenes", {"translated", "cluttered"});
   const auto canvas = require_range<std::int64_t>(vm, "canvas", 1, 4096);
   const auto fragments = kind == "cluttered" ? require_range<std::int64_t>(vm, "fragments", 0, 1000) : 0;
   const auto fragment_size = require_range<std::int64_t>(vm, "fragment-size", 1, 4096);
-  nlohmann::json spec{{"kind", "scenes"}, {"scenes", kind},       {"source", vm["source"].as<std::string>()},
-                      {"canvas", canvas}, {"fragments", fragments}, {"fragment_size", fragment_size},
-                      {"seed", seed}};
-  if (shift > 0) spec["shift"] = shift;
-  return spec;
+  return augment({{"kind", "scenes"}, {"scenes", kind},       {"source", vm["source"].as<std::string>()},
+                  {"canvas", canvas}, {"fragments", fragments}, {"fragment_size", fragment_size},
+                  {"seed", seed}});
 }
 
 namespace {
@@ -84,6 +91,11 @@ TrainSources training_sources(const nlohmann::json& spec, std::int64_t val_count
   } else {
     s.train = scene_source(spec, slice(digits, 0, n_train), 0, ds::SceneMode::kFreshEachEpoch);
     if (val_count > 0) s.validation = scene_source(spec, slice(digits, n_train, val_count), 2, ds::SceneMode::kFixed);
+  }
+  const auto rotate = spec.value("rotate", 0.0), scale_jitter = spec.value("scale_jitter", 0.0);
+  if (rotate > 0 || scale_jitter > 0) {
+    s.train = std::make_shared<ds::WarpedSource>(s.train, rotate, scale_jitter,
+                                                 ds::stream_key(spec.at("seed").get<std::uint64_t>(), 4));
   }
   if (const auto shift = spec.value("shift", std::int64_t{0}); shift > 0) {
     if (shift >= std::min(s.train->height(), s.train->width())) {

@@ -4,16 +4,25 @@
 #include "cli.h"
 
 #include <initializer_list>
+#include <sstream>
 #include <string>
 
 namespace attend::cli {
+
+/// A number as a user would write it (1e-3, 0.5, 180), not std::to_string's 0.001000.
+template <typename T>
+std::string format_number(T value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
 
 template <typename T>
 T require_range(const po::variables_map& vm, const std::string& name, T lo, T hi) {
   const T value = vm[name].as<T>();
   if (value < lo || value > hi) {
-    throw UsageError("--" + name + " must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
-                     ", got " + std::to_string(value));
+    throw UsageError("--" + name + " must be between " + format_number(lo) + " and " + format_number(hi) +
+                     ", got " + format_number(value));
   }
   return value;
 }
@@ -21,7 +30,7 @@ T require_range(const po::variables_map& vm, const std::string& name, T lo, T hi
 template <typename T>
 T require_positive(const po::variables_map& vm, const std::string& name) {
   const T value = vm[name].as<T>();
-  if (value <= 0) throw UsageError("--" + name + " must be positive, got " + std::to_string(value));
+  if (value <= 0) throw UsageError("--" + name + " must be positive, got " + format_number(value));
   return value;
 }
 

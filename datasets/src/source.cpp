@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <numeric>
 
 namespace attend::datasets {
@@ -84,6 +85,46 @@ LabelledBatch ShiftedSource::get(const std::vector<std::int64_t>& indices, std::
         batch.images[n].narrow(1, y0 - dy, y1 - y0).narrow(2, x0 - dx, x1 - x0));
   }
   batch.images = out;
+  return batch;
+}
+
+WarpedSource::WarpedSource(std::shared_ptr<const ImageSource> base, double max_degrees, double max_scale,
+                           std::uint64_t seed)
+    : base_(std::move(base)), max_degrees_(max_degrees), max_scale_(max_scale), seed_(seed) {
+  TORCH_CHECK(base_ != nullptr, "WarpedSource: no base source");
+  TORCH_CHECK(max_degrees_ >= 0 && max_degrees_ <= 180, "WarpedSource: max_degrees must be in [0, 180], got ",
+              max_degrees_);
+  TORCH_CHECK(max_scale_ >= 0 && max_scale_ < 1, "WarpedSource: max_scale must be in [0, 1), got ", max_scale_);
+}
+
+WarpedSource::Warp WarpedSource::warp(std::int64_t index, std::int64_t epoch) const {
+  Rng rng(stream_key(seed_ ^ 0x77a4e, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(index)));
+  const double degrees = (2 * rng.uniform() - 1) * max_degrees_;
+  const double scale = 1 + (2 * rng.uniform() - 1) * max_scale_;
+  return {degrees, scale};
+}
+
+LabelledBatch WarpedSource::get(const std::vector<std::int64_t>& indices, std::int64_t epoch) const {
+  auto batch = base_->get(indices, epoch);
+  if (max_degrees_ == 0 && max_scale_ == 0) return batch;
+  const auto n = static_cast<std::int64_t>(indices.size());
+  const double h = static_cast<double>(batch.images.size(2)), w = static_cast<double>(batch.images.size(3));
+  // affine_grid maps output to input in coordinates normalised by the half sizes; the
+  // rotation and scaling act in pixels, hence the conjugation by diag(w/2, h/2).
+  auto theta = torch::empty({n, 2, 3}, torch::kFloat64);
+  auto t = theta.accessor<double, 3>();
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto [degrees, scale] = warp(indices[static_cast<size_t>(i)], epoch);
+    // With y down, turning counter-clockwise on screen by a maps p to [[c, s], [-s, c]] p;
+    // output pixel p (relative to the centre) so reads input [[c, -s], [s, c]] p / scale.
+    const double a = degrees * M_PI / 180.0, c = std::cos(a) / scale, s = std::sin(a) / scale;
+    t[i][0][0] = c, t[i][0][1] = -s * h / w, t[i][0][2] = 0;
+    t[i][1][0] = s * w / h, t[i][1][1] = c, t[i][1][2] = 0;
+  }
+  namespace F = torch::nn::functional;
+  const auto grid = F::affine_grid(theta.to(batch.images.scalar_type()), batch.images.sizes().vec(), false);
+  batch.images = F::grid_sample(batch.images, grid,
+                                F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kZeros).align_corners(false));
   return batch;
 }
 

@@ -236,6 +236,18 @@ TEST(CliTrain, BadInputsGiveUsageOrFailureCodes) {
   EXPECT_EQ(code({"train", "ram", "--data", src, "--scales", "0", "--run-dir", dir.file("r")}), 2);
   EXPECT_EQ(code({"train", "fc", "--data", src, "--fc-hidden", "8,x", "--run-dir", dir.file("r")}), 2);
   EXPECT_EQ(code({"train", "fc", "--data", src, "--val-count", "12", "--run-dir", dir.file("r")}), 2);
+  const auto shift = run({"train", "fc", "--data", src, "--val-count", "2", "--shift", "10", "--run-dir", dir.file("r")});
+  EXPECT_EQ(shift.code, 2);
+  EXPECT_TRUE(contains(shift.err, "--shift must be smaller than the 10x10 images, got 10")) << shift.err;
+  const auto rotate = run({"train", "fc", "--data", src, "--val-count", "2", "--rotate", "200", "--run-dir", dir.file("r")});
+  EXPECT_EQ(rotate.code, 2);
+  EXPECT_TRUE(contains(rotate.err, "--rotate must be between 0 and 180, got 200")) << rotate.err;
+  EXPECT_EQ(code({"train", "fc", "--data", src, "--scale-jitter", "1", "--run-dir", dir.file("r")}), 2);
+  // Augmented training runs, and its checkpoint evaluates on the unaugmented test split.
+  ASSERT_EQ(run({"train", "fc", "--data", src, "--fc-hidden", "8", "--epochs", "1", "--val-count", "0", "--shift",
+                 "2", "--rotate", "10", "--scale-jitter", "0.1", "--run-dir", dir.file("aug")}).code, 0);
+  const auto eval = run({"eval", dir.file("aug/last.pt"), "--json"});
+  EXPECT_EQ(eval.code, 0) << eval.err;
   // Without a test split the run stops before training, naming what is missing.
   std::filesystem::create_directories(dir.file("train-only"));
   for (const char* f : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte"}) {

@@ -235,3 +235,59 @@ TEST(ShiftedSource, TranslatesEachImageByItsDrawnShiftWithZerosShiftedIn) {
   EXPECT_THROW(ds::ShiftedSource(base, 7, 11), c10::Error) << "shift as wide as the image";
   EXPECT_THROW(ds::ShiftedSource(base, -1, 11), c10::Error);
 }
+
+TEST(WarpedSource, RotatesAndScalesAboutTheCentreLikeANaiveBilinearLoop) {
+  const auto images = torch::randint(0, 256, {4, 10, 14}, torch::kInt64).to(torch::kUInt8);
+  auto base = std::make_shared<const ds::DigitsSource>(ds::Digits{images, torch::arange(4)});
+  const ds::WarpedSource warped(base, 30.0, 0.2, 5);
+  const std::vector<std::int64_t> indices{3, 1};
+  const auto out = warped.get(indices, 2).images, in = base->get(indices, 2).images;
+  const double h = 10, w = 14;
+  auto pixel = [&](std::int64_t i, double y, double x) {  // bilinear, zeros outside
+    const auto y0 = static_cast<std::int64_t>(std::floor(y)), x0 = static_cast<std::int64_t>(std::floor(x));
+    double sum = 0;
+    for (std::int64_t dy = 0; dy < 2; ++dy) {
+      for (std::int64_t dx = 0; dx < 2; ++dx) {
+        const auto yy = y0 + dy, xx = x0 + dx;
+        if (yy < 0 || yy >= 10 || xx < 0 || xx >= 14) continue;
+        sum += (dy ? y - y0 : 1 - (y - y0)) * (dx ? x - x0 : 1 - (x - x0)) * in[i][0][yy][xx].item<double>();
+      }
+    }
+    return sum;
+  };
+  for (std::int64_t i = 0; i < 2; ++i) {
+    const auto [degrees, scale] = warped.warp(indices[i], 2);
+    EXPECT_TRUE(std::abs(degrees) <= 30 && scale >= 0.8 && scale <= 1.2);
+    const double a = degrees * M_PI / 180, c = std::cos(a), s = std::sin(a);
+    for (std::int64_t y = 0; y < 10; ++y) {
+      for (std::int64_t x = 0; x < 14; ++x) {
+        const double ox = x + 0.5 - w / 2, oy = y + 0.5 - h / 2;
+        const double ix = (c * ox - s * oy) / scale + w / 2 - 0.5, iy = (s * ox + c * oy) / scale + h / 2 - 0.5;
+        ASSERT_NEAR(out[i][0][y][x].item<double>(), pixel(i, iy, ix), 1e-4) << "item " << i << " at " << x << "," << y;
+      }
+    }
+  }
+  // Counter-clockwise on screen: turned by about a quarter, a point right of the
+  // centre goes up.
+  auto dot = torch::zeros({40, 10, 14}, torch::kUInt8);
+  dot.index_put_({Slice(), 4, 11}, 255);  // 4 px right of the centre (7, 5), on the row above it
+  const ds::WarpedSource turning(std::make_shared<const ds::DigitsSource>(ds::Digits{dot, torch::arange(40)}), 180.0,
+                                 0.0, 5);
+  int checked = 0;
+  for (std::int64_t index = 0; index < 40; ++index) {
+    const auto [degrees, scale] = turning.warp(index, 0);
+    if (std::abs(degrees - 90) > 30) continue;
+    ++checked;
+    const auto peak = turning.get({index}, 0).images[0][0].argmax().item<std::int64_t>();
+    // (4.5, -0.5) from the centre turned on screen: [[c, s], [-s, c]] (x, y) with y down.
+    const double a = degrees * M_PI / 180, x = std::cos(a) * 4.5 - std::sin(a) * 0.5,
+                 y = -std::sin(a) * 4.5 - std::cos(a) * 0.5;
+    EXPECT_LT(peak / 14, 3) << "moved up, angle " << degrees;
+    EXPECT_LE(std::abs(peak / 14 - (y + 4.5)), 1.0) << "angle " << degrees;
+    EXPECT_LE(std::abs(peak % 14 - (x + 6.5)), 1.0) << "angle " << degrees;
+  }
+  EXPECT_GT(checked, 0);
+  EXPECT_TRUE(torch::equal(ds::WarpedSource(base, 0, 0, 5).get({0, 1}, 3).images, base->get({0, 1}, 3).images));
+  EXPECT_THROW(ds::WarpedSource(base, 200, 0, 5), c10::Error);
+  EXPECT_THROW(ds::WarpedSource(base, 10, 1.0, 5), c10::Error);
+}

@@ -99,6 +99,33 @@ class ShiftedSource : public ImageSource {
   std::uint64_t seed_;
 };
 
+/// Training augmentation: every image of `base` rotated by an angle drawn uniformly
+/// from [-max_degrees, max_degrees] and scaled by a factor drawn from
+/// [1 - max_scale, 1 + max_scale], about the image centre, by bilinear resampling
+/// (pixel centres at i + 0.5, zeros outside), both drawn from (seed, epoch, index).
+class WarpedSource : public ImageSource {
+ public:
+  /// requires: 0 <= max_degrees <= 180, 0 <= max_scale < 1.
+  WarpedSource(std::shared_ptr<const ImageSource> base, double max_degrees, double max_scale, std::uint64_t seed);
+  std::int64_t size() const override { return base_->size(); }
+  std::int64_t channels() const override { return base_->channels(); }
+  std::int64_t height() const override { return base_->height(); }
+  std::int64_t width() const override { return base_->width(); }
+  LabelledBatch get(const std::vector<std::int64_t>& indices, std::int64_t epoch) const override;
+
+  struct Warp {
+    double degrees;  ///< counter-clockwise in image coordinates (x right, y down)
+    double scale;    ///< > 1 enlarges
+  };
+  /// The warp of item `index` in `epoch`.
+  Warp warp(std::int64_t index, std::int64_t epoch) const;
+
+ private:
+  std::shared_ptr<const ImageSource> base_;
+  double max_degrees_, max_scale_;
+  std::uint64_t seed_;
+};
+
 /// The order in which an epoch visits `size` items: a permutation drawn from
 /// (seed, epoch) with attend's portable generator (the same on every platform).
 std::vector<std::int64_t> epoch_order(std::int64_t size, std::uint64_t seed, std::int64_t epoch);
