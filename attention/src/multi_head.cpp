@@ -172,11 +172,10 @@ void MultiHeadAttentionImpl::reset() {
   TORCH_CHECK(options.dropout() >= 0 && options.dropout() < 1, "MultiHeadAttention: dropout must be in [0,1)");
   const auto kdim = options.kdim() > 0 ? options.kdim() : e;
   const auto vdim = options.vdim() > 0 ? options.vdim() : e;
-  packed = kdim == e && vdim == e;
   in_proj_weight = q_proj_weight = k_proj_weight = v_proj_weight = in_proj_bias = torch::Tensor();
   // Same initialisation as LibTorch's module: xavier-uniform input projections (the
   // packed matrix as one), default Linear output projection, zero biases.
-  if (packed) {
+  if (kdim == e && vdim == e) {
     in_proj_weight = register_parameter("in_proj_weight", torch::nn::init::xavier_uniform_(torch::empty({3 * e, e})));
   } else {
     q_proj_weight = register_parameter("q_proj_weight", torch::nn::init::xavier_uniform_(torch::empty({e, e})));
@@ -200,7 +199,7 @@ void MultiHeadAttentionImpl::pretty_print(std::ostream& stream) const {
 torch::Tensor MultiHeadAttentionImpl::projection_weight(int which) const {
   TORCH_CHECK(which >= 0 && which <= 2, "MultiHeadAttention: projection 0 (query), 1 (key) or 2 (value), got ", which);
   const auto e = options.embed_dim();
-  if (packed) return in_proj_weight.narrow(0, which * e, e);
+  if (packed()) return in_proj_weight.narrow(0, which * e, e);
   return which == 0 ? q_proj_weight : which == 1 ? k_proj_weight : v_proj_weight;
 }
 
@@ -260,11 +259,11 @@ Attended MultiHeadAttentionImpl::forward(const torch::Tensor& query, const torch
   // Projections into head views [B,H,T,d] (strided; attend_heads copies block by block).
   auto heads = [&](const torch::Tensor& x, std::int64_t t) { return x.view({b, t, h, d}).transpose(1, 2); };
   torch::Tensor q, k, v;
-  if (packed && query.is_same(key) && key.is_same(value)) {
+  if (packed() && query.is_same(key) && key.is_same(value)) {
     // Self-attention: one product with the packed projections.
     const auto qkv = torch::linear(query, in_proj_weight, in_proj_bias).chunk(3, -1);
     q = heads(qkv[0], tq), k = heads(qkv[1], tk), v = heads(qkv[2], tk);
-  } else if (packed && key.is_same(value)) {
+  } else if (packed() && key.is_same(value)) {
     // One memory for keys and values (encoder-decoder attention): one product for both.
     q = heads(project(query, 0), tq);
     const auto kv = torch::linear(key, in_proj_weight.narrow(0, e, 2 * e),
@@ -326,7 +325,7 @@ void MultiHeadAttentionImpl::load_from(const torch::nn::MultiheadAttention& othe
               "MultiHeadAttention::load_from: add_bias_kv and add_zero_attn are not supported");
   torch::NoGradGuard no_grad;
   // Both modules pack exactly when kdim == vdim == embed_dim.
-  if (packed) {
+  if (packed()) {
     in_proj_weight.copy_(other->in_proj_weight);
   } else {
     q_proj_weight.copy_(other->q_proj_weight);

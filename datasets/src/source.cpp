@@ -98,6 +98,7 @@ WarpedSource::WarpedSource(std::shared_ptr<const ImageSource> base, double max_d
 }
 
 WarpedSource::Warp WarpedSource::warp(std::int64_t index, std::int64_t epoch) const {
+  // The constant keeps this stream apart from ShiftedSource's when both get one seed.
   Rng rng(stream_key(seed_ ^ 0x77a4e, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(index)));
   const double degrees = (2 * rng.uniform() - 1) * max_degrees_;
   const double scale = 1 + (2 * rng.uniform() - 1) * max_scale_;

@@ -106,7 +106,7 @@ class MultiHeadAttentionImpl : public torch::nn::Cloneable<MultiHeadAttentionImp
   /// the three input projections are packed in in_proj_weight [3E,E] (so
   /// self-attention projects with one matrix product); otherwise q_proj_weight [E,E],
   /// k_proj_weight [E,kdim], v_proj_weight [E,vdim]. in_proj_bias [3E] with bias.
-  bool packed = true;
+  bool packed() const { return in_proj_weight.defined(); }
   torch::Tensor in_proj_weight, q_proj_weight, k_proj_weight, v_proj_weight, in_proj_bias;
   torch::nn::Linear out_proj{nullptr};
 
