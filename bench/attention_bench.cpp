@@ -66,6 +66,16 @@ void BM_AdditiveDecodeStep(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * (projected.numel() + features.numel()) * 4);
 }
 
+// The same step's compute alone: the scores (tanh of 32 x 196 x 512 sums) with
+// one-float values, so almost nothing is read besides the projected keys.
+void BM_AdditiveScoresOnly(benchmark::State& state) {
+  torch::manual_seed(0);
+  c10::InferenceMode guard;
+  const auto projected = torch::randn({kBatch, 196, 512}), query = torch::randn({kBatch, 512});
+  const auto v = torch::randn({512}), values = torch::randn({kBatch, 196, 1});
+  for (auto _ : state) benchmark::DoNotOptimize(aa::additive_attention(query, projected, v, values).context);
+}
+
 // The memory-bandwidth limit for the step above: summing the same bytes (projected
 // keys and values, 64 MB) once, which is all the step must read.
 void BM_ReadBandwidth(benchmark::State& state) {
@@ -86,5 +96,6 @@ void Lengths(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_OursMultiHead)->Apply(Lengths)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_TorchMultiHead)->Apply(Lengths)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AdditiveDecodeStep)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_AdditiveScoresOnly)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_ReadBandwidth)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_MAIN();

@@ -266,14 +266,13 @@ TEST_F(Attention, HeadAttentionRejectsMisshapenInputs) {
   EXPECT_THROW(aa::attend_heads(x, x, x, {}, {}, aa::HeadAttentionOptions().block_bytes(0)), c10::Error);
 }
 
-// Decoding runs without gradients through a blocked path (sigmoid form of tanh, one
-// matrix-vector product per item); it must give what the differentiable path gives.
+// Decoding runs without gradients through a fused kernel (its own vectorised tanh, an
+// online softmax); it must give what the differentiable path gives.
 TEST_F(Attention, AdditiveDecodingPathEqualsTheDifferentiablePath) {
-  for (const std::int64_t n : {5, 700}) {  // one block of items, and several
-    SCOPED_TRACE(n);
-    const auto qp = torch::randn({9, 32}), kp = torch::randn({9, n, 32}) * 2, v = torch::randn({32});
-    const auto values = torch::randn({9, n, 6});
-    const auto mask = torch::rand({9, n}) > 0.2;
+  for (const std::int64_t h : {32, 13}) {  // whole vectors of 8, and a tail
+    const auto qp = torch::randn({9, h}), kp = torch::randn({9, 700, h}) * 2, v = torch::randn({h});
+    const auto values = torch::randn({9, 700, 6});
+    const auto mask = torch::rand({9, 700}) > 0.2;
     const auto reference = aa::additive_attention(qp.requires_grad_(true), kp, v, values, mask);
     ASSERT_TRUE(reference.context.requires_grad());
     torch::NoGradGuard no_grad;
@@ -282,4 +281,43 @@ TEST_F(Attention, AdditiveDecodingPathEqualsTheDifferentiablePath) {
     EXPECT_TRUE(torch::allclose(fast.context, reference.context.detach(), 1e-5, 1e-5));
     EXPECT_TRUE((fast.weights.masked_select(mask.logical_not()) == 0).all().item<bool>());
   }
+}
+
+// The kernel's tanh over its whole range, read through the weights: with H = 1 and
+// v = 1 the scores are tanh(k + q) themselves, so a tanh error of e changes a weight by
+// a factor of about 1 + e.
+TEST_F(Attention, AdditiveDecodingTanhIsAccurateEverywhere) {
+  const auto x = torch::cat({torch::linspace(-12, 12, 4001), torch::linspace(-1e-3, 1e-3, 101),
+                             torch::tensor({-9.0f, 9.0f, 0.1733f, -0.1733f, 0.3466f})});
+  const auto n = x.size(0);
+  const auto kp = x.view({1, n, 1}), qp = torch::zeros({1, 1}), v = torch::ones({1});
+  const auto values = torch::randn({1, n, 3});
+  torch::NoGradGuard no_grad;
+  const auto fast = aa::additive_attention(qp, kp, v, values);
+  const auto reference = torch::softmax(x.to(torch::kDouble).tanh(), 0);
+  // LibTorch's own float softmax(tanh) is 4.3e-7 from this double reference.
+  const auto err = (fast.weights[0].to(torch::kDouble) - reference).abs() / reference;
+  EXPECT_LT(err.max().item<double>(), 1e-6);
+}
+
+// Rows with nothing to attend give zeros and NaN scores give NaN, as in the
+// differentiable path; a row whose only allowed key is NaN is not mistaken for an
+// empty one.
+TEST_F(Attention, AdditiveDecodingEmptyAndNaNRows) {
+  auto kp = torch::randn({3, 4, 8});
+  kp[1][2][5] = std::numeric_limits<float>::quiet_NaN();
+  kp[2][0][0] = std::numeric_limits<float>::quiet_NaN();
+  const auto qp = torch::randn({3, 8}), v = torch::randn({8}), values = torch::randn({3, 4, 5});
+  auto mask = torch::ones({3, 4}, torch::kBool);
+  mask[0].fill_(false);
+  mask[2].fill_(false);
+  mask[2][0] = true;
+  torch::NoGradGuard no_grad;
+  const auto out = aa::additive_attention(qp, kp, v, values, mask);
+  EXPECT_TRUE((out.weights[0] == 0).all().item<bool>());
+  EXPECT_TRUE((out.context[0] == 0).all().item<bool>());
+  EXPECT_TRUE(out.weights[1].isnan().all().item<bool>());
+  EXPECT_TRUE(out.context[1].isnan().all().item<bool>());
+  EXPECT_TRUE(out.weights[2][0].isnan().item<bool>());
+  EXPECT_TRUE(out.context[2].isnan().all().item<bool>());
 }
