@@ -17,7 +17,10 @@ class RamClassifier : public Classifier {
       : model_(RamOptions::from_json(j)),
         height_(j.at("height").get<std::int64_t>()),
         width_(j.at("width").get<std::int64_t>()),
-        reinforce_weight_(j.value("reinforce_weight", 1.0)) {
+        reinforce_weight_(j.value("reinforce_weight", 1.0)),
+        location_std_start_(j.value("location_std_start", 0.0)) {
+    TORCH_CHECK(location_std_start_ >= 0, "ram: location std start must be >= 0 (0 = no annealing), got ",
+                location_std_start_);
     TORCH_CHECK(height_ >= 1 && width_ >= 1 && height_ <= 8192 && width_ <= 8192, "ram: input size ", height_, "x",
                 width_, " is not a valid image size");
     vision::check_retina_options(model_->options.retina(), height_, width_);
@@ -30,6 +33,8 @@ class RamClassifier : public Classifier {
     j["height"] = height_;
     j["width"] = width_;
     j["reinforce_weight"] = reinforce_weight_;
+    // Only when set, so checkpoints from before annealing existed resume unchanged.
+    if (location_std_start_ > 0) j["location_std_start"] = location_std_start_;
     return j;
   }
   torch::nn::Module& module() override { return *model_; }
@@ -39,13 +44,17 @@ class RamClassifier : public Classifier {
   std::int64_t classes() const override { return model_->options.classes(); }
   ClassifierLoss loss(const torch::Tensor& images, const torch::Tensor& targets) override {
     check_size(images);
-    const auto out = model_->forward(images, /*sample=*/true);
+    const auto out = model_->forward(images, /*sample=*/true, std::nullopt, /*keep_glimpses=*/false, training_std_);
     const auto l = ram_loss(out, targets, reinforce_weight_);
-    return {l.total,
-            {{"accuracy", l.reward.mean().item<double>()},
-             {"nll", l.classification.item<double>()},
-             {"baseline_mse", l.baseline.item<double>()},
-             {"reinforce", l.reinforce.item<double>()}}};
+    Metrics metrics{{"accuracy", l.reward.mean().item<double>()},
+                    {"nll", l.classification.item<double>()},
+                    {"baseline_mse", l.baseline.item<double>()},
+                    {"reinforce", l.reinforce.item<double>()}};
+    if (location_std_start_ > 0) metrics["policy_std"] = training_std_;
+    return {l.total, metrics};
+  }
+  void set_epoch(std::int64_t epoch, std::int64_t epochs) override {
+    training_std_ = annealed_location_std(location_std_start_, model_->options.location_std(), epoch, epochs);
   }
   torch::Tensor predict(const torch::Tensor& images, std::int64_t samples) override {
     check_size(images);
@@ -67,6 +76,8 @@ class RamClassifier : public Classifier {
   Ram model_;
   std::int64_t height_, width_;
   double reinforce_weight_;
+  double location_std_start_;  // 0 = the policy std is constant
+  double training_std_ = model_->options.location_std();
 };
 
 // Log-probabilities of the deterministic classifiers, whatever else forward returns.

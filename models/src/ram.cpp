@@ -2,6 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
+
 namespace attend::models {
 
 void RamOptions::validate() const {
@@ -70,7 +73,9 @@ void RamImpl::pretty_print(std::ostream& stream) const {
 }
 
 RamOutput RamImpl::forward(const torch::Tensor& images, bool sample, std::optional<at::Generator> generator,
-                           bool keep_glimpses) {
+                           bool keep_glimpses, std::optional<double> location_std) {
+  const double std = location_std.value_or(options.location_std());
+  TORCH_CHECK(std > 0, "Ram: location std must be > 0, got ", std);
   TORCH_CHECK(images.defined() && images.dim() == 4 && images.is_floating_point() &&
                   images.size(1) == options.channels(),
               "Ram: expected float images [B,", options.channels(), ",H,W], got ",
@@ -97,7 +102,7 @@ RamOutput RamImpl::forward(const torch::Tensor& images, bool sample, std::option
     if (t + 1 < t_max) {
       const auto state = h.detach();
       const auto mean = torch::tanh(location_net(state));
-      auto policy = attention::gaussian_location_policy(mean, options.location_std(), sample, generator);
+      auto policy = attention::gaussian_location_policy(mean, std, sample, generator);
       location = policy.location;
       log_probs.push_back(policy.log_prob);
       baselines.push_back(baseline_net(state).squeeze(1));
@@ -111,6 +116,12 @@ RamOutput RamImpl::forward(const torch::Tensor& images, bool sample, std::option
   out.baselines = baselines.empty() ? none : torch::stack(baselines, 1);
   if (keep_glimpses) out.glimpses = torch::stack(glimpses, 1);
   return out;
+}
+
+double annealed_location_std(double start, double final, std::int64_t epoch, std::int64_t epochs) {
+  if (start <= 0 || epochs <= 1 || epoch >= epochs - 1) return final;
+  const double progress = static_cast<double>(std::max<std::int64_t>(epoch, 0)) / static_cast<double>(epochs - 1);
+  return final + (start - final) * 0.5 * (1.0 + std::cos(M_PI * progress));
 }
 
 RamLoss ram_loss(const RamOutput& output, const torch::Tensor& targets, double reinforce_weight) {

@@ -84,6 +84,7 @@ FitSummary train_classifier(Classifier& classifier, const datasets::ImageSource&
     const auto indices = datasets::order_batch(order, options.batch_size(), c.step_in_epoch);
     const auto batch = train.get(indices, c.epoch);
     optimizer->zero_grad();
+    classifier.set_epoch(c.epoch, options.epochs());
     auto loss = classifier.loss(batch.images, batch.labels);
     loss.total.backward();
     if (options.clip_norm() > 0) torch::nn::utils::clip_grad_norm_(params, options.clip_norm());

@@ -64,6 +64,33 @@ TEST(Classifiers, EveryKindGivesNormalisedLogProbabilitiesOfTheRightShape) {
   EXPECT_THROW(am::make_classifier("fc", {{"channels", 1}}), c10::Error);
 }
 
+// Training tells the RAM its epoch; with location_std_start the policy std it trains
+// with (reported as policy_std) anneals from there to location_std, and evaluation
+// samples with location_std. The option survives the round trip through options().
+TEST(Classifiers, RamTrainsWithTheAnnealedStdOfTheEpoch) {
+  torch::manual_seed(0);
+  auto options = am::RamOptions().glimpse_size(4).scales(2).glimpses(3).hidden(16).classes(2).location_std(0.1)
+                     .to_json();
+  options["height"] = 12;
+  options["width"] = 12;
+  options["location_std_start"] = 0.3;
+  auto ram = am::make_classifier("ram", options);
+  EXPECT_EQ(ram->options().at("location_std_start").get<double>(), 0.3);
+  const auto images = torch::rand({4, 1, 12, 12});
+  const auto labels = torch::tensor({0, 1, 0, 1}, torch::kInt64);
+  for (const auto& [epoch, expected] : std::vector<std::pair<std::int64_t, double>>{{0, 0.3}, {2, 0.2}, {4, 0.1}}) {
+    ram->set_epoch(epoch, 5);
+    EXPECT_DOUBLE_EQ(ram->loss(images, labels).metrics.at("policy_std"), expected) << epoch;
+  }
+  options.erase("location_std_start");
+  auto constant = am::make_classifier("ram", options);
+  EXPECT_FALSE(constant->options().contains("location_std_start")) << "old checkpoints must still match";
+  constant->set_epoch(0, 5);
+  EXPECT_FALSE(constant->loss(images, labels).metrics.count("policy_std"));
+  options["location_std_start"] = -1;
+  EXPECT_THROW(am::make_classifier("ram", options), c10::Error);
+}
+
 TEST(TrainClassifier, LearnsAnEasyTaskAndItsBestCheckpointReproducesThePredictions) {
   TempDir dir;
   torch::manual_seed(1);

@@ -106,6 +106,38 @@ TEST(Ram, DeterministicModeFollowsThePolicyMeanAndMonteCarloAveragesProbabilitie
   EXPECT_TRUE(torch::allclose(mc.exp().sum(1), torch::ones({5}), 1e-5, 1e-6));
 }
 
+// The std given to forward is the one sampled with: the first move's offset from the
+// policy mean (the same in both passes, since the first glimpse is always central)
+// spreads by it, and the log-probability is that of N(mean, std^2).
+TEST(Ram, AnExplicitLocationStdIsTheOneSampledWith) {
+  torch::manual_seed(3);
+  auto ram = tiny_ram();
+  torch::NoGradGuard no_grad;
+  const auto images = torch::rand({1, 1, 20, 20}).expand({4000, 1, 20, 20}).contiguous();
+  const auto mean = ram->forward(images, false).locations.select(1, 1);
+  ASSERT_LT(mean.abs().max().item<float>(), 0.6f) << "clamping would narrow the spread";
+  for (const double std : {0.02, 0.06}) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
+    const auto out = ram->forward(images, true, gen, false, std);
+    const auto offset = out.locations.select(1, 1) - mean;
+    EXPECT_NEAR(offset.std().item<double>(), std, 0.05 * std);
+    EXPECT_TRUE(torch::allclose(out.policy_log_probs.select(1, 0),
+                                attend::attention::gaussian_log_prob(out.locations.select(1, 1), mean, std), 1e-4,
+                                1e-4));
+  }
+  EXPECT_THROW(ram->forward(images, true, std::nullopt, false, 0.0), c10::Error);
+}
+
+TEST(Ram, AnnealedStdFallsByHalfACosineFromStartToFinal) {
+  EXPECT_DOUBLE_EQ(am::annealed_location_std(0.3, 0.1, 0, 5), 0.3);
+  EXPECT_DOUBLE_EQ(am::annealed_location_std(0.3, 0.1, 2, 5), 0.2);
+  EXPECT_NEAR(am::annealed_location_std(0.3, 0.1, 1, 5), 0.1 + 0.2 * 0.5 * (1 + std::cos(M_PI / 4)), 1e-12);
+  EXPECT_DOUBLE_EQ(am::annealed_location_std(0.3, 0.1, 4, 5), 0.1);
+  EXPECT_DOUBLE_EQ(am::annealed_location_std(0.3, 0.1, 9, 5), 0.1) << "past the end (a run continued)";
+  EXPECT_DOUBLE_EQ(am::annealed_location_std(0.0, 0.1, 0, 5), 0.1) << "0 = no annealing";
+  EXPECT_DOUBLE_EQ(am::annealed_location_std(0.3, 0.1, 0, 1), 0.1) << "one epoch trains at the final std";
+}
+
 TEST(Ram, OptionsRoundTripThroughJsonAndNonsenseIsRejected) {
   const auto o = am::RamOptions().glimpses(8).glimpse_size(12).scales(3).scale_ratio(1.5).core("lstm");
   const auto back = am::RamOptions::from_json(o.to_json());

@@ -74,7 +74,10 @@ class TrainCommand : public Command {
         ("glimpse-features", po::value<std::int64_t>()->default_value(256)->value_name("N"),
          "ram: combined glimpse features")
         ("core", po::value<std::string>()->default_value("rnn")->value_name("C"), "ram: rnn (paper) or lstm")
-        ("std", po::value<double>()->default_value(0.15)->value_name("S"), "ram: location policy std")
+        ("std", po::value<double>()->default_value(0.15, "0.15")->value_name("S"), "ram: location policy std")
+        ("std-start", po::value<double>()->default_value(0.0)->value_name("S"),
+         "ram: anneal the policy std by half a cosine from S in the first epoch to --std in the last (0 = "
+         "constant --std)")
         ("reinforce-weight", po::value<double>()->default_value(1.0)->value_name("L"), "ram: lambda of REINFORCE")
         ("fc-hidden", po::value<std::string>()->default_value("256,256")->value_name("LIST"), "fc: hidden sizes")
         ("filters", po::value<std::string>()->default_value("32,64")->value_name("LIST"), "cnn: conv filters")
@@ -86,12 +89,12 @@ class TrainCommand : public Command {
         ("batch", po::value<std::int64_t>()->default_value(128)->value_name("B"), "batch size")
         ("optimizer", po::value<std::string>()->default_value("adam")->value_name("O"), "adam or sgd (momentum)")
         ("lr", po::value<double>()->default_value(1e-3)->value_name("R"), "learning rate")
-        ("momentum", po::value<double>()->default_value(0.9)->value_name("M"), "sgd momentum")
+        ("momentum", po::value<double>()->default_value(0.9, "0.9")->value_name("M"), "sgd momentum")
         ("weight-decay", po::value<double>()->default_value(0.0)->value_name("W"), "L2 weight decay")
         ("schedule", po::value<std::string>()->default_value("constant")->value_name("S"),
          "learning-rate schedule: constant, step or cosine")
         ("step-epochs", po::value<std::int64_t>()->default_value(10)->value_name("N"), "step schedule period")
-        ("gamma", po::value<double>()->default_value(0.1)->value_name("G"), "step schedule factor")
+        ("gamma", po::value<double>()->default_value(0.1, "0.1")->value_name("G"), "step schedule factor")
         ("clip", po::value<double>()->default_value(0.0)->value_name("N"), "clip gradient norm (0 = off)")
         ("val-count", po::value<std::int64_t>()->default_value(500)->value_name("N"),
          "training items held out for validation and best.pt (0 = none)")
@@ -167,7 +170,11 @@ class TrainCommand : public Command {
       model_options["height"] = train.height();
       model_options["width"] = train.width();
       model_options["reinforce_weight"] = vm["reinforce-weight"].as<double>();
-      if (vm["std"].as<double>() <= 0) throw UsageError("--std must be > 0, got " + std::to_string(vm["std"].as<double>()));
+      if (vm["std"].as<double>() <= 0) throw UsageError("--std must be > 0, got " + format_number(vm["std"].as<double>()));
+      if (vm["std-start"].as<double>() < 0) {
+        throw UsageError("--std-start must be >= 0 (0 = no annealing), got " + format_number(vm["std-start"].as<double>()));
+      }
+      if (vm["std-start"].as<double>() > 0) model_options["location_std_start"] = vm["std-start"].as<double>();
       if (vm["glimpse-size"].as<std::int64_t>() > std::max(train.height(), train.width())) {
         throw UsageError("--glimpse-size " + std::to_string(vm["glimpse-size"].as<std::int64_t>()) +
                          " is larger than the " + std::to_string(train.height()) + "x" +

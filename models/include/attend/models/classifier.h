@@ -47,6 +47,11 @@ class Classifier {
   virtual std::int64_t classes() const = 0;
   /// Training loss on a batch: images [B,C,H,W] float, targets [B] int64.
   virtual ClassifierLoss loss(const torch::Tensor& images, const torch::Tensor& targets) = 0;
+  /// Tells the model which training epoch (0-based, of `epochs`) the following loss
+  /// calls belong to, for schedules of its own (the RAM's annealed policy std).
+  /// Training calls it before every step; a pure function of its arguments, so
+  /// resumed runs follow the same schedule.
+  virtual void set_epoch(std::int64_t /*epoch*/, std::int64_t /*epochs*/) {}
   /// Class log-probabilities [B,classes]. `samples` is the number of Monte-Carlo
   /// trajectories for stochastic models (0 = deterministic); others ignore it.
   virtual torch::Tensor predict(const torch::Tensor& images, std::int64_t samples) = 0;

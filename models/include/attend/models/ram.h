@@ -78,9 +78,10 @@ class RamImpl : public torch::nn::Cloneable<RamImpl> {
   /// requires: images [B,C,H,W] float with C = options.channels().
   /// `sample`: draw locations from the policy (training, Monte-Carlo evaluation);
   /// otherwise follow the policy mean (deterministic). `keep_glimpses` fills
-  /// RamOutput::glimpses for visualisation.
+  /// RamOutput::glimpses for visualisation. `location_std` (> 0) replaces
+  /// options.location_std for this pass, e.g. for an annealed std in training.
   RamOutput forward(const torch::Tensor& images, bool sample, std::optional<at::Generator> generator = std::nullopt,
-                    bool keep_glimpses = false);
+                    bool keep_glimpses = false, std::optional<double> location_std = std::nullopt);
 
   RamOptions options;
   torch::nn::Linear what{nullptr}, where{nullptr}, what_out{nullptr}, where_out{nullptr};
@@ -98,6 +99,11 @@ struct RamLoss {
   torch::Tensor reinforce;       ///< -mean_b sum_t log pi(l_t) (R - b_t), baseline detached
   torch::Tensor reward;          ///< [B] 1 for a correct final prediction, else 0
 };
+
+/// The policy std of training epoch `epoch` (0-based) of `epochs` when it is annealed
+/// from `start` to `final` by half a cosine: `start` in the first epoch, `final` in
+/// the last and after. start = 0 means no annealing: always `final`.
+double annealed_location_std(double start, double final, std::int64_t epoch, std::int64_t epochs);
 
 /// requires: targets [B] int64.
 RamLoss ram_loss(const RamOutput& output, const torch::Tensor& targets, double reinforce_weight = 1.0);
