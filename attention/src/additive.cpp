@@ -7,8 +7,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <string_view>
 
 namespace attend::attention {
 
@@ -179,17 +181,34 @@ __attribute__((always_inline)) inline void decode_loop(const DecodeStep& s) {
   }
 }
 
-// The same loop compiled twice: for AVX2 with FMA, and for the x86-64 baseline (where
-// GCC splits each 8-float operation in two). Chosen once, by what the CPU supports.
-__attribute__((target("avx2,fma"))) void decode_avx2(const DecodeStep& s) { decode_loop(s); }
+// The same loop compiled twice: for AVX2 with FMA, and for the baseline of the target
+// (on x86-64 SSE2, where GCC splits each 8-float operation in two). Chosen once.
 void decode_baseline(const DecodeStep& s) { decode_loop(s); }
 
-void decode_step(const DecodeStep& s) {
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  (avx2 ? decode_avx2 : decode_baseline)(s);
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2,fma"))) void decode_avx2(const DecodeStep& s) { decode_loop(s); }
+
+bool use_avx2() {
+  // ATEN_CPU_CAPABILITY=default is LibTorch's switch to its baseline kernels; ours follow it.
+  const char* capability = std::getenv("ATEN_CPU_CAPABILITY");
+  if (capability != nullptr && std::string_view(capability) == "default") return false;
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#else
+void decode_avx2(const DecodeStep& s) { decode_loop(s); }
+bool use_avx2() { return false; }
+#endif
+
+bool avx2_chosen() {
+  static const bool chosen = use_avx2();
+  return chosen;
 }
 
+void decode_step(const DecodeStep& s) { (avx2_chosen() ? decode_avx2 : decode_baseline)(s); }
+
 }  // namespace
+
+std::string additive_decoding_isa() { return avx2_chosen() ? "avx2" : "baseline"; }
 
 Attended additive_attention(const torch::Tensor& query_projection, const torch::Tensor& key_projection,
                             const torch::Tensor& v, const torch::Tensor& values, const torch::Tensor& mask) {

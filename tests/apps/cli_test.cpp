@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include <attend/attention/additive.h>
 #include <attend/datasets/idx.h>
 
 #include <test_support.h>
@@ -99,6 +100,7 @@ TEST(Cli, GlobalOptionsWorkOnEitherSideOfTheCommand) {
     EXPECT_EQ(j["matmul_size"], 64);
     EXPECT_GT(j["matmul_gflops"].get<double>(), 0.0);
     EXPECT_FALSE(j["blas"].get<std::string>().empty());
+    EXPECT_EQ(j["additive_decoding_isa"], attend::attention::additive_decoding_isa());
   }
 }
 

@@ -9,7 +9,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <functional>
+#include <limits>
+#include <string>
 
 namespace aa = attend::attention;
 using torch::indexing::Slice;
@@ -280,6 +283,22 @@ TEST_F(Attention, AdditiveDecodingPathEqualsTheDifferentiablePath) {
     EXPECT_TRUE(torch::allclose(fast.weights, reference.weights.detach(), 1e-5, 1e-6));
     EXPECT_TRUE(torch::allclose(fast.context, reference.context.detach(), 1e-5, 1e-5));
     EXPECT_TRUE((fast.weights.masked_select(mask.logical_not()) == 0).all().item<bool>());
+  }
+}
+
+// CMakeLists.txt also runs the AdditiveDecoding tests with ATEN_CPU_CAPABILITY=default,
+// so the baseline build of the kernel is tested on AVX2 machines too.
+TEST_F(Attention, AdditiveDecodingKernelFollowsTheCpuAndAtenCpuCapability) {
+  const char* capability = std::getenv("ATEN_CPU_CAPABILITY");
+  if (capability != nullptr && std::string(capability) == "default") {
+    EXPECT_EQ(aa::additive_decoding_isa(), "baseline");
+  } else {
+#if defined(__x86_64__) || defined(__i386__)
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    const bool avx2 = false;
+#endif
+    EXPECT_EQ(aa::additive_decoding_isa(), avx2 ? "avx2" : "baseline");
   }
 }
 

@@ -2,6 +2,8 @@
 #include "../cli.h"
 #include "../validate.h"
 
+#include <attend/attention/additive.h>
+
 #include <torch/torch.h>
 #include <torch/version.h>
 
@@ -118,6 +120,7 @@ class InfoCommand : public Command {
                           {"blas_libraries", libraries},
                           {"matmul_size", n},
                           {"matmul_gflops", gflops},
+                          {"additive_decoding_isa", attend::attention::additive_decoding_isa()},
                           {"warning", warning}};
       io.out << j.dump(2) << "\n";
     } else {
@@ -129,6 +132,7 @@ class InfoCommand : public Command {
              << " inter-op\n"
              << "BLAS          " << kind << "\n";
       for (const auto& l : libraries) io.out << "              " << l << "\n";
+      io.out << "kernels       additive decoding: " << attend::attention::additive_decoding_isa() << "\n";
       io.out << "fp32 matmul   " << std::fixed << std::setprecision(1) << gflops << " GFLOP/s (" << n << "^3, median of "
              << repeats << ")\n";
     }

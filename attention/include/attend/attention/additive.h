@@ -10,6 +10,8 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include <string>
+
 namespace attend::attention {
 
 struct AdditiveAttentionOptions {
@@ -23,8 +25,14 @@ struct AdditiveAttentionOptions {
 /// Functional form. requires: query_projection [B,H] (W_q q), key_projection [B,N,H]
 /// (W_k k + b), v [H], values [B,N,Dv], mask [B,N] bool (true = may attend) or undefined.
 /// ensures: context [B,Dv], weights [B,N].
+/// Without gradients and in float32 (a decoding step) it runs a fused kernel: its own
+/// vectorised tanh, an online softmax, each key and value read once.
 Attended additive_attention(const torch::Tensor& query_projection, const torch::Tensor& key_projection,
                             const torch::Tensor& v, const torch::Tensor& values, const torch::Tensor& mask = {});
+
+/// The instruction set that kernel uses: "avx2" (AVX2 and FMA present) or "baseline".
+/// ATEN_CPU_CAPABILITY=default forces "baseline", as it does for LibTorch's kernels.
+std::string additive_decoding_isa();
 
 class AdditiveAttentionImpl : public torch::nn::Cloneable<AdditiveAttentionImpl> {
  public:
