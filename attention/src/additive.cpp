@@ -2,11 +2,12 @@
 
 #include <attend/attention/mask.h>
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -142,9 +143,10 @@ struct DecodeStep {
 // compute-bound tanh overlaps with streaming the values from memory. Weights are
 // normalised at the end; rows with nothing allowed (or only -inf scores) give zeros,
 // as masked_softmax does.
-__attribute__((always_inline)) inline void decode_loop(const DecodeStep& s) {
+// Items [begin, end).
+__attribute__((always_inline)) inline void decode_loop(const DecodeStep& s, std::int64_t begin, std::int64_t end) {
   const float minus_inf = -std::numeric_limits<float>::infinity();
-  for (std::int64_t i = 0; i < s.b; ++i) {
+  for (std::int64_t i = begin; i < end; ++i) {
     float* w = s.weights + i * s.n;
     float* ctx = s.context + i * s.dv;
     std::fill(ctx, ctx + s.dv, 0.0f);
@@ -183,10 +185,12 @@ __attribute__((always_inline)) inline void decode_loop(const DecodeStep& s) {
 
 // The same loop compiled twice: for AVX2 with FMA, and for the baseline of the target
 // (on x86-64 SSE2, where GCC splits each 8-float operation in two). Chosen once.
-void decode_baseline(const DecodeStep& s) { decode_loop(s); }
+void decode_baseline(const DecodeStep& s, std::int64_t begin, std::int64_t end) { decode_loop(s, begin, end); }
 
 #if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("avx2,fma"))) void decode_avx2(const DecodeStep& s) { decode_loop(s); }
+__attribute__((target("avx2,fma"))) void decode_avx2(const DecodeStep& s, std::int64_t begin, std::int64_t end) {
+  decode_loop(s, begin, end);
+}
 
 bool use_avx2() {
   // ATEN_CPU_CAPABILITY=default is LibTorch's switch to its baseline kernels; ours follow it.
@@ -195,7 +199,6 @@ bool use_avx2() {
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 #else
-void decode_avx2(const DecodeStep& s) { decode_loop(s); }
 bool use_avx2() { return false; }
 #endif
 
@@ -204,7 +207,15 @@ bool avx2_chosen() {
   return chosen;
 }
 
-void decode_step(const DecodeStep& s) { (avx2_chosen() ? decode_avx2 : decode_baseline)(s); }
+// Items are independent: split across LibTorch's intra-op threads.
+void decode_step(const DecodeStep& s) {
+  at::parallel_for(0, s.b, 1, [&](std::int64_t begin, std::int64_t end) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (avx2_chosen()) return decode_avx2(s, begin, end);
+#endif
+    decode_baseline(s, begin, end);
+  });
+}
 
 }  // namespace
 
