@@ -48,7 +48,8 @@ torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& m
   torch::Tensor alive;
   {
     torch::NoGradGuard no_grad;
-    alive = torch::amax(filled, dim, /*keepdim=*/true) > -std::numeric_limits<double>::infinity();
+    // != rather than >: a row holding a NaN is alive, so the NaN spreads as in softmax.
+    alive = torch::amax(filled, dim, /*keepdim=*/true) != -std::numeric_limits<double>::infinity();
   }
   if (alive.all().item<bool>()) return torch::softmax(filled, dim);
   // Rows with nothing allowed: softmax over zeros (finite, gradient 0 after the

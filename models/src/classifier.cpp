@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
 namespace attend::models {
 namespace {
 
@@ -19,8 +21,8 @@ class RamClassifier : public Classifier {
         width_(j.at("width").get<std::int64_t>()),
         reinforce_weight_(j.value("reinforce_weight", 1.0)),
         location_std_start_(j.value("location_std_start", 0.0)) {
-    TORCH_CHECK(location_std_start_ >= 0, "ram: location std start must be >= 0 (0 = no annealing), got ",
-                location_std_start_);
+    TORCH_CHECK(location_std_start_ >= 0 && std::isfinite(location_std_start_),
+                "ram: location std start must be a number >= 0 (0 = no annealing), got ", location_std_start_);
     TORCH_CHECK(height_ >= 1 && width_ >= 1 && height_ <= 8192 && width_ <= 8192, "ram: input size ", height_, "x",
                 width_, " is not a valid image size");
     vision::check_retina_options(model_->options.retina(), height_, width_);

@@ -74,8 +74,8 @@ void RamImpl::pretty_print(std::ostream& stream) const {
 
 RamOutput RamImpl::forward(const torch::Tensor& images, bool sample, std::optional<at::Generator> generator,
                            bool keep_glimpses, std::optional<double> location_std) {
-  const double std = location_std.value_or(options.location_std());
-  TORCH_CHECK(std > 0, "Ram: location std must be > 0, got ", std);
+  const double policy_std = location_std.value_or(options.location_std());
+  TORCH_CHECK(policy_std > 0 && std::isfinite(policy_std), "Ram: location std must be a number > 0, got ", policy_std);
   TORCH_CHECK(images.defined() && images.dim() == 4 && images.is_floating_point() &&
                   images.size(1) == options.channels(),
               "Ram: expected float images [B,", options.channels(), ",H,W], got ",
@@ -102,7 +102,7 @@ RamOutput RamImpl::forward(const torch::Tensor& images, bool sample, std::option
     if (t + 1 < t_max) {
       const auto state = h.detach();
       const auto mean = torch::tanh(location_net(state));
-      auto policy = attention::gaussian_location_policy(mean, std, sample, generator);
+      auto policy = attention::gaussian_location_policy(mean, policy_std, sample, generator);
       location = policy.location;
       log_probs.push_back(policy.log_prob);
       baselines.push_back(baseline_net(state).squeeze(1));

@@ -238,7 +238,7 @@ TEST(CliTrain, BadInputsGiveUsageOrFailureCodes) {
   const auto start =
       run({"train", "ram", "--data", src, "--val-count", "2", "--std-start", "-0.5", "--run-dir", dir.file("r")});
   EXPECT_EQ(start.code, 2);
-  EXPECT_TRUE(contains(start.err, "--std-start must be >= 0 (0 = no annealing), got -0.5")) << start.err;
+  EXPECT_TRUE(contains(start.err, "--std-start must be a number >= 0 (0 = no annealing), got -0.5")) << start.err;
   EXPECT_EQ(code({"train", "ram", "--data", src, "--scales", "0", "--run-dir", dir.file("r")}), 2);
   EXPECT_EQ(code({"train", "fc", "--data", src, "--fc-hidden", "8,x", "--run-dir", dir.file("r")}), 2);
   EXPECT_EQ(code({"train", "fc", "--data", src, "--val-count", "12", "--run-dir", dir.file("r")}), 2);

@@ -9,10 +9,14 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <string>
+#include <vector>
 
 namespace aa = attend::attention;
 using torch::indexing::Slice;
@@ -309,41 +313,79 @@ TEST_F(Attention, AdditiveDecodingKernelFollowsTheCpuAndAtenCpuCapability) {
   }
 }
 
-// The kernel's tanh over its whole range, read through the weights: with H = 1 and
-// v = 1 the scores are tanh(k + q) themselves, so a tanh error of e changes a weight by
-// a factor of about 1 + e.
-TEST_F(Attention, AdditiveDecodingTanhIsAccurateEverywhere) {
-  const auto x = torch::cat({torch::linspace(-12, 12, 4001), torch::linspace(-1e-3, 1e-3, 101),
-                             torch::tensor({-9.0f, 9.0f, 0.1733f, -0.1733f, 0.3466f})});
-  const auto n = x.size(0);
-  const auto kp = x.view({1, n, 1}), qp = torch::zeros({1, 1}), v = torch::ones({1});
-  const auto values = torch::randn({1, n, 3});
-  torch::NoGradGuard no_grad;
-  const auto fast = aa::additive_attention(qp, kp, v, values);
-  const auto reference = torch::softmax(x.to(torch::kDouble).tanh(), 0);
-  // LibTorch's own float softmax(tanh) is 4.3e-7 from this double reference.
-  const auto err = (fast.weights[0].to(torch::kDouble) - reference).abs() / reference;
-  EXPECT_LT(err.max().item<double>(), 1e-6);
+// The kernel's own tanh against double-precision tanh rounded to float, in units in
+// the last place, over its whole range and the special values.
+TEST_F(Attention, AdditiveDecodingTanhIsWithinTwoUlp) {
+  std::vector<float> x;
+  for (int i = -120000; i <= 120000; ++i) x.push_back(static_cast<float>(i) * 1e-4f);  // [-12, 12]
+  for (int e = -45; e <= 0; ++e) {  // small, down to subnormals: relative precision
+    for (const float m : {1.0f, 2.5f, 7.0f}) {
+      x.push_back(m * std::pow(10.0f, static_cast<float>(e)));
+      x.push_back(-x.back());
+    }
+  }
+  for (const float v : {0.17328679f, 0.34657359f, 9.0f, 9.0109f, 9.02f, 10.0f, 30.0f, 1e30f}) {
+    x.push_back(v);
+    x.push_back(-v);
+  }
+  const float inf = std::numeric_limits<float>::infinity();
+  x.insert(x.end(), {0.0f, -0.0f, inf, -inf, std::numeric_limits<float>::quiet_NaN(), 1e-45f, -1e-45f});
+  std::vector<float> out(x.size());
+  aa::detail::decoding_tanh(x.data(), out.data(), static_cast<std::int64_t>(x.size()));
+  auto bits = [](float f) {
+    std::int32_t i;
+    std::memcpy(&i, &f, sizeof i);
+    return i;
+  };
+  std::int64_t worst = 0;
+  float worst_x = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(x[i])) {
+      EXPECT_TRUE(std::isnan(out[i]));
+      continue;
+    }
+    const auto expected = static_cast<float>(std::tanh(static_cast<double>(x[i])));
+    ASSERT_EQ(std::signbit(out[i]), std::signbit(expected)) << "x = " << x[i];
+    const std::int64_t ulps = std::abs(static_cast<std::int64_t>(bits(out[i])) - bits(expected));
+    if (ulps > worst) {
+      worst = ulps;
+      worst_x = x[i];
+    }
+  }
+  EXPECT_LE(worst, 2) << "worst at x = " << worst_x;
+  std::vector<float> ends{9.02f, 1e30f, inf, -inf};
+  std::vector<float> ones(4);
+  aa::detail::decoding_tanh(ends.data(), ones.data(), 4);
+  EXPECT_EQ(ones, (std::vector<float>{1, 1, 1, -1}));
 }
 
-// Rows with nothing to attend give zeros and NaN scores give NaN, as in the
-// differentiable path; a row whose only allowed key is NaN is not mistaken for an
-// empty one.
+// Rows with nothing to attend give zeros and NaN scores give NaN rows, in the fused
+// kernel as in the differentiable path; a row whose only allowed key is NaN is not
+// mistaken for an empty one.
 TEST_F(Attention, AdditiveDecodingEmptyAndNaNRows) {
-  auto kp = torch::randn({3, 4, 8});
+  auto kp = torch::randn({4, 4, 8});
   kp[1][2][5] = std::numeric_limits<float>::quiet_NaN();
   kp[2][0][0] = std::numeric_limits<float>::quiet_NaN();
-  const auto qp = torch::randn({3, 8}), v = torch::randn({8}), values = torch::randn({3, 4, 5});
-  auto mask = torch::ones({3, 4}, torch::kBool);
+  const auto qp = torch::randn({4, 8}), v = torch::randn({8}), values = torch::randn({4, 4, 5});
+  auto mask = torch::ones({4, 4}, torch::kBool);
   mask[0].fill_(false);
   mask[2].fill_(false);
   mask[2][0] = true;
-  torch::NoGradGuard no_grad;
-  const auto out = aa::additive_attention(qp, kp, v, values, mask);
-  EXPECT_TRUE((out.weights[0] == 0).all().item<bool>());
-  EXPECT_TRUE((out.context[0] == 0).all().item<bool>());
-  EXPECT_TRUE(out.weights[1].isnan().all().item<bool>());
-  EXPECT_TRUE(out.context[1].isnan().all().item<bool>());
-  EXPECT_TRUE(out.weights[2][0].isnan().item<bool>());
-  EXPECT_TRUE(out.context[2].isnan().all().item<bool>());
+  for (const auto& m : {mask, torch::Tensor()}) {
+    const auto reference = aa::additive_attention(qp.clone().requires_grad_(true), kp, v, values, m);
+    torch::NoGradGuard no_grad;
+    const auto out = aa::additive_attention(qp, kp, v, values, m);
+    for (const auto& [fast, slow] : {std::pair{out.weights, reference.weights.detach()},
+                                     std::pair{out.context, reference.context.detach()}}) {
+      EXPECT_TRUE(torch::equal(fast.isnan(), slow.isnan())) << fast << slow;
+      EXPECT_TRUE(torch::allclose(fast.nan_to_num(0), slow.nan_to_num(0), 1e-5, 1e-6));
+    }
+    EXPECT_TRUE(out.weights[1].isnan().all().item<bool>());
+    EXPECT_TRUE(out.weights[2].isnan().all().item<bool>());
+    EXPECT_TRUE(out.context[3].isfinite().all().item<bool>());
+    if (m.defined()) {
+      EXPECT_TRUE((out.weights[0] == 0).all().item<bool>());
+      EXPECT_TRUE((out.context[0] == 0).all().item<bool>());
+    }
+  }
 }

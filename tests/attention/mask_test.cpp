@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <limits>
+
 #include <gtest/gtest.h>
 
 namespace aa = attend::attention;
@@ -53,6 +55,23 @@ TEST_F(MaskedSoftmax, BroadcastsMasksAndMatchesSoftmaxWithoutOne) {
   EXPECT_TRUE(torch::allclose(w.sum(-1), torch::ones({2, 3})));
   EXPECT_TRUE(torch::isfinite(w).all().item<bool>());
   EXPECT_THROW(aa::masked_softmax(scores, torch::ones({2, 1, 5})), c10::Error) << "float mask is not a bool mask";
+}
+
+// A NaN score spreads over its row as in softmax, with a mask too: the row is not
+// taken for one with nothing allowed (which would silently hide the NaN as zeros).
+TEST_F(MaskedSoftmax, NaNSpreadsOverItsRowWithOrWithoutAMask) {
+  auto scores = torch::randn({3, 4});
+  scores[0][1] = std::numeric_limits<float>::quiet_NaN();
+  scores[1][0] = std::numeric_limits<float>::quiet_NaN();
+  auto mask = torch::ones({3, 4}, torch::kBool);
+  mask[1].fill_(false);
+  mask[1][0] = true;
+  mask[2].fill_(false);
+  const auto w = aa::masked_softmax(scores, mask);
+  EXPECT_TRUE(w[0].isnan().all().item<bool>());
+  EXPECT_TRUE(w[1].isnan().all().item<bool>()) << "only allowed entry is NaN";
+  EXPECT_TRUE((w[2] == 0).all().item<bool>()) << "nothing allowed";
+  EXPECT_TRUE(aa::masked_softmax(scores, {})[0].isnan().all().item<bool>());
 }
 
 TEST(PaddingMask, AllowsExactlyTheFirstLengthPositions) {

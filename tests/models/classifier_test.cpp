@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace am = attend::models;
 namespace ds = attend::datasets;
 using attend::testing::TempDir;
@@ -88,6 +90,8 @@ TEST(Classifiers, RamTrainsWithTheAnnealedStdOfTheEpoch) {
   constant->set_epoch(0, 5);
   EXPECT_FALSE(constant->loss(images, labels).metrics.count("policy_std"));
   options["location_std_start"] = -1;
+  EXPECT_THROW(am::make_classifier("ram", options), c10::Error);
+  options["location_std_start"] = std::numeric_limits<double>::infinity();
   EXPECT_THROW(am::make_classifier("ram", options), c10::Error);
 }
 

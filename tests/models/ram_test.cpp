@@ -133,7 +133,7 @@ TEST(Ram, AnnealedStdFallsByHalfACosineFromStartToFinal) {
   EXPECT_DOUBLE_EQ(am::annealed_location_std(0.3, 0.1, 2, 5), 0.2);
   EXPECT_NEAR(am::annealed_location_std(0.3, 0.1, 1, 5), 0.1 + 0.2 * 0.5 * (1 + std::cos(M_PI / 4)), 1e-12);
   EXPECT_DOUBLE_EQ(am::annealed_location_std(0.3, 0.1, 4, 5), 0.1);
-  EXPECT_DOUBLE_EQ(am::annealed_location_std(0.3, 0.1, 9, 5), 0.1) << "past the end (a run continued)";
+  EXPECT_DOUBLE_EQ(am::annealed_location_std(0.3, 0.1, 9, 5), 0.1) << "past the end";
   EXPECT_DOUBLE_EQ(am::annealed_location_std(0.0, 0.1, 0, 5), 0.1) << "0 = no annealing";
   EXPECT_DOUBLE_EQ(am::annealed_location_std(0.3, 0.1, 0, 1), 0.1) << "one epoch trains at the final std";
 }

@@ -12,6 +12,7 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 
@@ -170,9 +171,12 @@ class TrainCommand : public Command {
       model_options["height"] = train.height();
       model_options["width"] = train.width();
       model_options["reinforce_weight"] = vm["reinforce-weight"].as<double>();
-      if (vm["std"].as<double>() <= 0) throw UsageError("--std must be > 0, got " + format_number(vm["std"].as<double>()));
-      if (vm["std-start"].as<double>() < 0) {
-        throw UsageError("--std-start must be >= 0 (0 = no annealing), got " + format_number(vm["std-start"].as<double>()));
+      if (!(vm["std"].as<double>() > 0 && std::isfinite(vm["std"].as<double>()))) {
+        throw UsageError("--std must be a number > 0, got " + format_number(vm["std"].as<double>()));
+      }
+      if (!(vm["std-start"].as<double>() >= 0 && std::isfinite(vm["std-start"].as<double>()))) {
+        throw UsageError("--std-start must be a number >= 0 (0 = no annealing), got " +
+                         format_number(vm["std-start"].as<double>()));
       }
       if (vm["std-start"].as<double>() > 0) model_options["location_std_start"] = vm["std-start"].as<double>();
       if (vm["glimpse-size"].as<std::int64_t>() > std::max(train.height(), train.width())) {

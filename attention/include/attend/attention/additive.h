@@ -34,6 +34,11 @@ Attended additive_attention(const torch::Tensor& query_projection, const torch::
 /// ATEN_CPU_CAPABILITY=default forces "baseline", as it does for LibTorch's kernels.
 std::string additive_decoding_isa();
 
+namespace detail {
+/// out[i] = tanh(x[i]) for i < n, computed as that kernel does (for its tests).
+void decoding_tanh(const float* x, float* out, std::int64_t n);
+}  // namespace detail
+
 class AdditiveAttentionImpl : public torch::nn::Cloneable<AdditiveAttentionImpl> {
  public:
   AdditiveAttentionImpl(std::int64_t query_size, std::int64_t key_size, std::int64_t hidden_size)

@@ -29,7 +29,8 @@ torch::Tensor additive_bias(const torch::Tensor& mask, torch::ScalarType dtype =
 /// Softmax of `scores` over `dim` restricted to `mask` (true = allowed; undefined
 /// means all allowed; broadcastable to scores). Computed and returned in float32
 /// (float64 for double scores). Masked positions are exactly 0; fully masked rows are all 0 with zero,
-/// finite gradient; other rows sum to 1.
+/// finite gradient; other rows sum to 1, except that a NaN among a row's allowed scores
+/// makes the whole row NaN (as softmax does).
 torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask, std::int64_t dim = -1);
 
 }  // namespace attend::attention

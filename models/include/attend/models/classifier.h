@@ -50,7 +50,8 @@ class Classifier {
   /// Tells the model which training epoch (0-based, of `epochs`) the following loss
   /// calls belong to, for schedules of its own (the RAM's annealed policy std).
   /// Training calls it before every step; a pure function of its arguments, so
-  /// resumed runs follow the same schedule.
+  /// resumed runs follow the same schedule. Like the learning-rate schedule, a run
+  /// continued with a larger --epochs stretches it to the new length.
   virtual void set_epoch(std::int64_t /*epoch*/, std::int64_t /*epochs*/) {}
   /// Class log-probabilities [B,classes]. `samples` is the number of Monte-Carlo
   /// trajectories for stochastic models (0 = deterministic); others ignore it.
