@@ -297,20 +297,21 @@ TEST_F(Attention, AdditiveDecodingPathEqualsTheDifferentiablePath) {
   }
 }
 
-// CMakeLists.txt also runs the AdditiveDecoding tests with ATEN_CPU_CAPABILITY=default,
-// so the baseline build of the kernel is tested on AVX2 machines too.
+// CMakeLists.txt also runs the AdditiveDecoding tests with ATEN_CPU_CAPABILITY=default
+// and =avx2, so every build of the kernel the CPU can run is tested.
 TEST_F(Attention, AdditiveDecodingKernelFollowsTheCpuAndAtenCpuCapability) {
-  const char* capability = std::getenv("ATEN_CPU_CAPABILITY");
-  if (capability != nullptr && std::string(capability) == "default") {
-    EXPECT_EQ(aa::additive_decoding_isa(), "baseline");
-  } else {
+  const char* env = std::getenv("ATEN_CPU_CAPABILITY");
+  const std::string capability = env != nullptr ? env : "";
 #if defined(__x86_64__) || defined(__i386__)
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f");
 #else
-    const bool avx2 = false;
+  const bool avx2 = false, avx512 = false;
 #endif
-    EXPECT_EQ(aa::additive_decoding_isa(), avx2 ? "avx2" : "baseline");
-  }
+  std::string expected = avx512 ? "avx512" : avx2 ? "avx2" : "baseline";
+  if (capability == "default") expected = "baseline";
+  if (capability == "avx2" && expected == "avx512") expected = "avx2";
+  EXPECT_EQ(aa::additive_decoding_isa(), expected) << "ATEN_CPU_CAPABILITY=" << capability;
 }
 
 // The kernel's own tanh against double-precision tanh rounded to float, in units in

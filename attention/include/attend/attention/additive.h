@@ -30,8 +30,9 @@ struct AdditiveAttentionOptions {
 Attended additive_attention(const torch::Tensor& query_projection, const torch::Tensor& key_projection,
                             const torch::Tensor& v, const torch::Tensor& values, const torch::Tensor& mask = {});
 
-/// The instruction set that kernel uses: "avx2" (AVX2 and FMA present) or "baseline".
-/// ATEN_CPU_CAPABILITY=default forces "baseline", as it does for LibTorch's kernels.
+/// The instruction set that kernel uses: "avx512" (AVX-512F), "avx2" (AVX2 and FMA) or
+/// "baseline", the best the CPU has. ATEN_CPU_CAPABILITY=default or =avx2 caps it, as
+/// it caps LibTorch's own kernels.
 std::string additive_decoding_isa();
 
 namespace detail {
