@@ -96,10 +96,9 @@ __attribute__((always_inline)) inline float row_score(const float* k, const floa
   Floats acc{};
   std::int64_t i = 0;
   for (; i + W <= h; i += W) {
-    if (ahead != nullptr) {
-      const std::int64_t at = i * ahead_bytes / h / 64 * 64;
-      __builtin_prefetch(ahead + at);
-      if (at + 64 < ahead_bytes) __builtin_prefetch(ahead + at + 64);
+    if (ahead != nullptr) {  // this step's share of the row's 64-byte lines
+      const std::int64_t last = std::min((i + W) * ahead_bytes / h, ahead_bytes);
+      for (std::int64_t at = i * ahead_bytes / h / 64 * 64; at < last; at += 64) __builtin_prefetch(ahead + at);
     }
     Floats kx, qx, vx;
     std::memcpy(&kx, k + i, sizeof kx);
@@ -220,8 +219,8 @@ __attribute__((always_inline)) inline void tanh_loop(const float* x, float* out,
 // each 8-float operation in two). Chosen once, by what the CPU has.
 enum class Isa { kBaseline, kAvx2, kAvx512 };
 
-void decode_baseline(const DecodeStep& s, std::int64_t begin, std::int64_t end) { decode_loop<8>(s, begin, end); }
-void tanh_baseline(const float* x, float* out, std::int64_t n) { tanh_loop<8>(x, out, n); }
+void decode_baseline(const DecodeStep& s, std::int64_t begin, std::int64_t end) { decode_loop<4>(s, begin, end); }
+void tanh_baseline(const float* x, float* out, std::int64_t n) { tanh_loop<4>(x, out, n); }
 
 #if defined(__x86_64__) || defined(__i386__)
 #define ATTEND_AVX2 __attribute__((target("avx2,fma")))
