@@ -215,9 +215,13 @@ __attribute__((always_inline)) inline void tanh_loop(const float* x, float* out,
 }
 
 // The same loops compiled three times: for AVX-512 (16 floats), for AVX2 with FMA
-// (8 floats), and for the baseline of the target (on x86-64 SSE2, where GCC splits
-// each 8-float operation in two). Chosen once, by what the CPU has.
-enum class Isa { kBaseline, kAvx2, kAvx512 };
+// (8 floats), and for the baseline of the target (4 floats, SSE2 on x86-64). Chosen
+// once, by what the CPU has.
+struct Kernels {
+  const char* isa;
+  void (*decode)(const DecodeStep&, std::int64_t, std::int64_t);
+  void (*tanh)(const float*, float*, std::int64_t);
+};
 
 void decode_baseline(const DecodeStep& s, std::int64_t begin, std::int64_t end) { decode_loop<4>(s, begin, end); }
 void tanh_baseline(const float* x, float* out, std::int64_t n) { tanh_loop<4>(x, out, n); }
@@ -235,68 +239,39 @@ ATTEND_AVX512 void decode_avx512(const DecodeStep& s, std::int64_t begin, std::i
 ATTEND_AVX512 void tanh_avx512(const float* x, float* out, std::int64_t n) { tanh_loop<16>(x, out, n); }
 #undef ATTEND_AVX2
 #undef ATTEND_AVX512
+#endif
 
-Isa detect_isa() {
+Kernels choose_kernels() {
+  const Kernels baseline{"baseline", decode_baseline, tanh_baseline};
+#if defined(__x86_64__) || defined(__i386__)
   // ATEN_CPU_CAPABILITY (default, avx2, avx512) caps LibTorch's kernels; ours follow it.
   const char* capability = std::getenv("ATEN_CPU_CAPABILITY");
   const std::string_view cap = capability != nullptr ? capability : "";
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (cap == "default" || !avx2) return Isa::kBaseline;
-  if (cap == "avx2" || !__builtin_cpu_supports("avx512f")) return Isa::kAvx2;
-  return Isa::kAvx512;
-}
+  if (cap == "default" || !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return baseline;
+  if (cap == "avx2" || !__builtin_cpu_supports("avx512f")) return {"avx2", decode_avx2, tanh_avx2};
+  return {"avx512", decode_avx512, tanh_avx512};
 #else
-Isa detect_isa() { return Isa::kBaseline; }
+  return baseline;
 #endif
+}
 
-Isa chosen_isa() {
-  static const Isa isa = detect_isa();
-  return isa;
+const Kernels& kernels() {
+  static const Kernels chosen = choose_kernels();
+  return chosen;
 }
 
 // Items are independent: split across LibTorch's intra-op threads.
 void decode_step(const DecodeStep& s) {
-  at::parallel_for(0, s.b, 1, [&](std::int64_t begin, std::int64_t end) {
-    switch (chosen_isa()) {
-#if defined(__x86_64__) || defined(__i386__)
-      case Isa::kAvx512:
-        return decode_avx512(s, begin, end);
-      case Isa::kAvx2:
-        return decode_avx2(s, begin, end);
-#endif
-      default:
-        return decode_baseline(s, begin, end);
-    }
-  });
+  at::parallel_for(0, s.b, 1, [&](std::int64_t begin, std::int64_t end) { kernels().decode(s, begin, end); });
 }
 
 }  // namespace
 
-std::string additive_decoding_isa() {
-  switch (chosen_isa()) {
-    case Isa::kAvx512:
-      return "avx512";
-    case Isa::kAvx2:
-      return "avx2";
-    default:
-      return "baseline";
-  }
-}
+std::string additive_decoding_isa() { return kernels().isa; }
 
 namespace detail {
 
-void decoding_tanh(const float* x, float* out, std::int64_t n) {
-  switch (chosen_isa()) {
-#if defined(__x86_64__) || defined(__i386__)
-    case Isa::kAvx512:
-      return tanh_avx512(x, out, n);
-    case Isa::kAvx2:
-      return tanh_avx2(x, out, n);
-#endif
-    default:
-      return tanh_baseline(x, out, n);
-  }
-}
+void decoding_tanh(const float* x, float* out, std::int64_t n) { kernels().tanh(x, out, n); }
 
 }  // namespace detail
 
