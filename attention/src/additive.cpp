@@ -260,7 +260,9 @@ const Kernels& kernels() {
   return chosen;
 }
 
-// Items are independent: split across LibTorch's intra-op threads.
+// Items are independent: split with at::parallel_for. (LibTorch 1.13's OpenMP backend
+// is inline in its headers, so this runs in parallel only where attend is compiled
+// with -fopenmp, which it is not yet; see docs/performance.md.)
 void decode_step(const DecodeStep& s) {
   at::parallel_for(0, s.b, 1, [&](std::int64_t begin, std::int64_t end) { kernels().decode(s, begin, end); });
 }
