@@ -292,21 +292,15 @@ Attended additive_attention(const torch::Tensor& query_projection, const torch::
   const bool record = torch::GradMode::is_enabled() && (query_projection.requires_grad() ||
                                                        key_projection.requires_grad() || v.requires_grad() ||
                                                        values.requires_grad());
-  Attended out;
-  if (record) {
-    const auto scores = torch::matmul((key_projection + query_projection.unsqueeze(1)).tanh_(), v);  // [B,N]
-    out.weights = masked_softmax(scores, mask);
-    out.context = torch::bmm(out.weights.to(values.scalar_type()).unsqueeze(1), values).squeeze(1);
-    return out;
-  }
-  // Without gradients (decoding), float32 on the CPU: decode_step above.
-  const auto b = key_projection.size(0), n = key_projection.size(1), h = key_projection.size(2);
   auto cpu_float = [](const torch::Tensor& t) {
     return t.device().is_cpu() && t.layout() == torch::kStrided && t.scalar_type() == torch::kFloat;
   };
-  if (cpu_float(query_projection) && cpu_float(key_projection) && cpu_float(v) && cpu_float(values) &&
+  Attended out;
+  // Without gradients (decoding), float32 on the CPU: the fused decode_step above.
+  if (!record && cpu_float(query_projection) && cpu_float(key_projection) && cpu_float(v) && cpu_float(values) &&
       (!mask.defined() || (mask.device().is_cpu() && mask.layout() == torch::kStrided &&
                            mask.scalar_type() == torch::kBool))) {
+    const auto b = key_projection.size(0), n = key_projection.size(1), h = key_projection.size(2);
     const auto kp = key_projection.contiguous(), qp = query_projection.contiguous(), vv = v.contiguous();
     const auto vals = values.contiguous();
     const auto m = mask.defined() ? mask.contiguous() : mask;
@@ -317,7 +311,9 @@ Attended additive_attention(const torch::Tensor& query_projection, const torch::
                  out.context.data_ptr<float>(), b, n, h, values.size(2)});
     return out;
   }
-  out.weights = masked_softmax(torch::matmul((key_projection + query_projection.unsqueeze(1)).tanh(), v), mask);
+  // With gradients, and for other dtypes and devices: LibTorch's ops.
+  const auto scores = torch::matmul((key_projection + query_projection.unsqueeze(1)).tanh_(), v);  // [B,N]
+  out.weights = masked_softmax(scores, mask);
   out.context = torch::bmm(out.weights.to(values.scalar_type()).unsqueeze(1), values).squeeze(1);
   return out;
 }
