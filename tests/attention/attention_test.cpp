@@ -4,6 +4,7 @@
 #include <attend/attention/multi_head.h>
 
 #include <finite_differences.h>
+#include <test_support.h>
 
 #include <torch/torch.h>
 
@@ -287,6 +288,13 @@ TEST_F(Attention, AdditiveDecodingPathEqualsTheDifferentiablePath) {
     EXPECT_TRUE(torch::allclose(fast.weights, reference.weights.detach(), 1e-5, 1e-6));
     EXPECT_TRUE(torch::allclose(fast.context, reference.context.detach(), 1e-5, 1e-5));
     EXPECT_TRUE((fast.weights.masked_select(mask.logical_not()) == 0).all().item<bool>());
+    // Items are split across threads and each is computed alone: the count must not show.
+    for (const int threads : {1, 2}) {
+      const auto split = attend::testing::with_threads(
+          threads, [&] { return aa::additive_attention(qp.detach(), kp, v, values, mask); });
+      EXPECT_TRUE(torch::equal(split.weights, fast.weights)) << threads << " threads";
+      EXPECT_TRUE(torch::equal(split.context, fast.context)) << threads << " threads";
+    }
   }
 }
 

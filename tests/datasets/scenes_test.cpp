@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <gtest/gtest.h>
+#include <test_support.h>
 
 #include <set>
 
@@ -64,6 +65,24 @@ TEST(SceneGenerator, SameSeedGivesIdenticalScenesAndOtherSeedsDiffer) {
   // A scene depends on its index only, not on which other scenes share the batch.
   const auto single = a.generate({13});
   EXPECT_TRUE(torch::equal(single.images[0], sa.images[13]));
+}
+
+// LibTorch 1.13's at::parallel_for is inline OpenMP: it forks only in code built with
+// -fopenmp. The build adds it (CMakeLists.txt); without it this count is 1.
+TEST(ParallelFor, SplitsWorkAcrossThreadsInAttendCode) {
+  EXPECT_EQ(attend::testing::parallel_for_thread_count(1), 1U);
+  EXPECT_EQ(attend::testing::parallel_for_thread_count(2), 2U);
+}
+
+TEST(SceneGenerator, ScenesDoNotDependOnTheThreadCount) {
+  const auto digits = make_digits(50);
+  const ds::SceneGenerator gen(digits, ds::SceneOptions().canvas(40).fragments(4).fragment_size(6), 3);
+  const auto one = attend::testing::with_threads(1, [&] { return gen.generate_all(-1, 2); });
+  const auto two = attend::testing::with_threads(2, [&] { return gen.generate_all(-1, 2); });
+  EXPECT_TRUE(torch::equal(one.images, two.images));
+  EXPECT_TRUE(torch::equal(one.boxes, two.boxes));
+  EXPECT_TRUE(torch::equal(one.fragment_boxes, two.fragment_boxes));
+  EXPECT_TRUE(torch::equal(one.labels, two.labels));
 }
 
 TEST(SceneGenerator, EpochsGiveFreshPositions) {

@@ -2,6 +2,7 @@
 #include <attend/vision/trace.h>
 
 #include <glimpse_reference.h>
+#include <test_support.h>
 
 #include <torch/torch.h>
 
@@ -57,6 +58,22 @@ INSTANTIATE_TEST_SUITE_P(
                       RetinaCase{1, 100, 100, 12, 4, 2.0, 2, "Cluttered100FourScales"},
                       RetinaCase{3, 17, 23, 6, 2, 2.5, 4, "OddSizesRatio2p5"}),
     [](const ::testing::TestParamInfo<RetinaCase>& info) { return std::string(info.param.name); });
+
+// Glimpses are split across threads by (item, scale); the count must not show in
+// either the direct path or the differentiable one's area weights.
+TEST(Retina, GlimpsesDoNotDependOnTheThreadCount) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(4);
+  const auto images = torch::rand({48, 1, 60, 60}, gen);
+  const auto locations = torch::rand({48, 2}, gen) * 2.4 - 1.2;
+  const auto o = av::RetinaOptions().size(12).scales(3).ratio(2.0);
+  for (const bool dense : {false, true}) {
+    auto run = [&] {
+      return av::extract_glimpses(dense ? images.clone().requires_grad_(true) : images, locations, o).detach();
+    };
+    const auto one = attend::testing::with_threads(1, run), two = attend::testing::with_threads(2, run);
+    EXPECT_TRUE(torch::equal(one, two)) << (dense ? "differentiable" : "direct") << " path";
+  }
+}
 
 TEST(Retina, UniformImageGivesItsValueInsideAndLessAtTheBorder) {
   const auto images = torch::full({1, 1, 20, 20}, 0.5);
