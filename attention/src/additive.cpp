@@ -15,6 +15,9 @@
 
 namespace attend::attention {
 
+
+
+
 namespace {
 
 // The decoding step without gradients, float32: scores s[b,n] = sum_h v[h]
@@ -59,12 +62,12 @@ __attribute__((always_inline)) inline typename Lanes<W>::Floats vector_tanh(type
   const Ints bits_a = bits_x ^ sign;
   Floats a;
   std::memcpy(&a, &bits_a, sizeof a);
-  a = a > 10.0f ? splat<W>(10.0f) : a;  // NaN passes through
+  a = splat<W>(10.0f) < a ? splat<W>(10.0f) : a;  // one min; NaN passes through
   const Floats y = a + a;
-  // n from y, NaN replaced by 0 (converting NaN is undefined); r below carries the NaN.
-  const Floats y_number = y == y ? y : splat<W>(0.0f);
-  const Ints n = __builtin_convertvector(y_number * 1.44269504088896341f + 0.5f, Ints);  // >= 0: truncation = floor
-  const Floats nf = __builtin_convertvector(n, Floats);
+  // n = round(y / ln 2) in [0, 29] by adding 1.5 * 2^23, which leaves n in the low
+  // mantissa bits of `shifted` (rounding to nearest); NaN stays NaN in nf and r.
+  const Floats shifted = y * 1.44269504088896341f + 12582912.0f;
+  const Floats nf = shifted - 12582912.0f;
   const Floats r = (y - nf * 0.693145751953125f) - nf * 1.428606820309417232e-6f;
   Floats p = splat<W>(1.0f / 5040);
   p = p * r + 1.0f / 720;
@@ -74,8 +77,12 @@ __attribute__((always_inline)) inline typename Lanes<W>::Floats vector_tanh(type
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   const Floats expm1_r = p * r;
+  // 2^n: n's bits shifted into the exponent field (1.5 * 2^23 has zeros in the 9
+  // low bits that the shift keeps), plus the bias.
+  Bits bits_two_n;
+  std::memcpy(&bits_two_n, &shifted, sizeof bits_two_n);
+  bits_two_n = (bits_two_n << 23) + (127u << 23);
   Floats two_n;
-  const Bits bits_two_n = __builtin_convertvector(n + 127, Bits) << 23;  // n in [0, 29]
   std::memcpy(&two_n, &bits_two_n, sizeof two_n);
   const Floats m = two_n * expm1_r + (two_n - 1.0f);
   const Floats t = m / (m + 2.0f);
@@ -87,18 +94,59 @@ __attribute__((always_inline)) inline typename Lanes<W>::Floats vector_tanh(type
   return result;
 }
 
-// One (b, n) row: sum_h v[h] tanh(k[h] + q[h]).
-// `ahead` (optional, `ahead_bytes` long) is fetched into cache meanwhile.
+// out[i] += w * row[i] over d floats.
+template <int W>
+__attribute__((always_inline)) inline void add_scaled(float* out, float w, const float* row, std::int64_t d) {
+  using Floats = typename Lanes<W>::Floats;
+  std::int64_t i = 0;
+  for (; i + W <= d; i += W) {
+    Floats o, x;
+    std::memcpy(&o, out + i, sizeof o);
+    std::memcpy(&x, row + i, sizeof x);
+    o += x * w;
+    std::memcpy(out + i, &o, sizeof o);
+  }
+  for (; i < d; ++i) out[i] += row[i] * w;
+}
+
+// Software prefetch of a value row, spread over the vector steps of a score:
+// `lines_per_step` 64-byte lines per step from `begin` until `end`.
+struct Ahead {
+  const char* begin = nullptr;
+  const char* end = nullptr;
+  std::int64_t lines_per_step = 0;
+};
+
+// The previous row's weighted values, still to be added into the context:
+// ctx += w * row over dv floats, `per_step` vectors per step of a score.
+struct Pending {
+  float* ctx = nullptr;
+  const float* row = nullptr;
+  float w = 0;
+  std::int64_t dv = 0, per_step = 0;
+};
+
+// One (b, n) row: sum_h v[h] tanh(k[h] + q[h]). Meanwhile it adds the pending value
+// row into the context a few vectors per step, so that those loads from memory wait
+// in the shadow of the tanh arithmetic instead of after it, and prefetches `ahead`.
 template <int W>
 __attribute__((always_inline)) inline float row_score(const float* k, const float* q, const float* v, std::int64_t h,
-                                                      const char* ahead = nullptr, std::int64_t ahead_bytes = 0) {
+                                                      const Pending& pending = {}, Ahead ahead = {}) {
   using Floats = typename Lanes<W>::Floats;
   Floats acc{};
+  const char* line = ahead.begin;
+  const Floats weight = splat<W>(pending.w);
+  const std::int64_t whole = pending.row != nullptr ? pending.dv / W * W : 0;
+  std::int64_t d = 0;
   std::int64_t i = 0;
   for (; i + W <= h; i += W) {
-    if (ahead != nullptr) {  // this step's share of the row's 64-byte lines
-      const std::int64_t last = std::min((i + W) * ahead_bytes / h, ahead_bytes);
-      for (std::int64_t at = i * ahead_bytes / h / 64 * 64; at < last; at += 64) __builtin_prefetch(ahead + at);
+    for (std::int64_t l = 0; l < ahead.lines_per_step && line < ahead.end; ++l, line += 64) __builtin_prefetch(line);
+    for (std::int64_t u = 0; u < pending.per_step && d < whole; ++u, d += W) {
+      Floats o, x;
+      std::memcpy(&o, pending.ctx + d, sizeof o);
+      std::memcpy(&x, pending.row + d, sizeof x);
+      o += x * weight;
+      std::memcpy(pending.ctx + d, &o, sizeof o);
     }
     Floats kx, qx, vx;
     std::memcpy(&kx, k + i, sizeof kx);
@@ -113,34 +161,11 @@ __attribute__((always_inline)) inline float row_score(const float* k, const floa
     std::memcpy(&vx, v + i, (h - i) * sizeof(float));
     acc += vx * vector_tanh<W>(kx + qx);
   }
+  for (; line < ahead.end; line += 64) __builtin_prefetch(line);  // short rows: the rest
+  if (pending.row != nullptr) add_scaled<W>(pending.ctx + d, pending.w, pending.row + d, pending.dv - d);
   float total = 0;
   for (int l = 0; l < W; ++l) total += acc[l];
   return total;
-}
-
-// out[i] = out[i] * scale + w * row[i] over d floats.
-template <int W>
-__attribute__((always_inline)) inline void scale_add(float* out, float scale, float w, const float* row, std::int64_t d) {
-  using Floats = typename Lanes<W>::Floats;
-  std::int64_t i = 0;
-  if (scale == 1) {  // the common case once the maximum has been seen
-    for (; i + W <= d; i += W) {
-      Floats o, x;
-      std::memcpy(&o, out + i, sizeof o);
-      std::memcpy(&x, row + i, sizeof x);
-      o += x * w;
-      std::memcpy(out + i, &o, sizeof o);
-    }
-  } else {
-    for (; i + W <= d; i += W) {
-      Floats o, x;
-      std::memcpy(&o, out + i, sizeof o);
-      std::memcpy(&x, row + i, sizeof x);
-      o = o * scale + x * w;
-      std::memcpy(out + i, &o, sizeof o);
-    }
-  }
-  for (; i < d; ++i) out[i] = out[i] * scale + row[i] * w;
 }
 
 struct DecodeStep {
@@ -155,31 +180,42 @@ struct DecodeStep {
 };
 
 // The whole step in one pass per item, as an online softmax: each allowed row's
-// score, then at once its weighted value row into the context, rescaled whenever the
-// running maximum grows. Each projected key and value is read once, and the
-// compute-bound tanh overlaps with streaming the values from memory. Weights are
+// score, and its weighted value row added into the context while the next row's
+// score is computed (software pipelining: the value loads from memory then wait
+// beside the tanh arithmetic, not after it); the context is rescaled whenever the
+// running maximum grows. Each projected key and value is read once. Weights are
 // normalised at the end; rows with nothing allowed (or only -inf scores) give zeros,
 // as masked_softmax does.
 // Items [begin, end).
 template <int W>
 __attribute__((always_inline)) inline void decode_loop(const DecodeStep& s, std::int64_t begin, std::int64_t end) {
   const float minus_inf = -std::numeric_limits<float>::infinity();
+  // A value row spans at most dv * 4 / 64 + 2 cache lines (when not aligned to one);
+  // spread them over the score's whole vector steps (integer divisions once, not per step).
+  const std::int64_t row_bytes = s.dv * static_cast<std::int64_t>(sizeof(float));
+  const std::int64_t steps = std::max<std::int64_t>(1, s.h / W);
+  const std::int64_t lines_per_step = (row_bytes / 64 + 2 + steps - 1) / steps;
+  const std::int64_t vectors_per_step = (s.dv / W + steps - 1) / steps;
   for (std::int64_t i = begin; i < end; ++i) {
     float* w = s.weights + i * s.n;
     float* ctx = s.context + i * s.dv;
     std::fill(ctx, ctx + s.dv, 0.0f);
     float top = minus_inf;
     double total = 0;  // a float sum of N terms would drift by N/2 ulp
+    Pending pending;   // the last scored row's values, added during the next score
     for (std::int64_t j = 0; j < s.n; ++j) {
       if (s.mask != nullptr && !s.mask[i * s.n + j]) {
         w[j] = minus_inf;
         continue;
       }
-      const std::int64_t next = i * s.n + j + 1;  // prefetch the next value row
-      const float score =
-          row_score<W>(s.kp + (i * s.n + j) * s.h, s.qp + i * s.h, s.v, s.h,
-                    next < s.b * s.n ? reinterpret_cast<const char*>(s.values + next * s.dv) : nullptr,
-                    s.dv * static_cast<std::int64_t>(sizeof(float)));
+      Ahead ahead;  // the next value row, from the start of its first cache line
+      if (const std::int64_t next = i * s.n + j + 1; next < s.b * s.n) {
+        const auto at = reinterpret_cast<std::uintptr_t>(s.values + next * s.dv);
+        ahead = {reinterpret_cast<const char*>(at & ~std::uintptr_t{63}),
+                 reinterpret_cast<const char*>(at + static_cast<std::uintptr_t>(row_bytes)), lines_per_step};
+      }
+      const float score = row_score<W>(s.kp + (i * s.n + j) * s.h, s.qp + i * s.h, s.v, s.h, pending, ahead);
+      pending.row = nullptr;
       w[j] = score;
       if (score == minus_inf) continue;
       float scale = 1;
@@ -189,8 +225,15 @@ __attribute__((always_inline)) inline void decode_loop(const DecodeStep& s, std:
       }
       const float e = std::exp(score - top);
       total = total * scale + e;
-      scale_add<W>(ctx, scale, e, s.values + (i * s.n + j) * s.dv, s.dv);
+      // The running maximum grew (a few times per item): rescale the context now, the
+      // pending rows having been added, so the pass fused with the next score is a
+      // plain multiply-add.
+      if (scale != 1) {
+        for (std::int64_t d = 0; d < s.dv; ++d) ctx[d] *= scale;
+      }
+      pending = {ctx, s.values + (i * s.n + j) * s.dv, e, s.dv, vectors_per_step};
     }
+    if (pending.row != nullptr) add_scaled<W>(ctx, pending.w, pending.row, s.dv);
     if (total == 0) {  // nothing allowed, or only -inf scores (a NaN makes total NaN)
       std::fill(w, w + s.n, 0.0f);
       continue;
