@@ -5,6 +5,10 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <array>
+#include <cmath>
+
 namespace attend::attention {
 
 namespace {
@@ -21,6 +25,218 @@ torch::Tensor block_of(const torch::Tensor& t, std::int64_t b0, std::int64_t nb,
   return out.size(1) == 1 ? out : out.narrow(1, h0, nh);
 }
 
+// The (batch item, head) pairs of [B,H,...] operands in blocks: whole batch items
+// while one item's H heads fit in `block_bytes`, else groups of heads of one item;
+// either way a contiguous range of rows of [B*H,...]. Small blocks stay in cache
+// between the products and the softmax.
+struct HeadBlocks {
+  std::int64_t b, h, items, heads;
+
+  // `head_bytes`: one head's share of a block (its score matrices and operand rows).
+  HeadBlocks(std::int64_t b_, std::int64_t h_, std::int64_t head_bytes, std::int64_t block_bytes)
+      : b(b_), h(h_), items(b_), heads(h_) {
+    head_bytes = std::max<std::int64_t>(head_bytes, 1);  // empty sequences
+    if (head_bytes * h <= block_bytes) {
+      items = std::clamp<std::int64_t>(block_bytes / std::max<std::int64_t>(head_bytes * h, 1), 1, std::max<std::int64_t>(b, 1));
+    } else {
+      items = 1;
+      heads = std::clamp<std::int64_t>(block_bytes / head_bytes, 1, h);
+    }
+  }
+
+  // Calls f(b0, nb, h0, nh) for each block.
+  template <typename F>
+  void each(F&& f) const {
+    for (std::int64_t b0 = 0; b0 < b; b0 += items) {
+      for (std::int64_t h0 = 0; h0 < h; h0 += heads) f(b0, std::min(items, b - b0), h0, std::min(heads, h - h0));
+    }
+  }
+
+  // Rows [b0*H+h0, ...) of x [B,H,T,D] as [nb*nh,T,D]: a view when they are one
+  // contiguous range, else a copy into `buffer` (allocated once, reused by every block).
+  torch::Tensor rows(const torch::Tensor& x, torch::Tensor& buffer, std::int64_t b0, std::int64_t nb, std::int64_t h0,
+                     std::int64_t nh) const {
+    auto block = x.narrow(0, b0, nb).narrow(1, h0, nh);
+    if (block.is_contiguous()) return block.view({nb * nh, x.size(2), x.size(3)});
+    if (!buffer.defined()) buffer = torch::empty({items * heads, x.size(2), x.size(3)}, x.options());
+    auto dst = buffer.narrow(0, 0, nb * nh);
+    dst.view({nb, nh, x.size(2), x.size(3)}).copy_(block);
+    return dst;
+  }
+
+  // A block's share of a [items*heads, ...] scratch tensor, allocated on first use.
+  torch::Tensor scratch(torch::Tensor& buffer, std::int64_t rows, std::int64_t t1, std::int64_t t2,
+                        const torch::TensorOptions& options) const {
+    if (!buffer.defined()) buffer = torch::empty({items * heads, t1, t2}, options);
+    return buffer.narrow(0, 0, rows);
+  }
+};
+
+// One head's share of a block: its score matrix, its q, k, v rows and its context;
+// `score_matrices` = 2 for backward (scores and their gradient).
+std::int64_t head_bytes(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        std::int64_t score_matrices) {
+  const auto tq = q.size(2), tk = k.size(2), d = q.size(3), dv = v.size(3);
+  return (score_matrices * tq * tk + tq * d + tk * d + tk * dv + tq * dv) *
+         static_cast<std::int64_t>(c10::elementSize(q.scalar_type()));
+}
+
+// Softmax of the scaled (and biased) scores of a block, in place where possible:
+// scores [rows,tq,tk] -> weights [rows,tq,tk], float32 for reduced-precision scores.
+torch::Tensor block_softmax(torch::Tensor scores, std::int64_t nb, std::int64_t nh, const torch::Tensor& mask,
+                            const torch::Tensor& bias, std::int64_t b0, std::int64_t h0) {
+  const auto rows = scores.size(0), tq = scores.size(1), tk = scores.size(2);
+  auto scores4 = scores.view({nb, nh, tq, tk});
+  if (bias.defined()) scores4.add_(block_of(bias, b0, nb, h0, nh));
+  const bool exact = scores.scalar_type() == torch::kFloat || scores.scalar_type() == torch::kDouble;
+  if (mask.defined() || !exact) return masked_softmax(scores4, block_of(mask, b0, nb, h0, nh)).view({rows, tq, tk});
+  return at::softmax_out(scores, scores, -1);  // in place: the kernel reads each row before writing it
+}
+
+// Attention of q [B,H,Tq,d] over k, v block by block without gradients, each block's
+// scores, weights and context written straight into the results: the [B,H,Tq,Tk]
+// scores never exist at once (unless per-head weights are asked for).
+Attended blocked_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                         const torch::Tensor& mask, const torch::Tensor& bias, double scale, bool per_head,
+                         std::int64_t block_bytes) {
+  const auto b = q.size(0), h = q.size(1), tq = q.size(2), tk = k.size(2), dv = v.size(3);
+  const auto weight_type = q.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat32;
+  const HeadBlocks blocks(b, h, head_bytes(q, k, v, 1), block_bytes);
+  Attended out;
+  out.context = torch::empty({b, h, tq, dv}, q.options());
+  const auto context3 = out.context.view({b * h, tq, dv});
+  out.weights = per_head ? torch::empty({b, h, tq, tk}, q.options().dtype(weight_type))
+                         : (blocks.heads < h ? torch::zeros({b, tq, tk}, q.options().dtype(weight_type))
+                                             : torch::empty({b, tq, tk}, q.options().dtype(weight_type)));
+  torch::Tensor q_buffer, k_buffer, v_buffer, score_buffer;
+  blocks.each([&](std::int64_t b0, std::int64_t nb, std::int64_t h0, std::int64_t nh) {
+    const auto r0 = b0 * h + h0, rows = nb * nh;
+    const auto qb = blocks.rows(q, q_buffer, b0, nb, h0, nh), vb = blocks.rows(v, v_buffer, b0, nb, h0, nh);
+    const auto kbt = blocks.rows(k, k_buffer, b0, nb, h0, nh).transpose(1, 2);
+    // Straight into the per-head result when it is wanted; else into a block buffer.
+    auto scores = per_head && q.scalar_type() == weight_type
+                            ? out.weights.view({b * h, tq, tk}).narrow(0, r0, rows)
+                            : blocks.scratch(score_buffer, rows, tq, tk, q.options());
+    // (Not baddbmm with beta = 0: LibTorch 1.13's small-matrix kernel still reads
+    // the uninitialised output then.) The block is in cache for the scaling.
+    at::bmm_out(scores, qb, kbt).mul_(scale);
+    const auto w = block_softmax(scores, nb, nh, mask, bias, b0, h0);
+    auto dst = context3.narrow(0, r0, rows);
+    at::bmm_out(dst, w.to(q.scalar_type()), vb);
+    const auto w4 = w.view({nb, nh, tq, tk});
+    if (per_head) {
+      if (!w.is_same(scores)) out.weights.narrow(0, b0, nb).narrow(1, h0, nh).copy_(w4);
+    } else if (nh == h) {  // whole items: their mean over heads
+      auto mean = out.weights.narrow(0, b0, nb);
+      at::sum_out(mean, w4, c10::IntArrayRef{1}).div_(static_cast<double>(h));
+    } else {  // a group of heads of item b0
+      out.weights.narrow(0, b0, 1).add_(w4.sum(1), 1.0 / static_cast<double>(h));
+    }
+  });
+  return out;
+}
+
+// Gradients of blocked_forward (float32 or float64 q, k, v) with respect to q, k and
+// v, block by block: each block's weights are recomputed from q and k (in cache)
+// instead of keeping all [B,H,Tq,Tk] of them from the forward pass, and the softmax
+// gradient is taken in place. `grad_weights` is that of the returned weights
+// (averaged or per head); either gradient may be undefined (zero).
+std::array<torch::Tensor, 3> blocked_backward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                              const torch::Tensor& mask, const torch::Tensor& bias, double scale,
+                                              bool per_head, std::int64_t block_bytes,
+                                              const torch::Tensor& grad_context, const torch::Tensor& grad_weights,
+                                              std::array<bool, 3> needed) {
+  const auto b = q.size(0), h = q.size(1), tq = q.size(2), tk = k.size(2), d = q.size(3), dv = v.size(3);
+  std::array<torch::Tensor, 3> grads;
+  if (needed[0]) grads[0] = torch::empty({b, h, tq, d}, q.options());
+  if (needed[1]) grads[1] = torch::empty({b, h, tk, d}, k.options());
+  if (needed[2]) grads[2] = grad_context.defined() ? torch::empty({b, h, tk, dv}, v.options()) : torch::zeros({b, h, tk, dv}, v.options());
+  const bool scores_needed = needed[0] || needed[1];
+  if (!scores_needed && !grad_context.defined()) return grads;
+  const HeadBlocks blocks(b, h, head_bytes(q, k, v, 2), block_bytes);
+  torch::Tensor q_buffer, k_buffer, v_buffer, g_buffer, score_buffer, grad_buffer;
+  blocks.each([&](std::int64_t b0, std::int64_t nb, std::int64_t h0, std::int64_t nh) {
+    const auto r0 = b0 * h + h0, rows = nb * nh;
+    const auto qb = blocks.rows(q, q_buffer, b0, nb, h0, nh), kb = blocks.rows(k, k_buffer, b0, nb, h0, nh);
+    auto scores = blocks.scratch(score_buffer, rows, tq, tk, q.options());
+    at::bmm_out(scores, qb, kb.transpose(1, 2)).mul_(scale);
+    const auto w = block_softmax(scores, nb, nh, mask, bias, b0, h0);  // the forward's weights, bit for bit
+    torch::Tensor gb;
+    if (grad_context.defined()) {
+      gb = blocks.rows(grad_context, g_buffer, b0, nb, h0, nh);
+      if (needed[2]) {  // dV = W^T dC
+        auto dst = grads[2].view({b * h, tk, dv}).narrow(0, r0, rows);
+        at::bmm_out(dst, w.transpose(1, 2), gb);
+      }
+    }
+    if (!scores_needed) return;
+    // dW = dC V^T (+ the returned weights' own gradient), then dS = W * (dW - rowsum(dW * W)).
+    auto grad_w = blocks.scratch(grad_buffer, rows, tq, tk, q.options());
+    if (grad_context.defined()) {
+      at::bmm_out(grad_w, gb, blocks.rows(v, v_buffer, b0, nb, h0, nh).transpose(1, 2));
+    } else {
+      grad_w.zero_();
+    }
+    if (grad_weights.defined()) {
+      auto grad_w4 = grad_w.view({nb, nh, tq, tk});
+      if (per_head) {
+        grad_w4.add_(grad_weights.narrow(0, b0, nb).narrow(1, h0, nh));
+      } else {
+        grad_w4.add_(grad_weights.narrow(0, b0, nb).unsqueeze(1), 1.0 / static_cast<double>(h));
+      }
+    }
+    const auto grad_scores = at::_softmax_backward_data(grad_w, w, -1, w.scalar_type()).mul_(scale);
+    if (needed[0]) {  // dQ = dS K
+      auto dst = grads[0].view({b * h, tq, d}).narrow(0, r0, rows);
+      at::bmm_out(dst, grad_scores, kb);
+    }
+    if (needed[1]) {  // dK = dS^T Q
+      auto dst = grads[1].view({b * h, tk, d}).narrow(0, r0, rows);
+      at::bmm_out(dst, grad_scores.transpose(1, 2), qb);
+    }
+  });
+  return grads;
+}
+
+// The mask and bias of a BlockedHeadAttention: not inputs of the autograd node
+// (either may be undefined, which a node's inputs may not be; neither gets a gradient).
+struct Constants {
+  torch::Tensor mask, bias;
+};
+
+// attend_heads with gradients, without dropout, for float32 and float64: the blocked
+// forward pass, and blocked_backward (which recomputes the weights) for autograd.
+// Only q, k and v are saved; the [B,H,Tq,Tk] weights are never kept.
+struct BlockedHeadAttention : public torch::autograd::Function<BlockedHeadAttention> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q,
+                                                const torch::Tensor& k, const torch::Tensor& v,
+                                                const Constants& constants, double scale, bool per_head,
+                                                std::int64_t block_bytes) {
+    ctx->save_for_backward({q, k, v});
+    if (constants.mask.defined()) ctx->saved_data["mask"] = constants.mask;
+    if (constants.bias.defined()) ctx->saved_data["bias"] = constants.bias;
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["per_head"] = per_head;
+    ctx->saved_data["block_bytes"] = block_bytes;
+    auto out = blocked_forward(q, k, v, constants.mask, constants.bias, scale, per_head, block_bytes);
+    return {out.context, out.weights};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    auto constant = [&](const char* name) {
+      const auto it = ctx->saved_data.find(name);
+      return it == ctx->saved_data.end() ? torch::Tensor() : it->second.toTensor();
+    };
+    const auto result = blocked_backward(
+        saved[0], saved[1], saved[2], constant("mask"), constant("bias"), ctx->saved_data["scale"].toDouble(),
+        ctx->saved_data["per_head"].toBool(), ctx->saved_data["block_bytes"].toInt(), grads[0], grads[1],
+        {ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2)});
+    return {result[0], result[1], result[2], {}, {}, {}, {}};
+  }
+};
+
 }  // namespace
 
 Attended attend_heads(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
@@ -33,7 +249,7 @@ Attended attend_heads(const torch::Tensor& q, const torch::Tensor& k, const torc
   TORCH_CHECK(q.is_floating_point() && k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(),
               "attend_heads: expected q, k and v of one floating dtype, got ", q.scalar_type(), ", ", k.scalar_type(),
               ", ", v.scalar_type());
-  const auto b = q.size(0), h = q.size(1), tq = q.size(2), tk = k.size(2), d = q.size(3), dv = v.size(3);
+  const auto b = q.size(0), h = q.size(1), tq = q.size(2), tk = k.size(2);
   TORCH_CHECK(!mask.defined() || (mask.scalar_type() == torch::kBool && fits_head_operand(mask, b, h) &&
                                   (mask.size(2) == 1 || mask.size(2) == tq) && mask.size(3) == tk),
               "attend_heads: expected a bool mask [B|1,H|1,Tq|1,Tk] = [", b, "|1,", h, "|1,", tq, "|1,", tk,
@@ -45,118 +261,29 @@ Attended attend_heads(const torch::Tensor& q, const torch::Tensor& k, const torc
   TORCH_CHECK(options.dropout() >= 0.0 && options.dropout() < 1.0, "attend_heads: dropout must be in [0,1), got ",
               options.dropout());
   TORCH_CHECK(options.block_bytes() >= 1, "attend_heads: block_bytes must be >= 1, got ", options.block_bytes());
-  const double scale = options.scale().value_or(1.0 / std::sqrt(static_cast<double>(d)));
+  const double scale = options.scale().value_or(1.0 / std::sqrt(static_cast<double>(q.size(3))));
   const bool per_head = options.weights() == HeadWeights::kPerHead;
   const bool dropout = options.training() && options.dropout() > 0.0;
-  // Weights (and softmax) in at least float32.
-  const auto weight_type = q.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat32;
   const bool record = torch::GradMode::is_enabled() &&
                       (q.requires_grad() || k.requires_grad() || v.requires_grad() ||
                        (bias.defined() && bias.requires_grad()));
-
-  // Blocks: whole batch items while one item's H heads fit in block_bytes, else
-  // groups of heads of one item; either way a contiguous range of rows of [B*H,...].
-  // A head's share: its score matrix, its q, k, v rows and its context. With
-  // gradients every block's scores are kept for backward anyway, so one block does.
-  const std::int64_t head_bytes =
-      (tq * tk + tq * d + tk * d + tk * dv + tq * dv) * static_cast<std::int64_t>(c10::elementSize(weight_type));
-  std::int64_t items = b, heads = h;
-  if (!record && head_bytes * h <= options.block_bytes()) {
-    items = std::clamp<std::int64_t>(options.block_bytes() / (head_bytes * h), 1, b);
-  } else if (!record) {
-    items = 1;
-    heads = std::clamp<std::int64_t>(options.block_bytes() / head_bytes, 1, h);
+  const bool exact_type = q.scalar_type() == torch::kFloat || q.scalar_type() == torch::kDouble;
+  if (!record && !dropout) return blocked_forward(q, k, v, mask, bias, scale, per_head, options.block_bytes());
+  if (record && !dropout && exact_type && !(bias.defined() && bias.requires_grad())) {
+    const auto outputs = BlockedHeadAttention::apply(q, k, v, Constants{mask, bias}, scale, per_head, options.block_bytes());
+    return {outputs[0], outputs[1]};
   }
-  // Rows [b0*H+h0, ...) of x [B,H,T,D] as [nb*nh,T,D]. With gradients (one block) a
-  // reshape; without, a copy into a buffer reused across blocks, so it stays in cache.
-  auto rows_of = [&](const torch::Tensor& x, torch::Tensor& buffer, std::int64_t b0, std::int64_t nb,
-                     std::int64_t h0, std::int64_t nh) {
-    if (record) return x.reshape({b * h, x.size(2), x.size(3)});
-    auto block = x.narrow(0, b0, nb).narrow(1, h0, nh);
-    if (block.is_contiguous()) return block.view({nb * nh, x.size(2), x.size(3)});
-    if (!buffer.defined()) buffer = torch::empty({items * heads, x.size(2), x.size(3)}, x.options());
-    auto dst = buffer.narrow(0, 0, nb * nh);
-    dst.view({nb, nh, x.size(2), x.size(3)}).copy_(block);
-    return dst;
-  };
-  torch::Tensor q_buffer, k_buffer, v_buffer;
-  // With gradients, scale q once (cheaper than scaling the scores); the product also
-  // makes head views of a packed projection contiguous, so no further copy is needed.
-  const auto q_in = record ? (q * scale).contiguous() : q;
 
+  // Dropout, a bias that needs gradients, or reduced precision: the whole computation
+  // in LibTorch ops for autograd (weights and softmax in at least float32).
+  const auto weight_type = q.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat32;
+  auto scores = torch::matmul(q * scale, k.transpose(2, 3));
+  if (bias.defined()) scores = scores + bias.to(scores.scalar_type());
+  const auto w = masked_softmax(scores.to(weight_type), mask);
+  const auto used = dropout ? torch::dropout(w, options.dropout(), true) : w;
   Attended out;
-  torch::Tensor context3, scratch;
-  std::vector<torch::Tensor> contexts, weights;
-  if (!record) {
-    context3 = torch::empty({b * h, tq, dv}, q.options());
-    out.weights = per_head ? torch::empty({b, h, tq, tk}, q.options().dtype(weight_type))
-                           : (heads < h ? torch::zeros({b, tq, tk}, q.options().dtype(weight_type))
-                                        : torch::empty({b, tq, tk}, q.options().dtype(weight_type)));
-  }
-  for (std::int64_t b0 = 0; b0 < b; b0 += items) {
-    const auto nb = std::min(items, b - b0);
-    for (std::int64_t h0 = 0; h0 < h; h0 += heads) {
-      const auto nh = std::min(heads, h - h0);
-      const auto r0 = b0 * h + h0, rows = nb * nh;
-      const auto qb = rows_of(q_in, q_buffer, b0, nb, h0, nh), vb = rows_of(v, v_buffer, b0, nb, h0, nh);
-      const auto kbt = rows_of(k, k_buffer, b0, nb, h0, nh).transpose(1, 2);
-      torch::Tensor scores;
-      if (record) {
-        scores = torch::bmm(qb, kbt);
-      } else {
-        // Straight into the per-head result when it is wanted; else into a block buffer.
-        if (per_head && q.scalar_type() == weight_type) {
-          scores = out.weights.view({b * h, tq, tk}).narrow(0, r0, rows);
-        } else {
-          if (!scratch.defined()) scratch = torch::empty({items * heads, tq, tk}, q.options());
-          scores = scratch.narrow(0, 0, rows);
-        }
-        // (Not baddbmm with beta = 0: LibTorch 1.13's small-matrix kernel still reads
-        // the uninitialised output then.) The block is in cache for the scaling.
-        at::bmm_out(scores, qb, kbt).mul_(scale);
-      }
-      auto scores4 = scores.view({nb, nh, tq, tk});
-      if (bias.defined()) scores4.add_(block_of(bias, b0, nb, h0, nh));
-      torch::Tensor w;  // [rows,tq,tk] in weight_type
-      if (mask.defined() || scores.scalar_type() != weight_type) {
-        w = masked_softmax(scores4, block_of(mask, b0, nb, h0, nh)).view({rows, tq, tk});
-      } else if (record) {
-        w = torch::softmax(scores, -1);
-      } else {
-        w = at::softmax_out(scores, scores, -1);  // in place: the kernel reads each row before writing it
-      }
-      const auto used = dropout ? torch::dropout(w, options.dropout(), true) : w;
-      if (record) {
-        contexts.push_back(torch::bmm(used.to(q.scalar_type()), vb));
-      } else {
-        auto dst = context3.narrow(0, r0, rows);
-        at::bmm_out(dst, used.to(q.scalar_type()), vb);
-      }
-      const auto w4 = w.view({nb, nh, tq, tk});
-      if (per_head) {
-        if (record) {
-          weights.push_back(w4);
-        } else if (!w.is_same(scores)) {
-          out.weights.narrow(0, b0, nb).narrow(1, h0, nh).copy_(w4);
-        }
-      } else if (nh == h) {  // whole items: their mean over heads
-        if (record) {
-          weights.push_back(w4.sum(1).div_(static_cast<double>(h)));
-        } else {
-          auto dst = out.weights.narrow(0, b0, nb);
-          at::sum_out(dst, w4, c10::IntArrayRef{1}).div_(static_cast<double>(h));
-        }
-      } else {  // a group of heads of item b0 (only without gradients: one block with them)
-        out.weights.narrow(0, b0, 1).add_(w4.sum(1), 1.0 / static_cast<double>(h));
-      }
-    }
-  }
-  if (record) {
-    context3 = contexts.size() == 1 ? contexts[0] : torch::cat(contexts);
-    out.weights = weights.size() == 1 ? weights[0] : torch::cat(weights);
-    if (per_head) out.weights = out.weights.view({b, h, tq, tk});
-  }
-  out.context = context3.view({b, h, tq, dv});
+  out.context = torch::matmul(used.to(q.scalar_type()), v);
+  out.weights = per_head ? w : w.mean(1);
   return out;
 }
 

@@ -265,6 +265,86 @@ TEST_F(Attention, HeadBlockGradientsEqualTheReferenceAndFiniteDifferences) {
   EXPECT_TRUE(torch::allclose(q1.grad(), q2.grad(), 1e-10, 1e-12));
 }
 
+// With gradients (no dropout) attend_heads keeps only q, k and v and recomputes each
+// block's weights in backward; every gradient must equal autograd's through the
+// plain formulation, for both kinds of returned weights and every blocking.
+TEST_F(Attention, HeadBlockGradientsOfQKVEqualAutogradThroughTheReference) {
+  const std::int64_t b = 3, h = 4, tq = 5, tk = 6, d = 3, dv = 2;
+  auto opts = torch::dtype(torch::kFloat64);
+  // Strided q, k, v: head views of [B,T,H,d] tensors.
+  const auto q0 = torch::randn({b, tq, h, d}, opts), k0 = torch::randn({b, tk, h, d}, opts);
+  const auto v0 = torch::randn({b, tk, h, dv}, opts);
+  auto mask = torch::rand({b, 1, tq, tk}) > 0.3;
+  mask.index_put_({2, 0, 1}, false);  // a row with nothing allowed
+  const auto bias = torch::randn({1, h, tq, tk}, opts);
+  const auto upstream_context = torch::randn({b, h, tq, dv}, opts);
+  for (const bool per_head : {false, true}) {
+    const auto upstream_weights = torch::randn(per_head ? std::vector<std::int64_t>{b, h, tq, tk}
+                                                        : std::vector<std::int64_t>{b, tq, tk}, opts);
+    auto loss = [&](const aa::Attended& a) {
+      return (a.context * upstream_context).sum() + (a.weights * upstream_weights).sum();
+    };
+    auto leaves = [&] {
+      return std::vector<torch::Tensor>{q0.clone().requires_grad_(true), k0.clone().requires_grad_(true),
+                                        v0.clone().requires_grad_(true)};
+    };
+    auto ref_in = leaves();
+    const auto ref = aa::scaled_dot_product_attention(ref_in[0].transpose(1, 2), ref_in[1].transpose(1, 2),
+                                                      ref_in[2].transpose(1, 2), mask, bias);
+    loss({ref.context, per_head ? ref.weights : ref.weights.mean(1)}).backward();
+    // One head per block, two heads (backward; forward 2), one whole item (backward;
+    // forward 1 item), everything. A head's share: forward 680 bytes, backward 920.
+    for (const std::int64_t block : {1, 2 * 920, 4 * 920, 1 << 20}) {
+      SCOPED_TRACE(testing::Message() << "per_head " << per_head << " block " << block);
+      auto in = leaves();
+      const auto out = aa::attend_heads(
+          in[0].transpose(1, 2), in[1].transpose(1, 2), in[2].transpose(1, 2), mask, bias,
+          aa::HeadAttentionOptions().block_bytes(block).weights(per_head ? aa::HeadWeights::kPerHead
+                                                                         : aa::HeadWeights::kAverage));
+      loss(out).backward();
+      for (int i = 0; i < 3; ++i) {
+        EXPECT_TRUE(torch::allclose(in[i].grad(), ref_in[i].grad(), 1e-10, 1e-12))
+            << "input " << i << ": " << (in[i].grad() - ref_in[i].grad()).abs().max().item<double>();
+        EXPECT_TRUE(in[i].grad().isfinite().all().item<bool>());
+      }
+    }
+  }
+  // Only the weights used, or only the context: the other gradient is zero.
+  for (const bool use_context : {false, true}) {
+    auto k = k0.clone().requires_grad_(true), v = v0.clone().requires_grad_(true);
+    const auto out = aa::attend_heads(q0.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask);
+    (use_context ? out.context.sum() : out.weights.pow(2).sum()).backward();
+    EXPECT_EQ(v.grad().abs().sum().item<double>() == 0, !use_context);
+    EXPECT_GT(k.grad().abs().sum().item<double>(), 0);
+  }
+  // Finite differences through k and v as well (q is checked above).
+  const auto q = q0.transpose(1, 2);
+  attend::testing::expect_gradient_matches_finite_differences(
+      [&](const torch::Tensor& k) {
+        const auto a = aa::attend_heads(q, k, v0.transpose(1, 2), mask, bias);
+        return (a.context * upstream_context).sum() + a.weights.pow(2).sum();
+      },
+      k0.transpose(1, 2).contiguous());
+  attend::testing::expect_gradient_matches_finite_differences(
+      [&](const torch::Tensor& v) { return (aa::attend_heads(q, k0.transpose(1, 2), v, mask).context * upstream_context).sum(); },
+      v0.transpose(1, 2).contiguous());
+}
+
+// Dropout and a bias that needs gradients take the LibTorch-ops path: same results.
+TEST_F(Attention, HeadAttentionWithABiasThatNeedsGradientsEqualsTheReference) {
+  auto opts = torch::dtype(torch::kFloat64);
+  const auto q = torch::randn({2, 3, 4, 5}, opts), k = torch::randn({2, 3, 6, 5}, opts), v = torch::randn({2, 3, 6, 2}, opts);
+  auto bias1 = torch::randn({2, 1, 4, 6}, opts).requires_grad_(true);
+  auto bias2 = bias1.detach().clone().requires_grad_(true);
+  const auto ours = aa::attend_heads(q, k, v, {}, bias1);
+  const auto ref = aa::scaled_dot_product_attention(q, k, v, {}, bias2);
+  EXPECT_TRUE(torch::allclose(ours.context, ref.context, 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(ours.weights, ref.weights.mean(1), 1e-12, 1e-12));
+  (ours.context.sum() + ours.weights.pow(2).sum()).backward();
+  (ref.context.sum() + ref.weights.mean(1).pow(2).sum()).backward();
+  EXPECT_TRUE(torch::allclose(bias1.grad(), bias2.grad(), 1e-10, 1e-12));
+}
+
 TEST_F(Attention, HeadAttentionRejectsMisshapenInputs) {
   const auto x = torch::randn({2, 3, 4, 5});
   EXPECT_THROW(aa::attend_heads(x, x, x.narrow(2, 0, 2)), c10::Error) << "key and value lengths differ";
