@@ -93,22 +93,37 @@ torch::Tensor block_softmax(torch::Tensor scores, std::int64_t nb, std::int64_t 
   return at::softmax_out(scores, scores, -1);  // in place: the kernel reads each row before writing it
 }
 
+// Dropout on the weights used for the context: each weight kept with probability
+// 1 - p and then divided by 1 - p. `keep` [B,H,Tq,Tk] bool is what was kept, filled
+// by blocked_forward when `record` (for backward), else drawn block by block.
+struct WeightDropout {
+  double p = 0;
+  bool record = false;
+  torch::Tensor keep;
+};
+
+// used = w * keep / (1 - p) of one block, into `out`.
+torch::Tensor dropped(const torch::Tensor& w, const torch::Tensor& keep, double p, torch::Tensor out) {
+  return at::mul_out(out, w, keep).mul_(1.0 / (1.0 - p));
+}
+
 // Attention of q [B,H,Tq,d] over k, v block by block without gradients, each block's
 // scores, weights and context written straight into the results: the [B,H,Tq,Tk]
 // scores never exist at once (unless per-head weights are asked for).
 Attended blocked_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                          const torch::Tensor& mask, const torch::Tensor& bias, double scale, bool per_head,
-                         std::int64_t block_bytes) {
+                         std::int64_t block_bytes, WeightDropout& dropout) {
   const auto b = q.size(0), h = q.size(1), tq = q.size(2), tk = k.size(2), dv = v.size(3);
   const auto weight_type = q.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat32;
-  const HeadBlocks blocks(b, h, head_bytes(q, k, v, 1), block_bytes);
+  const HeadBlocks blocks(b, h, head_bytes(q, k, v, dropout.p > 0 ? 2 : 1), block_bytes);
   Attended out;
   out.context = torch::empty({b, h, tq, dv}, q.options());
   const auto context3 = out.context.view({b * h, tq, dv});
   out.weights = per_head ? torch::empty({b, h, tq, tk}, q.options().dtype(weight_type))
                          : (blocks.heads < h ? torch::zeros({b, tq, tk}, q.options().dtype(weight_type))
                                              : torch::empty({b, tq, tk}, q.options().dtype(weight_type)));
-  torch::Tensor q_buffer, k_buffer, v_buffer, score_buffer;
+  if (dropout.p > 0 && dropout.record) dropout.keep = torch::empty({b, h, tq, tk}, q.options().dtype(torch::kBool));
+  torch::Tensor q_buffer, k_buffer, v_buffer, score_buffer, keep_buffer, used_buffer;
   blocks.each([&](std::int64_t b0, std::int64_t nb, std::int64_t h0, std::int64_t nh) {
     const auto r0 = b0 * h + h0, rows = nb * nh;
     const auto qb = blocks.rows(q, q_buffer, b0, nb, h0, nh), vb = blocks.rows(v, v_buffer, b0, nb, h0, nh);
@@ -122,7 +137,15 @@ Attended blocked_forward(const torch::Tensor& q, const torch::Tensor& k, const t
     at::bmm_out(scores, qb, kbt).mul_(scale);
     const auto w = block_softmax(scores, nb, nh, mask, bias, b0, h0);
     auto dst = context3.narrow(0, r0, rows);
-    at::bmm_out(dst, w.to(q.scalar_type()), vb);
+    if (dropout.p > 0) {
+      auto keep = dropout.record ? dropout.keep.view({b * h, tq, tk}).narrow(0, r0, rows)
+                                 : blocks.scratch(keep_buffer, rows, tq, tk, q.options().dtype(torch::kBool));
+      keep.bernoulli_(1.0 - dropout.p);
+      const auto used = dropped(w, keep, dropout.p, blocks.scratch(used_buffer, rows, tq, tk, w.options()));
+      at::bmm_out(dst, used.to(q.scalar_type()), vb);
+    } else {
+      at::bmm_out(dst, w.to(q.scalar_type()), vb);
+    }
     const auto w4 = w.view({nb, nh, tq, tk});
     if (per_head) {
       if (!w.is_same(scores)) out.weights.narrow(0, b0, nb).narrow(1, h0, nh).copy_(w4);
@@ -143,7 +166,7 @@ Attended blocked_forward(const torch::Tensor& q, const torch::Tensor& k, const t
 // (averaged or per head); either gradient may be undefined (zero).
 std::array<torch::Tensor, 3> blocked_backward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                               const torch::Tensor& mask, const torch::Tensor& bias, double scale,
-                                              bool per_head, std::int64_t block_bytes,
+                                              bool per_head, std::int64_t block_bytes, const WeightDropout& dropout,
                                               const torch::Tensor& grad_context, const torch::Tensor& grad_weights,
                                               std::array<bool, 3> needed) {
   const auto b = q.size(0), h = q.size(1), tq = q.size(2), tk = k.size(2), d = q.size(3), dv = v.size(3);
@@ -154,26 +177,31 @@ std::array<torch::Tensor, 3> blocked_backward(const torch::Tensor& q, const torc
   const bool scores_needed = needed[0] || needed[1];
   if (!scores_needed && !grad_context.defined()) return grads;
   const HeadBlocks blocks(b, h, head_bytes(q, k, v, 2), block_bytes);
-  torch::Tensor q_buffer, k_buffer, v_buffer, g_buffer, score_buffer, grad_buffer;
+  torch::Tensor q_buffer, k_buffer, v_buffer, g_buffer, score_buffer, grad_buffer, used_buffer;
   blocks.each([&](std::int64_t b0, std::int64_t nb, std::int64_t h0, std::int64_t nh) {
     const auto r0 = b0 * h + h0, rows = nb * nh;
     const auto qb = blocks.rows(q, q_buffer, b0, nb, h0, nh), kb = blocks.rows(k, k_buffer, b0, nb, h0, nh);
     auto scores = blocks.scratch(score_buffer, rows, tq, tk, q.options());
     at::bmm_out(scores, qb, kb.transpose(1, 2)).mul_(scale);
     const auto w = block_softmax(scores, nb, nh, mask, bias, b0, h0);  // the forward's weights, bit for bit
+    const auto keep = dropout.p > 0 ? dropout.keep.view({b * h, tq, tk}).narrow(0, r0, rows) : torch::Tensor();
     torch::Tensor gb;
     if (grad_context.defined()) {
       gb = blocks.rows(grad_context, g_buffer, b0, nb, h0, nh);
-      if (needed[2]) {  // dV = W^T dC
+      if (needed[2]) {  // dV = U^T dC, U the weights used (after dropout)
         auto dst = grads[2].view({b * h, tk, dv}).narrow(0, r0, rows);
-        at::bmm_out(dst, w.transpose(1, 2), gb);
+        const auto used =
+            keep.defined() ? dropped(w, keep, dropout.p, blocks.scratch(used_buffer, rows, tq, tk, w.options())) : w;
+        at::bmm_out(dst, used.transpose(1, 2), gb);
       }
     }
     if (!scores_needed) return;
-    // dW = dC V^T (+ the returned weights' own gradient), then dS = W * (dW - rowsum(dW * W)).
+    // dW = dC V^T (times keep / (1 - p) with dropout) plus the returned weights' own
+    // gradient, then dS = W * (dW - rowsum(dW * W)).
     auto grad_w = blocks.scratch(grad_buffer, rows, tq, tk, q.options());
     if (grad_context.defined()) {
       at::bmm_out(grad_w, gb, blocks.rows(v, v_buffer, b0, nb, h0, nh).transpose(1, 2));
+      if (keep.defined()) grad_w.mul_(keep).mul_(1.0 / (1.0 - dropout.p));
     } else {
       grad_w.zero_();
     }
@@ -204,21 +232,25 @@ struct Constants {
   torch::Tensor mask, bias;
 };
 
-// attend_heads with gradients, without dropout, for float32 and float64: the blocked
-// forward pass, and blocked_backward (which recomputes the weights) for autograd.
-// Only q, k and v are saved; the [B,H,Tq,Tk] weights are never kept.
+// attend_heads with gradients, for float32 and float64: the blocked forward pass,
+// and blocked_backward (which recomputes the weights) for autograd. Only q, k and v
+// are saved (and with dropout which weights were kept, one byte each); the
+// [B,H,Tq,Tk] weights are never kept.
 struct BlockedHeadAttention : public torch::autograd::Function<BlockedHeadAttention> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q,
                                                 const torch::Tensor& k, const torch::Tensor& v,
                                                 const Constants& constants, double scale, bool per_head,
-                                                std::int64_t block_bytes) {
+                                                std::int64_t block_bytes, double dropout_p) {
+    WeightDropout dropout{dropout_p, true, {}};
+    auto out = blocked_forward(q, k, v, constants.mask, constants.bias, scale, per_head, block_bytes, dropout);
     ctx->save_for_backward({q, k, v});
     if (constants.mask.defined()) ctx->saved_data["mask"] = constants.mask;
     if (constants.bias.defined()) ctx->saved_data["bias"] = constants.bias;
+    if (dropout.keep.defined()) ctx->saved_data["keep"] = dropout.keep;
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["per_head"] = per_head;
     ctx->saved_data["block_bytes"] = block_bytes;
-    auto out = blocked_forward(q, k, v, constants.mask, constants.bias, scale, per_head, block_bytes);
+    ctx->saved_data["dropout"] = dropout_p;
     return {out.context, out.weights};
   }
 
@@ -229,11 +261,12 @@ struct BlockedHeadAttention : public torch::autograd::Function<BlockedHeadAttent
       const auto it = ctx->saved_data.find(name);
       return it == ctx->saved_data.end() ? torch::Tensor() : it->second.toTensor();
     };
+    const WeightDropout dropout{ctx->saved_data["dropout"].toDouble(), true, constant("keep")};
     const auto result = blocked_backward(
         saved[0], saved[1], saved[2], constant("mask"), constant("bias"), ctx->saved_data["scale"].toDouble(),
-        ctx->saved_data["per_head"].toBool(), ctx->saved_data["block_bytes"].toInt(), grads[0], grads[1],
+        ctx->saved_data["per_head"].toBool(), ctx->saved_data["block_bytes"].toInt(), dropout, grads[0], grads[1],
         {ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2)});
-    return {result[0], result[1], result[2], {}, {}, {}, {}};
+    return {result[0], result[1], result[2], {}, {}, {}, {}, {}};
   }
 };
 
@@ -268,14 +301,19 @@ Attended attend_heads(const torch::Tensor& q, const torch::Tensor& k, const torc
                       (q.requires_grad() || k.requires_grad() || v.requires_grad() ||
                        (bias.defined() && bias.requires_grad()));
   const bool exact_type = q.scalar_type() == torch::kFloat || q.scalar_type() == torch::kDouble;
-  if (!record && !dropout) return blocked_forward(q, k, v, mask, bias, scale, per_head, options.block_bytes());
-  if (record && !dropout && exact_type && !(bias.defined() && bias.requires_grad())) {
-    const auto outputs = BlockedHeadAttention::apply(q, k, v, Constants{mask, bias}, scale, per_head, options.block_bytes());
+  const double p = dropout ? options.dropout() : 0.0;
+  if (!record) {
+    WeightDropout drop{p, false, {}};
+    return blocked_forward(q, k, v, mask, bias, scale, per_head, options.block_bytes(), drop);
+  }
+  if (exact_type && !(bias.defined() && bias.requires_grad())) {
+    const auto outputs = BlockedHeadAttention::apply(q, k, v, Constants{mask, bias}, scale, per_head,
+                                                     options.block_bytes(), p);
     return {outputs[0], outputs[1]};
   }
 
-  // Dropout, a bias that needs gradients, or reduced precision: the whole computation
-  // in LibTorch ops for autograd (weights and softmax in at least float32).
+  // A bias that needs gradients, or reduced precision: the whole computation in
+  // LibTorch ops for autograd (weights and softmax in at least float32).
   const auto weight_type = q.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat32;
   auto scores = torch::matmul(q * scale, k.transpose(2, 3));
   if (bias.defined()) scores = scores + bias.to(scores.scalar_type());

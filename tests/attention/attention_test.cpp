@@ -330,7 +330,52 @@ TEST_F(Attention, HeadBlockGradientsOfQKVEqualAutogradThroughTheReference) {
       v0.transpose(1, 2).contiguous());
 }
 
-// Dropout and a bias that needs gradients take the LibTorch-ops path: same results.
+// Dropout on the weights used for the context: each kept with probability 1 - p and
+// scaled by 1 / (1 - p); the returned weights are those before dropout.
+TEST_F(Attention, HeadAttentionDropoutKeepsWeightsWithProbabilityOneMinusPScaled) {
+  const std::int64_t b = 3, h = 4, tq = 50, tk = 40;
+  const double p = 0.3;
+  const auto q = torch::randn({b, h, tq, 8}), k = torch::randn({b, h, tk, 8});
+  // One-hot values: the context is exactly the weights used.
+  const auto v = torch::eye(tk).expand({b, h, tk, tk});
+  const auto plain = aa::attend_heads(q, k, v, {}, {}, aa::HeadAttentionOptions().weights(aa::HeadWeights::kPerHead));
+  for (const bool grad : {false, true}) {
+    SCOPED_TRACE(grad ? "with gradients" : "without gradients");
+    const auto qg = q.clone().requires_grad_(grad);
+    const auto out = aa::attend_heads(
+        qg, k, v, {}, {},
+        aa::HeadAttentionOptions().dropout(p).training(true).weights(aa::HeadWeights::kPerHead).block_bytes(64 << 10));
+    EXPECT_TRUE(torch::allclose(out.weights, plain.weights, 1e-6, 1e-7)) << "weights before dropout";
+    const auto used = out.context.detach();
+    const auto dropped = used == 0;
+    EXPECT_TRUE(torch::allclose(used.masked_select(~dropped), (plain.weights / (1 - p)).masked_select(~dropped), 1e-5,
+                                1e-7));
+    EXPECT_NEAR(dropped.to(torch::kFloat64).mean().item<double>(), p, 0.02);
+  }
+  // Without training, no dropout.
+  const auto eval = aa::attend_heads(q, k, v, {}, {}, aa::HeadAttentionOptions().dropout(p));
+  EXPECT_TRUE(torch::allclose(eval.context, plain.context, 1e-6, 1e-7));
+}
+
+// With the generator seeded alike, the same weights are dropped on every call, so the
+// gradients through dropout can be checked against finite differences.
+TEST_F(Attention, HeadAttentionDropoutGradientsMatchFiniteDifferences) {
+  auto opts = torch::dtype(torch::kFloat64);
+  const auto q0 = torch::randn({2, 2, 4, 3}, opts), k0 = torch::randn({2, 2, 5, 3}, opts);
+  const auto v0 = torch::randn({2, 2, 5, 2}, opts), up = torch::randn({2, 2, 4, 2}, opts);
+  const auto mask = torch::rand({2, 1, 4, 5}) > 0.2;
+  const auto options = aa::HeadAttentionOptions().dropout(0.4).training(true);
+  auto f = [&](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+    torch::manual_seed(11);
+    const auto a = aa::attend_heads(q, k, v, mask, {}, options);
+    return (a.context * up).sum() + a.weights.pow(2).sum();
+  };
+  attend::testing::expect_gradient_matches_finite_differences([&](const torch::Tensor& q) { return f(q, k0, v0); }, q0);
+  attend::testing::expect_gradient_matches_finite_differences([&](const torch::Tensor& k) { return f(q0, k, v0); }, k0);
+  attend::testing::expect_gradient_matches_finite_differences([&](const torch::Tensor& v) { return f(q0, k0, v); }, v0);
+}
+
+// A bias that needs gradients takes the LibTorch-ops path: same results.
 TEST_F(Attention, HeadAttentionWithABiasThatNeedsGradientsEqualsTheReference) {
   auto opts = torch::dtype(torch::kFloat64);
   const auto q = torch::randn({2, 3, 4, 5}, opts), k = torch::randn({2, 3, 6, 5}, opts), v = torch::randn({2, 3, 6, 2}, opts);

@@ -55,10 +55,10 @@ struct HeadAttentionOptions {
 /// dot-product attention of H heads, computed block by block over (batch, head)
 /// pairs. It writes every block straight into its results and never materialises
 /// all score matrices at once (unless per-head weights are asked for). With
-/// gradients (float32/float64, no dropout, a bias without gradient) it keeps only
-/// q, k and v for backward, which recomputes each block's weights in cache; with
-/// dropout, a bias that needs gradients or reduced precision, LibTorch's ops record
-/// the whole computation.
+/// gradients (float32/float64, a bias without gradient) it keeps only q, k and v
+/// (and with dropout which weights were kept, one byte each) for backward, which
+/// recomputes each block's weights in cache; with a bias that needs gradients or
+/// reduced precision, LibTorch's ops record the whole computation.
 /// requires: q [B,H,Tq,d], k [B,H,Tk,d], v [B,H,Tk,dv] (any strides), one floating dtype;
 ///           mask bool and bias float, each 4-D with sizes [B|1, H|1, Tq|1, Tk]
 ///           (mask.h rules: true = may attend, blocking; bias is added to the scores).
