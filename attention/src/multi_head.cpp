@@ -53,7 +53,9 @@ struct HeadBlocks {
   }
 
   // Rows [b0*H+h0, ...) of x [B,H,T,D] as [nb*nh,T,D]: a view when they are one
-  // contiguous range, else a copy into `buffer` (allocated once, reused by every block).
+  // contiguous range, else a copy into `buffer` (allocated once, reused by every
+  // block). (Passing one item's strided heads straight to the batched products
+  // instead measured no faster.)
   torch::Tensor rows(const torch::Tensor& x, torch::Tensor& buffer, std::int64_t b0, std::int64_t nb, std::int64_t h0,
                      std::int64_t nh) const {
     auto block = x.narrow(0, b0, nb).narrow(1, h0, nh);
@@ -241,9 +243,13 @@ struct BlockedHeadAttention : public torch::autograd::Function<BlockedHeadAttent
                                                 const torch::Tensor& k, const torch::Tensor& v,
                                                 const Constants& constants, double scale, bool per_head,
                                                 std::int64_t block_bytes, double dropout_p) {
+    // Head views of a packed projection are strided: copy them once here rather than
+    // block by block in forward and again in backward (the copies are what is saved,
+    // so the strided originals' storage can go).
+    const auto qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
     WeightDropout dropout{dropout_p, true, {}};
-    auto out = blocked_forward(q, k, v, constants.mask, constants.bias, scale, per_head, block_bytes, dropout);
-    ctx->save_for_backward({q, k, v});
+    auto out = blocked_forward(qc, kc, vc, constants.mask, constants.bias, scale, per_head, block_bytes, dropout);
+    ctx->save_for_backward({qc, kc, vc});
     if (constants.mask.defined()) ctx->saved_data["mask"] = constants.mask;
     if (constants.bias.defined()) ctx->saved_data["bias"] = constants.bias;
     if (dropout.keep.defined()) ctx->saved_data["keep"] = dropout.keep;
