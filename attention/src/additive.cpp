@@ -28,10 +28,10 @@ namespace {
 // 2.1 ms for its sigmoid), hence a tanh of our own:
 //
 // tanh(a) for a = |x| clamped to 10 (float tanh is exactly 1 from 9.011 on)
-// is m / (m + 2) with m = e^{2a} - 1, the sign put back afterwards. With y = 2a,
-// n = round(y / ln 2) and r = y - n ln 2 in [-ln2/2, ln2/2] (ln 2 split in two so
+// is m / (m + 2) with m = e^{2a} - 1, the sign put back afterwards. With
+// n = round(2a / ln 2) and r = 2a - n ln 2 in [-ln2/2, ln2/2] (ln 2 split in two so
 // that n ln 2 is exact), m = 2^n (e^r - 1) + (2^n - 1), and e^r - 1 is its Taylor
-// series to r^7 (relative error < 2e-8). For n = 0 (a < 0.17) this is r times a
+// series to r^7 (relative error < 2e-8), evaluated in r / 2. For n = 0 (a < 0.17) this is r times a
 // polynomial, so small arguments keep full relative precision down to subnormals.
 // NaN stays NaN, -0 stays -0, +-inf give +-1. At most 2 ulp from tanh rounded from
 // double (tested: detail::decoding_tanh); the 2 ulp come from rounding m + 2.
@@ -63,20 +63,23 @@ __attribute__((always_inline)) inline typename Lanes<W>::Floats vector_tanh(type
   Floats a;
   std::memcpy(&a, &bits_a, sizeof a);
   a = splat<W>(10.0f) < a ? splat<W>(10.0f) : a;  // one min; NaN passes through
-  const Floats y = a + a;
-  // n = round(y / ln 2) in [0, 29] by adding 1.5 * 2^23, which leaves n in the low
-  // mantissa bits of `shifted` (rounding to nearest); NaN stays NaN in nf and r.
-  const Floats shifted = y * 1.44269504088896341f + 12582912.0f;
+  // n = round(2a / ln 2) in [0, 29] by adding 1.5 * 2^23, which leaves n in the low
+  // mantissa bits of `shifted` (rounding to nearest); NaN stays NaN in nf and s.
+  const Floats shifted = a * (2 * 1.44269504088896341f) + 12582912.0f;
   const Floats nf = shifted - 12582912.0f;
-  const Floats r = (y - nf * 0.693145751953125f) - nf * 1.428606820309417232e-6f;
-  Floats p = splat<W>(1.0f / 5040);
-  p = p * r + 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  const Floats expm1_r = p * r;
+  // s = r / 2 = a - n ln2 / 2, with the halves of the split ln 2 (exact).
+  const Floats s = (a - nf * (0.693145751953125f / 2)) - nf * (1.428606820309417232e-6f / 2);
+  // e^r - 1 = r sum_k r^k / (k+1)!, evaluated in s = r / 2 with each coefficient
+  // times 2^(k+1): every step is the r-form's scaled by a power of two, so the result
+  // is bit for bit the same, without forming r = 2a - n ln 2.
+  Floats p = splat<W>((1.0f / 5040) * 128);
+  p = p * s + (1.0f / 720) * 64;
+  p = p * s + (1.0f / 120) * 32;
+  p = p * s + (1.0f / 24) * 16;
+  p = p * s + (1.0f / 6) * 8;
+  p = p * s + 2.0f;
+  p = p * s + 2.0f;
+  const Floats expm1_r = p * s;
   // 2^n: n's bits shifted into the exponent field (1.5 * 2^23 has zeros in the 9
   // low bits that the shift keeps), plus the bias.
   Bits bits_two_n;

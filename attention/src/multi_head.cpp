@@ -109,7 +109,8 @@ torch::Tensor dropped(const torch::Tensor& w, const torch::Tensor& keep, double 
   return at::mul_out(out, w, keep).mul_(1.0 / (1.0 - p));
 }
 
-// Attention of q [B,H,Tq,d] over k, v block by block without gradients, each block's
+// Attention of q [B,H,Tq,d] over k, v block by block, recording nothing for autograd
+// (inference, and the forward pass of BlockedHeadAttention below), each block's
 // scores, weights and context written straight into the results: the [B,H,Tq,Tk]
 // scores never exist at once (unless per-head weights are asked for).
 Attended blocked_forward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
