@@ -13,10 +13,13 @@
 #include <limits>
 #include <string_view>
 
+// The tanh below finds round(x) by adding and subtracting 1.5 * 2^23, which
+// value-changing floating-point optimisations would fold away.
+#if defined(__FAST_MATH__)
+#error "attention/src/additive.cpp must not be compiled with -ffast-math"
+#endif
+
 namespace attend::attention {
-
-
-
 
 namespace {
 
@@ -307,8 +310,8 @@ const Kernels& kernels() {
 }
 
 // Items are independent: split with at::parallel_for. (LibTorch 1.13's OpenMP backend
-// is inline in its headers, so this runs in parallel only where attend is compiled
-// with -fopenmp, which it is not yet; see docs/performance.md.)
+// is inline in its headers, so this runs in parallel only because attend is compiled
+// with -fopenmp; see CMakeLists.txt.)
 void decode_step(const DecodeStep& s) {
   at::parallel_for(0, s.b, 1, [&](std::int64_t begin, std::int64_t end) { kernels().decode(s, begin, end); });
 }

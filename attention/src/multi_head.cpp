@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 
 namespace attend::attention {
 
@@ -79,8 +80,9 @@ struct HeadBlocks {
 std::int64_t head_bytes(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         std::int64_t score_matrices) {
   const auto tq = q.size(2), tk = k.size(2), d = q.size(3), dv = v.size(3);
-  return (score_matrices * tq * tk + tq * d + tk * d + tk * dv + tq * dv) *
-         static_cast<std::int64_t>(c10::elementSize(q.scalar_type()));
+  const auto operand = static_cast<std::int64_t>(c10::elementSize(q.scalar_type()));
+  const auto weight = std::max<std::int64_t>(operand, 4);  // scores and weights in at least float32
+  return score_matrices * tq * tk * weight + (tq * d + tk * d + tk * dv + tq * dv) * operand;
 }
 
 // Softmax of the scaled (and biased) scores of a block, in place where possible:
@@ -125,6 +127,7 @@ Attended blocked_forward(const torch::Tensor& q, const torch::Tensor& k, const t
   out.weights = per_head ? torch::empty({b, h, tq, tk}, q.options().dtype(weight_type))
                          : (blocks.heads < h ? torch::zeros({b, tq, tk}, q.options().dtype(weight_type))
                                              : torch::empty({b, tq, tk}, q.options().dtype(weight_type)));
+  if (h == 0 && !per_head) out.weights.fill_(std::numeric_limits<double>::quiet_NaN());  // a mean of no heads
   if (dropout.p > 0 && dropout.record) dropout.keep = torch::empty({b, h, tq, tk}, q.options().dtype(torch::kBool));
   torch::Tensor q_buffer, k_buffer, v_buffer, score_buffer, keep_buffer, used_buffer;
   blocks.each([&](std::int64_t b0, std::int64_t nb, std::int64_t h0, std::int64_t nh) {
@@ -164,9 +167,10 @@ Attended blocked_forward(const torch::Tensor& q, const torch::Tensor& k, const t
 
 // Gradients of blocked_forward (float32 or float64 q, k, v) with respect to q, k and
 // v, block by block: each block's weights are recomputed from q and k (in cache)
-// instead of keeping all [B,H,Tq,Tk] of them from the forward pass, and the softmax
-// gradient is taken in place. `grad_weights` is that of the returned weights
-// (averaged or per head); either gradient may be undefined (zero).
+// instead of keeping all [B,H,Tq,Tk] of them from the forward pass, and every
+// intermediate lives in block buffers reused across blocks. `grad_weights` is that
+// of the returned weights (averaged or per head); either gradient may be undefined
+// (zero).
 std::array<torch::Tensor, 3> blocked_backward(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                               const torch::Tensor& mask, const torch::Tensor& bias, double scale,
                                               bool per_head, std::int64_t block_bytes, const WeightDropout& dropout,
@@ -180,7 +184,7 @@ std::array<torch::Tensor, 3> blocked_backward(const torch::Tensor& q, const torc
   const bool scores_needed = needed[0] || needed[1];
   if (!scores_needed && !grad_context.defined()) return grads;
   const HeadBlocks blocks(b, h, head_bytes(q, k, v, 2), block_bytes);
-  torch::Tensor q_buffer, k_buffer, v_buffer, g_buffer, score_buffer, grad_buffer, used_buffer;
+  torch::Tensor q_buffer, k_buffer, v_buffer, g_buffer, score_buffer, grad_buffer, used_buffer, grad_score_buffer;
   blocks.each([&](std::int64_t b0, std::int64_t nb, std::int64_t h0, std::int64_t nh) {
     const auto r0 = b0 * h + h0, rows = nb * nh;
     const auto qb = blocks.rows(q, q_buffer, b0, nb, h0, nh), kb = blocks.rows(k, k_buffer, b0, nb, h0, nh);
@@ -216,7 +220,8 @@ std::array<torch::Tensor, 3> blocked_backward(const torch::Tensor& q, const torc
         grad_w4.add_(grad_weights.narrow(0, b0, nb).unsqueeze(1), 1.0 / static_cast<double>(h));
       }
     }
-    const auto grad_scores = at::_softmax_backward_data(grad_w, w, -1, w.scalar_type()).mul_(scale);
+    auto grad_scores = blocks.scratch(grad_score_buffer, rows, tq, tk, q.options());
+    at::_softmax_backward_data_out(grad_scores, grad_w, w, -1, w.scalar_type()).mul_(scale);
     if (needed[0]) {  // dQ = dS K
       auto dst = grads[0].view({b * h, tq, d}).narrow(0, r0, rows);
       at::bmm_out(dst, grad_scores, kb);
@@ -235,24 +240,50 @@ struct Constants {
   torch::Tensor mask, bias;
 };
 
+// Second-order gradients (backward with create_graph): the first-order gradients
+// through LibTorch's ops on the same inputs, so that they have a graph themselves.
+torch::autograd::variable_list differentiable_backward(const torch::autograd::variable_list& saved,
+                                                       const torch::Tensor& keep, double p, double scale,
+                                                       bool per_head, const torch::Tensor& grad_context,
+                                                       const torch::Tensor& grad_weights, std::array<bool, 3> needed) {
+  const auto &q = saved[0], &k = saved[1], &v = saved[2], &mask = saved[3], &bias = saved[4];
+  auto scores = torch::matmul(q, k.transpose(2, 3)) * scale;
+  if (bias.defined()) scores = scores + bias;
+  const auto w = masked_softmax(scores, mask);
+  const auto used = keep.defined() ? w * keep / (1.0 - p) : w;
+  torch::autograd::variable_list outputs, grad_outputs, inputs;
+  if (grad_context.defined()) outputs.push_back(torch::matmul(used, v)), grad_outputs.push_back(grad_context);
+  if (grad_weights.defined()) outputs.push_back(per_head ? w : w.mean(1)), grad_outputs.push_back(grad_weights);
+  for (int i = 0; i < 3; ++i) {
+    if (needed[static_cast<size_t>(i)]) inputs.push_back(saved[static_cast<size_t>(i)]);
+  }
+  torch::autograd::variable_list result(3);
+  if (outputs.empty() || inputs.empty()) return result;
+  const auto grads = torch::autograd::grad(outputs, inputs, grad_outputs, /*retain_graph=*/true,
+                                           /*create_graph=*/true, /*allow_unused=*/true);
+  for (int i = 0, at = 0; i < 3; ++i) {
+    if (needed[static_cast<size_t>(i)]) result[static_cast<size_t>(i)] = grads[static_cast<size_t>(at++)];
+  }
+  return result;
+}
+
 // attend_heads with gradients, for float32 and float64: the blocked forward pass,
-// and blocked_backward (which recomputes the weights) for autograd. Only q, k and v
-// are saved (and with dropout which weights were kept, one byte each); the
-// [B,H,Tq,Tk] weights are never kept.
+// and blocked_backward (which recomputes the weights) for autograd. Saved: q, k, v
+// as given (strided head views keep their projection alive; they are copied block
+// by block), the mask and bias (so changing any of them in place before backward is
+// an error, as for LibTorch's ops), and with dropout which weights were kept, one
+// byte each. The [B,H,Tq,Tk] weights are never kept. Unused outputs get no gradient
+// (not materialised as zeros), so using only the context costs no [B,...,Tq,Tk]
+// gradient.
 struct BlockedHeadAttention : public torch::autograd::Function<BlockedHeadAttention> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q,
                                                 const torch::Tensor& k, const torch::Tensor& v,
                                                 const Constants& constants, double scale, bool per_head,
                                                 std::int64_t block_bytes, double dropout_p) {
-    // Head views of a packed projection are strided: copy them once here rather than
-    // block by block in forward and again in backward (the copies are what is saved,
-    // so the strided originals' storage can go).
-    const auto qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+    ctx->set_materialize_grads(false);
     WeightDropout dropout{dropout_p, true, {}};
-    auto out = blocked_forward(qc, kc, vc, constants.mask, constants.bias, scale, per_head, block_bytes, dropout);
-    ctx->save_for_backward({qc, kc, vc});
-    if (constants.mask.defined()) ctx->saved_data["mask"] = constants.mask;
-    if (constants.bias.defined()) ctx->saved_data["bias"] = constants.bias;
+    auto out = blocked_forward(q, k, v, constants.mask, constants.bias, scale, per_head, block_bytes, dropout);
+    ctx->save_for_backward({q, k, v, constants.mask, constants.bias});
     if (dropout.keep.defined()) ctx->saved_data["keep"] = dropout.keep;
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["per_head"] = per_head;
@@ -264,16 +295,24 @@ struct BlockedHeadAttention : public torch::autograd::Function<BlockedHeadAttent
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    auto constant = [&](const char* name) {
-      const auto it = ctx->saved_data.find(name);
-      return it == ctx->saved_data.end() ? torch::Tensor() : it->second.toTensor();
-    };
-    const WeightDropout dropout{ctx->saved_data["dropout"].toDouble(), true, constant("keep")};
-    const auto result = blocked_backward(
-        saved[0], saved[1], saved[2], constant("mask"), constant("bias"), ctx->saved_data["scale"].toDouble(),
-        ctx->saved_data["per_head"].toBool(), ctx->saved_data["block_bytes"].toInt(), dropout, grads[0], grads[1],
-        {ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2)});
-    return {result[0], result[1], result[2], {}, {}, {}, {}, {}};
+    const auto keep_it = ctx->saved_data.find("keep");
+    const WeightDropout dropout{ctx->saved_data["dropout"].toDouble(), true,
+                                keep_it == ctx->saved_data.end() ? torch::Tensor() : keep_it->second.toTensor()};
+    const double scale = ctx->saved_data["scale"].toDouble();
+    const bool per_head = ctx->saved_data["per_head"].toBool();
+    const std::array<bool, 3> needed{ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2)};
+    torch::autograd::variable_list result(8);
+    if (!grads[0].defined() && !grads[1].defined()) return result;
+    if (torch::GradMode::is_enabled()) {  // create_graph: gradients that can be differentiated again
+      const auto first = differentiable_backward(saved, dropout.keep, dropout.p, scale, per_head, grads[0], grads[1],
+                                                 needed);
+      std::copy(first.begin(), first.end(), result.begin());
+      return result;
+    }
+    const auto first = blocked_backward(saved[0], saved[1], saved[2], saved[3], saved[4], scale, per_head,
+                                        ctx->saved_data["block_bytes"].toInt(), dropout, grads[0], grads[1], needed);
+    std::copy(first.begin(), first.end(), result.begin());
+    return result;
   }
 };
 

@@ -375,6 +375,63 @@ TEST_F(Attention, HeadAttentionDropoutGradientsMatchFiniteDifferences) {
   attend::testing::expect_gradient_matches_finite_differences([&](const torch::Tensor& v) { return f(q0, k0, v); }, v0);
 }
 
+// Float32, as models train: the same gradients as autograd through the reference.
+TEST_F(Attention, HeadBlockGradientsInFloat32EqualTheReference) {
+  const auto q0 = torch::randn({4, 20, 8, 16}), k0 = torch::randn({4, 30, 8, 16}), v0 = torch::randn({4, 30, 8, 16});
+  const auto mask = torch::rand({4, 1, 1, 30}) > 0.2;
+  const auto up = torch::randn({4, 8, 20, 16});
+  std::vector<torch::Tensor> ours, ref;
+  for (int which = 0; which < 2; ++which) {
+    auto q = q0.clone().requires_grad_(true), k = k0.clone().requires_grad_(true), v = v0.clone().requires_grad_(true);
+    const auto a = which == 0 ? aa::attend_heads(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, {},
+                                                 aa::HeadAttentionOptions().block_bytes(64 << 10))
+                              : aa::scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                                                 v.transpose(1, 2), mask);
+    (a.context * up).sum().backward();
+    (which == 0 ? ours : ref) = {q.grad(), k.grad(), v.grad()};
+  }
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(torch::allclose(ours[i], ref[i], 1e-4, 1e-5)) << "input " << i;
+}
+
+// Backward recomputes the weights from the saved inputs, mask and bias: changing any
+// of them in place before backward must be an error, not silently wrong gradients.
+TEST_F(Attention, HeadAttentionRejectsInputsChangedBeforeBackward) {
+  const auto k = torch::randn({2, 2, 5, 3}), v = torch::randn({2, 2, 5, 3});
+  for (int changed = 0; changed < 3; ++changed) {
+    SCOPED_TRACE(changed);
+    auto q = torch::randn({2, 2, 4, 3}).requires_grad_(true);
+    auto mask = torch::rand({2, 1, 4, 5}) > 0.3;
+    auto bias = torch::randn({1, 2, 4, 5});
+    auto qv = q * 1.0;  // a non-leaf that may be changed in place
+    const auto out = aa::attend_heads(qv, k, v, mask, bias);
+    if (changed == 0) mask.logical_not_();
+    if (changed == 1) bias.add_(1.0);
+    if (changed == 2) qv.add_(1.0);
+    EXPECT_THROW(out.context.sum().backward(), c10::Error);
+  }
+}
+
+// Second-order gradients (a gradient penalty): backward with create_graph goes
+// through LibTorch's ops and must match the reference's double backward.
+TEST_F(Attention, HeadAttentionSecondOrderGradientsEqualTheReference) {
+  auto opts = torch::dtype(torch::kFloat64);
+  const auto q0 = torch::randn({2, 2, 4, 3}, opts), k = torch::randn({2, 2, 5, 3}, opts);
+  const auto v = torch::randn({2, 2, 5, 2}, opts);
+  const auto mask = torch::rand({2, 1, 4, 5}) > 0.3;
+  std::vector<torch::Tensor> grads;
+  for (int which = 0; which < 2; ++which) {
+    auto q = q0.clone().requires_grad_(true);
+    const auto a = which == 0 ? aa::attend_heads(q, k, v, mask) : aa::scaled_dot_product_attention(q, k, v, mask);
+    const auto weights = which == 0 ? a.weights : a.weights.mean(1);
+    const auto loss = a.context.pow(2).sum() + weights.pow(2).sum();
+    const auto g = torch::autograd::grad({loss}, {q}, {}, /*retain_graph=*/true, /*create_graph=*/true)[0];
+    g.pow(2).sum().backward();
+    grads.push_back(q.grad());
+  }
+  EXPECT_GT(grads[1].abs().sum().item<double>(), 0);
+  EXPECT_TRUE(torch::allclose(grads[0], grads[1], 1e-10, 1e-12));
+}
+
 // A bias that needs gradients takes the LibTorch-ops path: same results.
 TEST_F(Attention, HeadAttentionWithABiasThatNeedsGradientsEqualsTheReference) {
   auto opts = torch::dtype(torch::kFloat64);
@@ -402,9 +459,12 @@ TEST_F(Attention, HeadAttentionRejectsMisshapenInputs) {
 // Decoding runs without gradients through a fused kernel (its own vectorised tanh, an
 // online softmax); it must give what the differentiable path gives.
 TEST_F(Attention, AdditiveDecodingPathEqualsTheDifferentiablePath) {
-  for (const std::int64_t h : {32, 13}) {  // whole vectors of 8, and a tail
+  // h: whole vectors of 8 and 16, and a tail; dv: narrower than a vector, and wider
+  // with a tail (the value rows added during the next score a few vectors per step).
+  for (const auto& [h, dv] : std::vector<std::pair<std::int64_t, std::int64_t>>{{32, 6}, {13, 6}, {32, 37}, {13, 37}}) {
+    SCOPED_TRACE(testing::Message() << "h " << h << " dv " << dv);
     const auto qp = torch::randn({9, h}), kp = torch::randn({9, 700, h}) * 2, v = torch::randn({h});
-    const auto values = torch::randn({9, 700, 6});
+    const auto values = torch::randn({9, 700, dv});
     const auto mask = torch::rand({9, 700}) > 0.2;
     const auto reference = aa::additive_attention(qp.requires_grad_(true), kp, v, values, mask);
     ASSERT_TRUE(reference.context.requires_grad());

@@ -1,3 +1,4 @@
+#include <attend/datasets/parallel.h>
 #include <attend/datasets/rng.h>
 #include <attend/datasets/scenes.h>
 #include <attend/datasets/source.h>
@@ -68,10 +69,12 @@ TEST(SceneGenerator, SameSeedGivesIdenticalScenesAndOtherSeedsDiffer) {
 }
 
 // LibTorch 1.13's at::parallel_for is inline OpenMP: it forks only in code built with
-// -fopenmp. The build adds it (CMakeLists.txt); without it this count is 1.
-TEST(ParallelFor, SplitsWorkAcrossThreadsInAttendCode) {
-  EXPECT_EQ(attend::testing::parallel_for_thread_count(1), 1U);
-  EXPECT_EQ(attend::testing::parallel_for_thread_count(2), 2U);
+// -fopenmp. The build adds it (CMakeLists.txt); without it the library's count is 1.
+TEST(ParallelFor, SplitsWorkAcrossThreadsInAttendsLibraries) {
+  EXPECT_EQ(attend::testing::with_threads(1, [] { return ds::parallel_for_threads(); }), 1U);
+  EXPECT_EQ(attend::testing::with_threads(2, [] { return ds::parallel_for_threads(); }), 2U);
+  EXPECT_EQ(attend::testing::with_threads(2, [] { return ds::parallel_for_threads(1); }), 1U) << "one item";
+  EXPECT_THROW(ds::parallel_for_threads(0), c10::Error);
 }
 
 TEST(SceneGenerator, ScenesDoNotDependOnTheThreadCount) {
@@ -83,6 +86,8 @@ TEST(SceneGenerator, ScenesDoNotDependOnTheThreadCount) {
   EXPECT_TRUE(torch::equal(one.boxes, two.boxes));
   EXPECT_TRUE(torch::equal(one.fragment_boxes, two.fragment_boxes));
   EXPECT_TRUE(torch::equal(one.labels, two.labels));
+  EXPECT_TRUE(torch::equal(one.digit_index, two.digit_index));
+  EXPECT_TRUE(torch::equal(one.fragment_source, two.fragment_source));
 }
 
 TEST(SceneGenerator, EpochsGiveFreshPositions) {

@@ -10,10 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <mutex>
-#include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace attend::testing {
@@ -57,20 +54,6 @@ auto with_threads(int threads, F&& f) {
   } restore;
   at::set_num_threads(threads);
   return f();
-}
-
-/// How many distinct threads run the chunks of an at::parallel_for over [0, n) with
-/// grain 1, as compiled into the calling code.
-inline std::size_t parallel_for_thread_count(int threads, std::int64_t n = 64) {
-  return with_threads(threads, [&] {
-    std::mutex m;
-    std::set<std::thread::id> ids;
-    at::parallel_for(0, n, 1, [&](std::int64_t, std::int64_t) {
-      std::lock_guard<std::mutex> lock(m);
-      ids.insert(std::this_thread::get_id());
-    });
-    return ids.size();
-  });
 }
 
 inline std::vector<unsigned char> read_bytes(const std::string& path) {

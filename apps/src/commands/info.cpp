@@ -3,6 +3,7 @@
 #include "../validate.h"
 
 #include <attend/attention/additive.h>
+#include <attend/datasets/parallel.h>
 
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -116,6 +117,7 @@ class InfoCommand : public Command {
                           {"boost", boost_version},
                           {"intra_op_threads", at::get_num_threads()},
                           {"inter_op_threads", at::get_num_interop_threads()},
+                          {"parallel_for_threads", attend::datasets::parallel_for_threads()},
                           {"blas", kind},
                           {"blas_libraries", libraries},
                           {"matmul_size", n},
@@ -129,7 +131,7 @@ class InfoCommand : public Command {
              << "OpenCV        " << CV_VERSION << "\n"
              << "Boost         " << boost_version << "\n"
              << "threads       " << at::get_num_threads() << " intra-op, " << at::get_num_interop_threads()
-             << " inter-op\n"
+             << " inter-op; attend's own loops split over " << attend::datasets::parallel_for_threads() << "\n"
              << "BLAS          " << kind << "\n";
       for (const auto& l : libraries) io.out << "              " << l << "\n";
       io.out << "kernels       additive decoding: " << attend::attention::additive_decoding_isa() << "\n";
