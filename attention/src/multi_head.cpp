@@ -269,10 +269,9 @@ torch::autograd::variable_list differentiable_backward(const torch::autograd::va
 
 // attend_heads with gradients, for float32 and float64: the blocked forward pass,
 // and blocked_backward (which recomputes the weights) for autograd. Saved: q, k, v
-// as given (strided head views keep their projection alive; they are copied block
-// by block), the mask and bias (so changing any of them in place before backward is
-// an error, as for LibTorch's ops), and with dropout which weights were kept, one
-// byte each. The [B,H,Tq,Tk] weights are never kept. Unused outputs get no gradient
+// (contiguous: attend_heads passes copies of strided views), the mask and bias (so
+// changing any of them in place before backward is an error, as for LibTorch's ops),
+// and with dropout which weights were kept, one byte each. The [B,H,Tq,Tk] weights are never kept. Unused outputs get no gradient
 // (not materialised as zeros), so using only the context costs no [B,...,Tq,Tk]
 // gradient.
 struct BlockedHeadAttention : public torch::autograd::Function<BlockedHeadAttention> {
@@ -353,8 +352,11 @@ Attended attend_heads(const torch::Tensor& q, const torch::Tensor& k, const torc
     return blocked_forward(q, k, v, mask, bias, scale, per_head, options.block_bytes(), drop);
   }
   if (exact_type && !(bias.defined() && bias.requires_grad())) {
-    const auto outputs = BlockedHeadAttention::apply(q, k, v, Constants{mask, bias}, scale, per_head,
-                                                     options.block_bytes(), p);
+    // Strided head views (of a packed projection) are copied once, by autograd-recorded
+    // copies whose backward is the identity: the blocks of forward and backward are
+    // then plain views, and second-order gradients still reach q, k and v.
+    const auto outputs = BlockedHeadAttention::apply(q.contiguous(), k.contiguous(), v.contiguous(),
+                                                     Constants{mask, bias}, scale, per_head, options.block_bytes(), p);
     return {outputs[0], outputs[1]};
   }
 
