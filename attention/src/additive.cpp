@@ -34,8 +34,9 @@ namespace {
 // is m / (m + 2) with m = e^{2a} - 1, the sign put back afterwards. With
 // n = round(2a / ln 2) and r = 2a - n ln 2 in [-ln2/2, ln2/2] (ln 2 split in two so
 // that n ln 2 is exact), m = 2^n (e^r - 1) + (2^n - 1), and e^r - 1 is its Taylor
-// series to r^7 (relative error < 2e-8), evaluated in r / 2. For n = 0 (a < 0.17) this is r times a
-// polynomial, so small arguments keep full relative precision down to subnormals.
+// series to r^7 (relative error < 2e-8), evaluated in r / 2. For n = 0 (a < 0.17)
+// this is r times a polynomial, so small arguments keep full relative precision down
+// to subnormals.
 // NaN stays NaN, -0 stays -0, +-inf give +-1. At most 2 ulp from tanh rounded from
 // double (tested: detail::decoding_tanh); the 2 ulp come from rounding m + 2.
 //
@@ -141,19 +142,14 @@ __attribute__((always_inline)) inline float row_score(const float* k, const floa
   using Floats = typename Lanes<W>::Floats;
   Floats acc{};
   const char* line = ahead.begin;
-  const Floats weight = splat<W>(pending.w);
   const std::int64_t whole = pending.row != nullptr ? pending.dv / W * W : 0;
   std::int64_t d = 0;
   std::int64_t i = 0;
   for (; i + W <= h; i += W) {
     for (std::int64_t l = 0; l < ahead.lines_per_step && line < ahead.end; ++l, line += 64) __builtin_prefetch(line);
-    for (std::int64_t u = 0; u < pending.per_step && d < whole; ++u, d += W) {
-      Floats o, x;
-      std::memcpy(&o, pending.ctx + d, sizeof o);
-      std::memcpy(&x, pending.row + d, sizeof x);
-      o += x * weight;
-      std::memcpy(pending.ctx + d, &o, sizeof o);
-    }
+    const std::int64_t part = std::min(pending.per_step * W, whole - d);  // whole vectors
+    add_scaled<W>(pending.ctx + d, pending.w, pending.row + d, part);
+    d += part;
     Floats kx, qx, vx;
     std::memcpy(&kx, k + i, sizeof kx);
     std::memcpy(&qx, q + i, sizeof qx);

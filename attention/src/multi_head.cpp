@@ -37,8 +37,9 @@ struct HeadBlocks {
   HeadBlocks(std::int64_t b_, std::int64_t h_, std::int64_t head_bytes, std::int64_t block_bytes)
       : b(b_), h(h_), items(b_), heads(h_) {
     head_bytes = std::max<std::int64_t>(head_bytes, 1);  // empty sequences
-    if (head_bytes * h <= block_bytes) {
-      items = std::clamp<std::int64_t>(block_bytes / std::max<std::int64_t>(head_bytes * h, 1), 1, std::max<std::int64_t>(b, 1));
+    const auto item_bytes = std::max<std::int64_t>(head_bytes * h, 1);  // no heads
+    if (item_bytes <= block_bytes) {
+      items = std::clamp<std::int64_t>(block_bytes / item_bytes, 1, std::max<std::int64_t>(b, 1));
     } else {
       items = 1;
       heads = std::clamp<std::int64_t>(block_bytes / head_bytes, 1, h);
@@ -242,10 +243,10 @@ struct Constants {
 
 // Second-order gradients (backward with create_graph): the first-order gradients
 // through LibTorch's ops on the same inputs, so that they have a graph themselves.
-torch::autograd::variable_list differentiable_backward(const torch::autograd::variable_list& saved,
-                                                       const torch::Tensor& keep, double p, double scale,
-                                                       bool per_head, const torch::Tensor& grad_context,
-                                                       const torch::Tensor& grad_weights, std::array<bool, 3> needed) {
+std::array<torch::Tensor, 3> differentiable_backward(const torch::autograd::variable_list& saved,
+                                                     const torch::Tensor& keep, double p, double scale, bool per_head,
+                                                     const torch::Tensor& grad_context,
+                                                     const torch::Tensor& grad_weights, std::array<bool, 3> needed) {
   const auto &q = saved[0], &k = saved[1], &v = saved[2], &mask = saved[3], &bias = saved[4];
   auto scores = torch::matmul(q, k.transpose(2, 3)) * scale;
   if (bias.defined()) scores = scores + bias;
@@ -257,7 +258,7 @@ torch::autograd::variable_list differentiable_backward(const torch::autograd::va
   for (int i = 0; i < 3; ++i) {
     if (needed[static_cast<size_t>(i)]) inputs.push_back(saved[static_cast<size_t>(i)]);
   }
-  torch::autograd::variable_list result(3);
+  std::array<torch::Tensor, 3> result;
   if (outputs.empty() || inputs.empty()) return result;
   const auto grads = torch::autograd::grad(outputs, inputs, grad_outputs, /*retain_graph=*/true,
                                            /*create_graph=*/true, /*allow_unused=*/true);
@@ -271,9 +272,9 @@ torch::autograd::variable_list differentiable_backward(const torch::autograd::va
 // and blocked_backward (which recomputes the weights) for autograd. Saved: q, k, v
 // (contiguous: attend_heads passes copies of strided views), the mask and bias (so
 // changing any of them in place before backward is an error, as for LibTorch's ops),
-// and with dropout which weights were kept, one byte each. The [B,H,Tq,Tk] weights are never kept. Unused outputs get no gradient
-// (not materialised as zeros), so using only the context costs no [B,...,Tq,Tk]
-// gradient.
+// and with dropout which weights were kept, one byte each. The [B,H,Tq,Tk] weights
+// are never kept. Unused outputs get no gradient (not materialised as zeros), so
+// using only the context costs no [B,...,Tq,Tk] gradient.
 struct BlockedHeadAttention : public torch::autograd::Function<BlockedHeadAttention> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q,
                                                 const torch::Tensor& k, const torch::Tensor& v,
@@ -300,16 +301,14 @@ struct BlockedHeadAttention : public torch::autograd::Function<BlockedHeadAttent
     const double scale = ctx->saved_data["scale"].toDouble();
     const bool per_head = ctx->saved_data["per_head"].toBool();
     const std::array<bool, 3> needed{ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2)};
-    torch::autograd::variable_list result(8);
+    torch::autograd::variable_list result(8);  // one per argument of forward
     if (!grads[0].defined() && !grads[1].defined()) return result;
-    if (torch::GradMode::is_enabled()) {  // create_graph: gradients that can be differentiated again
-      const auto first = differentiable_backward(saved, dropout.keep, dropout.p, scale, per_head, grads[0], grads[1],
-                                                 needed);
-      std::copy(first.begin(), first.end(), result.begin());
-      return result;
-    }
-    const auto first = blocked_backward(saved[0], saved[1], saved[2], saved[3], saved[4], scale, per_head,
-                                        ctx->saved_data["block_bytes"].toInt(), dropout, grads[0], grads[1], needed);
+    // Under create_graph the gradients must be differentiable again.
+    const auto first =
+        torch::GradMode::is_enabled()
+            ? differentiable_backward(saved, dropout.keep, dropout.p, scale, per_head, grads[0], grads[1], needed)
+            : blocked_backward(saved[0], saved[1], saved[2], saved[3], saved[4], scale, per_head,
+                               ctx->saved_data["block_bytes"].toInt(), dropout, grads[0], grads[1], needed);
     std::copy(first.begin(), first.end(), result.begin());
     return result;
   }
@@ -360,16 +359,10 @@ Attended attend_heads(const torch::Tensor& q, const torch::Tensor& k, const torc
     return {outputs[0], outputs[1]};
   }
 
-  // A bias that needs gradients, or reduced precision: the whole computation in
-  // LibTorch ops for autograd (weights and softmax in at least float32).
-  const auto weight_type = q.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat32;
-  auto scores = torch::matmul(q * scale, k.transpose(2, 3));
-  if (bias.defined()) scores = scores + bias.to(scores.scalar_type());
-  const auto w = masked_softmax(scores.to(weight_type), mask);
-  const auto used = dropout ? torch::dropout(w, options.dropout(), true) : w;
-  Attended out;
-  out.context = torch::matmul(used.to(q.scalar_type()), v);
-  out.weights = per_head ? w : w.mean(1);
+  // A bias that needs gradients, or reduced precision: the plain formulation, recorded
+  // by autograd op by op (weights in at least float32, as masked_softmax gives them).
+  auto out = scaled_dot_product_attention(q, k, v, mask, bias, options.dropout(), options.training(), scale);
+  if (!per_head) out.weights = out.weights.mean(1);
   return out;
 }
 

@@ -171,14 +171,14 @@ class TrainCommand : public Command {
       model_options["height"] = train.height();
       model_options["width"] = train.width();
       model_options["reinforce_weight"] = vm["reinforce-weight"].as<double>();
-      if (!(vm["std"].as<double>() > 0 && std::isfinite(vm["std"].as<double>()))) {
-        throw UsageError("--std must be a number > 0, got " + format_number(vm["std"].as<double>()));
+      const double std_end = vm["std"].as<double>(), std_start = vm["std-start"].as<double>();
+      if (!(std_end > 0 && std::isfinite(std_end))) {
+        throw UsageError("--std must be a number > 0, got " + format_number(std_end));
       }
-      if (!(vm["std-start"].as<double>() >= 0 && std::isfinite(vm["std-start"].as<double>()))) {
-        throw UsageError("--std-start must be a number >= 0 (0 = no annealing), got " +
-                         format_number(vm["std-start"].as<double>()));
+      if (!(std_start >= 0 && std::isfinite(std_start))) {
+        throw UsageError("--std-start must be a number >= 0 (0 = no annealing), got " + format_number(std_start));
       }
-      if (vm["std-start"].as<double>() > 0) model_options["location_std_start"] = vm["std-start"].as<double>();
+      if (std_start > 0) model_options["location_std_start"] = std_start;
       if (vm["glimpse-size"].as<std::int64_t>() > std::max(train.height(), train.width())) {
         throw UsageError("--glimpse-size " + std::to_string(vm["glimpse-size"].as<std::int64_t>()) +
                          " is larger than the " + std::to_string(train.height()) + "x" +
