@@ -39,12 +39,17 @@ torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& m
   TORCH_CHECK(scores.defined() && scores.is_floating_point(), "masked_softmax: expected floating point scores");
   // At least float32: half and bfloat16 scores are promoted, double stays double.
   auto s = scores.scalar_type() == torch::kDouble ? scores : scores.to(torch::kFloat32);
-  if (!mask.defined()) return torch::softmax(s, dim);
-  TORCH_CHECK(mask.scalar_type() == torch::kBool, "masked_softmax: expected a bool mask (true = may attend), got ",
-              mask.scalar_type());
   // Blocked entries become -inf, so they get exactly exp(-inf) = 0 in every row that
   // has a finite entry, and LibTorch's fused softmax does the rest in one kernel.
-  auto filled = s.masked_fill(mask.logical_not(), -std::numeric_limits<double>::infinity());
+  auto filled = s;
+  if (mask.defined()) {
+    TORCH_CHECK(mask.scalar_type() == torch::kBool, "masked_softmax: expected a bool mask (true = may attend), got ",
+                mask.scalar_type());
+    filled = s.masked_fill(mask.logical_not(), -std::numeric_limits<double>::infinity());
+  }
+  if (filled.dim() == 0 || filled.size(dim) == 0) return torch::softmax(filled, dim);
+  // A row can be blocked by the mask or by -inf scores (an additive_bias() without a
+  // mask): either way it has no finite entry, and softmax alone would give 0/0.
   torch::Tensor alive;
   {
     torch::NoGradGuard no_grad;

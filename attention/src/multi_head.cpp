@@ -95,6 +95,15 @@ torch::Tensor block_softmax(torch::Tensor scores, std::int64_t nb, std::int64_t 
   if (bias.defined()) scores4.add_(block_of(bias, b0, nb, h0, nh));
   const bool exact = scores.scalar_type() == torch::kFloat || scores.scalar_type() == torch::kDouble;
   if (mask.defined() || !exact) return masked_softmax(scores4, block_of(mask, b0, nb, h0, nh)).view({rows, tq, tk});
+  if (bias.defined() && tk > 0) {
+    // A bias of -inf can block whole rows (additive_bias() passed without a mask):
+    // those give zeros, as masked rows do, not softmax's 0/0. The block is in cache.
+    const auto alive = torch::amax(scores, -1, /*keepdim=*/true) != -std::numeric_limits<double>::infinity();
+    if (!alive.all().item<bool>()) {
+      scores.masked_fill_(alive.logical_not(), 0.0);
+      return at::softmax_out(scores, scores, -1).mul_(alive);
+    }
+  }
   return at::softmax_out(scores, scores, -1);  // in place: the kernel reads each row before writing it
 }
 

@@ -16,7 +16,8 @@ namespace attend::attention {
 ///           broadcastable to [...,Tq,Tk]; 0 <= dropout < 1.
 /// ensures:  context [...,Tq,Dv] in value's dtype; weights [...,Tq,Tk] (float32, or
 ///           float64 for double input) = softmax(q k^T * scale + bias) over allowed keys,
-///           before dropout; rows with no allowed key give zero weights and context.
+///           before dropout; rows with no allowed key (masked, or -inf in `bias` at
+///           every key) give zero weights and context, with finite gradients.
 ///           scale defaults to 1/sqrt(D). Dropout (only when training) applies to the
 ///           weights used for the context, scaled by 1/(1-p).
 Attended scaled_dot_product_attention(const torch::Tensor& query, const torch::Tensor& key,

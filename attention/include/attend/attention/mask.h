@@ -7,7 +7,8 @@
 ///   double stays double so gradients can be checked by finite differences);
 /// - masked positions get exactly zero weight;
 /// - a row with no allowed position gives all-zero weights (and so a zero context)
-///   with finite gradients, never NaN.
+///   with finite gradients, never NaN; so does a row whose every score is -inf
+///   because of a float bias (additive_bias()), with or without a bool mask.
 
 #include <torch/types.h>
 
@@ -28,9 +29,11 @@ torch::Tensor additive_bias(const torch::Tensor& mask, torch::ScalarType dtype =
 
 /// Softmax of `scores` over `dim` restricted to `mask` (true = allowed; undefined
 /// means all allowed; broadcastable to scores). Computed and returned in float32
-/// (float64 for double scores). Masked positions are exactly 0; fully masked rows are all 0 with zero,
-/// finite gradient; other rows sum to 1, except that a NaN among a row's allowed scores
-/// makes the whole row NaN (as softmax does).
+/// (float64 for double scores). Masked positions and -inf scores are exactly 0. A row
+/// with no finite allowed score (fully masked, or blocked only by -inf scores, e.g.
+/// from additive_bias() with no mask) is all 0 with zero, finite gradient; other rows
+/// sum to 1, except that a NaN among a row's allowed scores makes the whole row NaN
+/// (as softmax does).
 torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask, std::int64_t dim = -1);
 
 }  // namespace attend::attention

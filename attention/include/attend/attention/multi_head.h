@@ -65,7 +65,8 @@ struct HeadAttentionOptions {
 ///           (mask.h rules: true = may attend, blocking; bias is added to the scores).
 /// ensures:  context [B,H,Tq,dv]; weights [B,Tq,Tk] averaged over heads or
 ///           [B,H,Tq,Tk] per head (float32, float64 for double input), before
-///           dropout; equal to scaled_dot_product_attention() on the same inputs.
+///           dropout; equal to scaled_dot_product_attention() on the same inputs
+///           (rows with no allowed key, by mask or by a -inf bias, give zeros).
 Attended attend_heads(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                       const torch::Tensor& mask = {}, const torch::Tensor& bias = {},
                       const HeadAttentionOptions& options = {});
@@ -83,7 +84,8 @@ class MultiHeadAttentionImpl : public torch::nn::Cloneable<MultiHeadAttentionImp
   ///           attn_mask bool [Tq,Tk] or [B,Tq,Tk] (e.g. causal_mask());
   ///           bias float [Tq,Tk], [B,Tq,Tk] or [B,H,Tq,Tk], added to the scores.
   /// ensures:  context [B,Tq,E]; weights [B,Tq,Tk] averaged over heads, or
-  ///           [B,H,Tq,Tk] per head, before dropout. Fully masked rows: zero weights.
+  ///           [B,H,Tq,Tk] per head, before dropout. Rows blocked entirely (by the
+  ///           masks, or by -inf in `bias`): zero weights, finite gradients.
   Attended forward(const torch::Tensor& query, const torch::Tensor& key, const torch::Tensor& value,
                    const torch::Tensor& key_mask = {}, const torch::Tensor& attn_mask = {},
                    const torch::Tensor& bias = {}, HeadWeights weights = HeadWeights::kAverage);
