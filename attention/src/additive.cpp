@@ -6,12 +6,15 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <string_view>
+#include <vector>
 
 // The tanh below finds round(x) by adding and subtracting 1.5 * 2^23, which
 // value-changing floating-point optimisations would fold away.
@@ -170,25 +173,30 @@ __attribute__((always_inline)) inline float row_score(const float* k, const floa
   return total;
 }
 
+// One decoding step: T queries per item (one for a plain step, k for k beams, T for a
+// teacher-forced sequence) against the item's keys and values. Strides are in
+// elements; every row (the last dimension) is contiguous, nothing else need be, so
+// strided views (e.g. of a batch expanded over beams) are read in place.
 struct DecodeStep {
   const float* kp;       // [B,N,H]
-  const float* qp;       // [B,H]
-  const float* v;        // [H]
+  const float* qp;       // [B,T,H]
+  const float* v;        // [H], contiguous
   const float* values;   // [B,N,Dv]
-  const bool* mask;      // [B,N] or null
-  float* weights;        // [B,N]
-  float* context;        // [B,Dv]
-  std::int64_t b, n, h, dv;
+  const bool* mask;      // [B,T,N] (mask_t = 0 for one mask per item) or null
+  float* weights;        // [B,T,N], contiguous
+  float* context;        // [B,T,Dv], contiguous
+  std::int64_t b, t, n, h, dv;
+  std::int64_t kp_b, kp_n, qp_b, qp_t, values_b, values_n, mask_b, mask_t, mask_n;
 };
 
-// The whole step in one pass per item, as an online softmax: each allowed row's
-// score, and its weighted value row added into the context while the next row's
-// score is computed (software pipelining: the value loads from memory then wait
-// beside the tanh arithmetic, not after it); the context is rescaled whenever the
-// running maximum grows. Each projected key and value is read once. Weights are
-// normalised at the end; rows with nothing allowed (or only -inf scores) give zeros,
-// as masked_softmax does.
-// Items [begin, end).
+// The whole step in one pass per (item, query) pair, as an online softmax: each
+// allowed row's score, and its weighted value row added into the context while the
+// next row's score is computed (software pipelining: the value loads from memory then
+// wait beside the tanh arithmetic, not after it); the context is rescaled whenever the
+// running maximum grows. Each projected key and value is read once per query.
+// Weights are normalised at the end; rows with nothing allowed (or only -inf scores)
+// give zeros, as masked_softmax does.
+// Pairs [begin, end) of the B*T (item, query) pairs.
 template <int W>
 __attribute__((always_inline)) inline void decode_loop(const DecodeStep& s, std::int64_t begin, std::int64_t end) {
   const float minus_inf = -std::numeric_limits<float>::infinity();
@@ -198,25 +206,32 @@ __attribute__((always_inline)) inline void decode_loop(const DecodeStep& s, std:
   const std::int64_t steps = std::max<std::int64_t>(1, s.h / W);
   const std::int64_t lines_per_step = (row_bytes / 64 + 2 + steps - 1) / steps;
   const std::int64_t vectors_per_step = (s.dv / W + steps - 1) / steps;
-  for (std::int64_t i = begin; i < end; ++i) {
-    float* w = s.weights + i * s.n;
-    float* ctx = s.context + i * s.dv;
+  for (std::int64_t pair = begin; pair < end; ++pair) {
+    const std::int64_t i = pair / s.t, step = pair % s.t;
+    float* w = s.weights + pair * s.n;
+    float* ctx = s.context + pair * s.dv;
+    const float* keys = s.kp + i * s.kp_b;
+    const float* values = s.values + i * s.values_b;
+    const float* query = s.qp + i * s.qp_b + step * s.qp_t;
+    const bool* mask = s.mask != nullptr ? s.mask + i * s.mask_b + step * s.mask_t : nullptr;
+    // After the last row: the first value row of the next pair's item.
+    const float* next_pair = pair + 1 < s.b * s.t ? s.values + (pair + 1) / s.t * s.values_b : nullptr;
     std::fill(ctx, ctx + s.dv, 0.0f);
     float top = minus_inf;
     double total = 0;  // a float sum of N terms would drift by N/2 ulp
     Pending pending;   // the last scored row's values, added during the next score
     for (std::int64_t j = 0; j < s.n; ++j) {
-      if (s.mask != nullptr && !s.mask[i * s.n + j]) {
+      if (mask != nullptr && !mask[j * s.mask_n]) {
         w[j] = minus_inf;
         continue;
       }
       Ahead ahead;  // the next value row, from the start of its first cache line
-      if (const std::int64_t next = i * s.n + j + 1; next < s.b * s.n) {
-        const auto at = reinterpret_cast<std::uintptr_t>(s.values + next * s.dv);
+      if (const float* next = j + 1 < s.n ? values + (j + 1) * s.values_n : next_pair; next != nullptr) {
+        const auto at = reinterpret_cast<std::uintptr_t>(next);
         ahead = {reinterpret_cast<const char*>(at & ~std::uintptr_t{63}),
                  reinterpret_cast<const char*>(at + static_cast<std::uintptr_t>(row_bytes)), lines_per_step};
       }
-      const float score = row_score<W>(s.kp + (i * s.n + j) * s.h, s.qp + i * s.h, s.v, s.h, pending, ahead);
+      const float score = row_score<W>(keys + j * s.kp_n, query, s.v, s.h, pending, ahead);
       pending.row = nullptr;
       w[j] = score;
       if (score == minus_inf) continue;
@@ -233,7 +248,7 @@ __attribute__((always_inline)) inline void decode_loop(const DecodeStep& s, std:
       if (scale != 1) {
         for (std::int64_t d = 0; d < s.dv; ++d) ctx[d] *= scale;
       }
-      pending = {ctx, s.values + (i * s.n + j) * s.dv, e, s.dv, vectors_per_step};
+      pending = {ctx, values + j * s.values_n, e, s.dv, vectors_per_step};
     }
     if (pending.row != nullptr) add_scaled<W>(ctx, pending.w, pending.row, s.dv);
     if (total == 0) {  // nothing allowed, or only -inf scores (a NaN makes total NaN)
@@ -305,12 +320,14 @@ const Kernels& kernels() {
   return chosen;
 }
 
-// Items are independent: split with at::parallel_for. (LibTorch 1.13's OpenMP backend
-// is inline in its headers, so this runs in parallel only because attend is compiled
-// with -fopenmp; see CMakeLists.txt.)
+// (Item, query) pairs are independent: split with at::parallel_for. (LibTorch 1.13's
+// OpenMP backend is inline in its headers, so this runs in parallel only because
+// attend is compiled with -fopenmp; see CMakeLists.txt.)
 void decode_step(const DecodeStep& s) {
-  at::parallel_for(0, s.b, 1, [&](std::int64_t begin, std::int64_t end) { kernels().decode(s, begin, end); });
+  at::parallel_for(0, s.b * s.t, 1, [&](std::int64_t begin, std::int64_t end) { kernels().decode(s, begin, end); });
 }
+
+std::atomic<std::int64_t> decoding_copies{0};
 
 }  // namespace
 
@@ -320,46 +337,76 @@ namespace detail {
 
 void decoding_tanh(const float* x, float* out, std::int64_t n) { kernels().tanh(x, out, n); }
 
+std::int64_t decoding_input_copies() { return decoding_copies.load(); }
+
 }  // namespace detail
 
 Attended additive_attention(const torch::Tensor& query_projection, const torch::Tensor& key_projection,
                             const torch::Tensor& v, const torch::Tensor& values, const torch::Tensor& mask) {
-  TORCH_CHECK(query_projection.dim() == 2 && key_projection.dim() == 3 && values.dim() == 3 &&
-                  key_projection.size(0) == query_projection.size(0) &&
-                  key_projection.size(2) == query_projection.size(1) && values.size(0) == key_projection.size(0) &&
-                  values.size(1) == key_projection.size(1) && v.dim() == 1 && v.size(0) == query_projection.size(1),
-              "additive_attention: expected query projection [B,H], key projection [B,N,H], v [H], values [B,N,Dv]; "
-              "got ",
+  TORCH_CHECK(query_projection.defined() && key_projection.defined() && v.defined() && values.defined() &&
+                  (query_projection.dim() == 2 || query_projection.dim() == 3) && key_projection.dim() == 3 &&
+                  values.dim() == 3 && key_projection.size(0) == query_projection.size(0) &&
+                  key_projection.size(2) == query_projection.size(-1) && values.size(0) == key_projection.size(0) &&
+                  values.size(1) == key_projection.size(1) && v.dim() == 1 && v.size(0) == query_projection.size(-1),
+              "additive_attention: expected query projection [B,H] or [B,T,H], key projection [B,N,H], v [H], "
+              "values [B,N,Dv]; got ",
               query_projection.sizes(), ", ", key_projection.sizes(), ", ", v.sizes(), ", ", values.sizes());
-  TORCH_CHECK(!mask.defined() || (mask.dim() == 2 && mask.size(0) == values.size(0) && mask.size(1) == values.size(1)),
-              "additive_attention: expected mask [B,N] = [", values.size(0), ",", values.size(1), "], got ",
-              mask.sizes());
+  const bool steps = query_projection.dim() == 3;
+  const auto b = key_projection.size(0), n = key_projection.size(1), h = key_projection.size(2);
+  const auto t = steps ? query_projection.size(1) : 1, dv = values.size(2);
+  TORCH_CHECK(!mask.defined() || (mask.scalar_type() == torch::kBool &&
+                                  ((mask.dim() == 2 && mask.size(0) == b && mask.size(1) == n) ||
+                                   (steps && mask.dim() == 3 && mask.size(0) == b && mask.size(1) == t &&
+                                    mask.size(2) == n))),
+              "additive_attention: expected a bool mask [B,N] = [", b, ",", n, "]",
+              steps ? c10::str(" or [B,T,N] = [", b, ",", t, ",", n, "]") : std::string(), ", got ",
+              mask.defined() ? c10::str(mask.scalar_type(), " ", mask.sizes()) : std::string());
   const bool record = torch::GradMode::is_enabled() && (query_projection.requires_grad() ||
                                                        key_projection.requires_grad() || v.requires_grad() ||
                                                        values.requires_grad());
-  auto cpu_float = [](const torch::Tensor& t) {
-    return t.device().is_cpu() && t.layout() == torch::kStrided && t.scalar_type() == torch::kFloat;
+  auto cpu_float = [](const torch::Tensor& x) {
+    return x.device().is_cpu() && x.layout() == torch::kStrided && x.scalar_type() == torch::kFloat;
   };
   Attended out;
   // Without gradients (decoding), float32 on the CPU: the fused decode_step above.
   if (!record && cpu_float(query_projection) && cpu_float(key_projection) && cpu_float(v) && cpu_float(values) &&
-      (!mask.defined() || (mask.device().is_cpu() && mask.layout() == torch::kStrided &&
-                           mask.scalar_type() == torch::kBool))) {
-    const auto b = key_projection.size(0), n = key_projection.size(1), h = key_projection.size(2);
-    const auto kp = key_projection.contiguous(), qp = query_projection.contiguous(), vv = v.contiguous();
-    const auto vals = values.contiguous();
-    const auto m = mask.defined() ? mask.contiguous() : mask;
-    out.weights = torch::empty({b, n}, kp.options());
-    out.context = torch::empty({b, values.size(2)}, vals.options());
-    decode_step({kp.data_ptr<float>(), qp.data_ptr<float>(), vv.data_ptr<float>(), vals.data_ptr<float>(),
-                 m.defined() ? m.data_ptr<bool>() : nullptr, out.weights.data_ptr<float>(),
-                 out.context.data_ptr<float>(), b, n, h, values.size(2)});
+      (!mask.defined() || (mask.device().is_cpu() && mask.layout() == torch::kStrided))) {
+    // Rows must be contiguous; any other strides are read in place (prepared,
+    // sliced or expanded inputs are not copied at every step).
+    auto rows = [](const torch::Tensor& x) {
+      if (x.size(-1) <= 1 || x.stride(-1) == 1) return x;
+      decoding_copies.fetch_add(1, std::memory_order_relaxed);
+      return x.contiguous();
+    };
+    const auto kp = rows(key_projection), qp = rows(query_projection), vv = rows(v), vals = rows(values);
+    out.weights = torch::empty(steps ? std::vector<std::int64_t>{b, t, n} : std::vector<std::int64_t>{b, n},
+                               kp.options());
+    out.context = torch::empty(steps ? std::vector<std::int64_t>{b, t, dv} : std::vector<std::int64_t>{b, dv},
+                               vals.options());
+    const bool per_step_mask = mask.defined() && mask.dim() == 3;
+    DecodeStep step{kp.data_ptr<float>(), qp.data_ptr<float>(), vv.data_ptr<float>(), vals.data_ptr<float>(),
+                    mask.defined() ? mask.data_ptr<bool>() : nullptr, out.weights.data_ptr<float>(),
+                    out.context.data_ptr<float>(), b, t, n, h, dv,
+                    kp.stride(0), kp.stride(1), qp.stride(0), steps ? qp.stride(1) : 0, vals.stride(0),
+                    vals.stride(1), 0, 0, 0};
+    if (mask.defined()) {
+      step.mask_b = mask.stride(0);
+      step.mask_t = per_step_mask ? mask.stride(1) : 0;
+      step.mask_n = mask.stride(mask.dim() - 1);
+    }
+    decode_step(step);
     return out;
   }
-  // With gradients, and for other dtypes and devices: LibTorch's ops.
-  const auto scores = torch::matmul((key_projection + query_projection.unsqueeze(1)).tanh_(), v);  // [B,N]
-  out.weights = masked_softmax(scores, mask);
-  out.context = torch::bmm(out.weights.to(values.scalar_type()).unsqueeze(1), values).squeeze(1);
+  // With gradients, and for other dtypes and devices: LibTorch's ops, all T queries at
+  // once ([B,T,N,H] tanh arguments).
+  const auto qp = steps ? query_projection : query_projection.unsqueeze(1);                    // [B,T,H]
+  const auto scores = torch::matmul((key_projection.unsqueeze(1) + qp.unsqueeze(2)).tanh_(), v);  // [B,T,N]
+  out.weights = masked_softmax(scores, mask.defined() && mask.dim() == 2 ? mask.unsqueeze(1) : mask);
+  out.context = torch::matmul(out.weights.to(values.scalar_type()), values);  // [B,T,Dv]
+  if (!steps) {
+    out.weights = out.weights.squeeze(1);
+    out.context = out.context.squeeze(1);
+  }
   return out;
 }
 
@@ -395,8 +442,9 @@ Attended AdditiveAttentionImpl::forward(const torch::Tensor& query, const torch:
 
 Attended AdditiveAttentionImpl::forward_projected(const torch::Tensor& query, const torch::Tensor& projected_keys,
                                                   const torch::Tensor& values, const torch::Tensor& mask) {
-  TORCH_CHECK(query.dim() == 2 && query.size(1) == options.query_size(), "AdditiveAttention: expected query [B,",
-              options.query_size(), "], got ", query.sizes());
+  TORCH_CHECK((query.dim() == 2 || query.dim() == 3) && query.size(-1) == options.query_size(),
+              "AdditiveAttention: expected query [B,", options.query_size(), "] or [B,T,", options.query_size(),
+              "], got ", query.sizes());
   return additive_attention(query_proj(query), projected_keys, v, values, mask);
 }
 

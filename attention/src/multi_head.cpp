@@ -9,6 +9,7 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <string>
 
 namespace attend::attention {
 
@@ -373,6 +374,22 @@ Attended attend_heads(const torch::Tensor& q, const torch::Tensor& k, const torc
   auto out = scaled_dot_product_attention(q, k, v, mask, bias, options.dropout(), options.training(), scale);
   if (!per_head) out.weights = out.weights.mean(1);
   return out;
+}
+
+void KvCache::reorder(const torch::Tensor& index) {
+  TORCH_CHECK(index.defined() && index.dim() == 1 && index.scalar_type() == torch::kLong,
+              "KvCache::reorder: expected an int64 index [B'], got ",
+              index.defined() ? c10::str(index.scalar_type(), " ", index.sizes()) : std::string("an undefined tensor"));
+  if (!keys.defined()) return;
+  const auto b = keys.size(0);
+  if (index.numel() > 0) {
+    const auto lowest = index.min().item<std::int64_t>(), highest = index.max().item<std::int64_t>();
+    TORCH_CHECK(lowest >= 0 && highest < b, "KvCache::reorder: expected indices in [0, ", b,
+                ") (the cached sequences), got values from ", lowest, " to ", highest);
+  }
+  const auto i = index.to(keys.device());
+  keys = keys.index_select(0, i);
+  values = values.index_select(0, i);
 }
 
 MultiHeadAttentionImpl::MultiHeadAttentionImpl(const MultiHeadAttentionOptions& options_) : options(options_) {

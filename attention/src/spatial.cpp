@@ -22,7 +22,9 @@ SpatialAttentionImpl::Prepared SpatialAttentionImpl::prepare(const torch::Tensor
   Prepared p;
   p.height = features.size(2);
   p.width = features.size(3);
-  p.values = features.flatten(2).transpose(1, 2);  // [B,H*W,C]
+  // [B,H*W,C] with contiguous rows, made once per image so that every decoding step
+  // reads it in place (no copy at all for channels_last features, whose view it is).
+  p.values = features.flatten(2).transpose(1, 2).contiguous();
   p.projected_keys = attention->project_keys(p.values);
   return p;
 }
@@ -40,7 +42,8 @@ Attended SpatialAttentionImpl::forward_prepared(const Prepared& p, const torch::
               "SpatialAttention: expected mask [", b, ",", p.height, ",", p.width, "], got ", mask.sizes());
   auto out = attention->forward_projected(query, p.projected_keys, p.values,
                                           mask.defined() ? mask.reshape({b, p.height * p.width}) : mask);
-  out.weights = out.weights.view({b, p.height, p.width});
+  out.weights = query.dim() == 3 ? out.weights.view({b, query.size(1), p.height, p.width})
+                                 : out.weights.view({b, p.height, p.width});
   return out;
 }
 

@@ -2,6 +2,7 @@
 #include <attend/attention/dot_product.h>
 #include <attend/attention/mask.h>
 #include <attend/attention/multi_head.h>
+#include <attend/attention/spatial.h>
 
 #include <finite_differences.h>
 #include <test_support.h>
@@ -575,4 +576,147 @@ TEST_F(Attention, AdditiveDecodingEmptyAndNaNRows) {
       EXPECT_TRUE((out.context[0] == 0).all().item<bool>());
     }
   }
+}
+
+// The decoding kernel reads rows in place whatever the other strides: keys and values
+// narrowed out of wider tensors, queries sliced, a batch expanded with stride 0. Only an
+// input whose rows are not contiguous is copied (and counted).
+TEST_F(Attention, AdditiveDecodingReadsStridedRowsInPlace) {
+  torch::NoGradGuard no_grad;
+  const std::int64_t b = 3, n = 50, h = 24, dv = 20;
+  const auto wide_keys = torch::randn({b, n + 2, h + 5}), wide_values = torch::randn({b, n + 2, dv + 3});
+  const auto kp = wide_keys.narrow(1, 1, n).narrow(2, 2, h), values = wide_values.narrow(1, 2, n).narrow(2, 1, dv);
+  const auto qp = torch::randn({b, 2 * h}).narrow(1, h, h);
+  const auto v = torch::randn({h});
+  auto mask = (torch::rand({n, b}) > 0.2).t();  // strided too
+  mask[1].fill_(false);
+  ASSERT_FALSE(kp.is_contiguous() || values.is_contiguous() || qp.is_contiguous() || mask.is_contiguous());
+  const auto reference = aa::additive_attention(qp.contiguous(), kp.contiguous(), v, values.contiguous(),
+                                                mask.contiguous());
+  const auto copies = aa::detail::decoding_input_copies();
+  const auto strided = aa::additive_attention(qp, kp, v, values, mask);
+  EXPECT_EQ(aa::detail::decoding_input_copies(), copies) << "rows are contiguous: nothing to copy";
+  EXPECT_TRUE(torch::equal(strided.weights, reference.weights));
+  EXPECT_TRUE(torch::equal(strided.context, reference.context));
+  EXPECT_TRUE((strided.context[1] == 0).all().item<bool>());
+  // One image's keys and values expanded over a batch (stride 0): read, not copied.
+  const auto one_kp = kp.narrow(0, 0, 1).expand({b, n, h}), one_values = values.narrow(0, 0, 1).expand({b, n, dv});
+  const auto expanded = aa::additive_attention(qp, one_kp, v, one_values);
+  EXPECT_EQ(aa::detail::decoding_input_copies(), copies);
+  const auto materialised = aa::additive_attention(qp, one_kp.contiguous(), v, one_values.contiguous());
+  EXPECT_TRUE(torch::equal(expanded.context, materialised.context));
+  EXPECT_TRUE(torch::equal(expanded.weights, materialised.weights));
+  // Values with channels innermost strided ([B,C,N] transposed) must be copied: counted.
+  const auto transposed = values.contiguous().transpose(1, 2).contiguous().transpose(1, 2);
+  ASSERT_NE(transposed.stride(2), 1);
+  const auto copied = aa::additive_attention(qp, kp, v, transposed, mask);
+  EXPECT_EQ(aa::detail::decoding_input_copies(), copies + 1);
+  EXPECT_TRUE(torch::equal(copied.context, reference.context));
+}
+
+// Beams: k queries per image [B,k,H] against the image's keys and values [B,N,*]
+// equal the batch expanded to B*k items, in the kernel and with gradients.
+TEST_F(Attention, AdditiveDecodingOfBeamsEqualsTheExpandedBatch) {
+  const std::int64_t b = 3, k = 4, n = 30, h = 16, dv = 12;
+  const auto kp = torch::randn({b, n, h}), values = torch::randn({b, n, dv}), v = torch::randn({h});
+  const auto qp = torch::randn({b, k, h});
+  auto mask = torch::rand({b, n}) > 0.3;
+  mask[2].fill_(false);
+  auto expand = [&](const torch::Tensor& x) { return x.repeat_interleave(k, 0); };
+  for (const bool grad : {false, true}) {
+    SCOPED_TRACE(grad ? "with gradients" : "the decoding kernel");
+    const auto q = qp.clone().requires_grad_(grad);
+    const auto beams = aa::additive_attention(q, kp, v, values, mask);
+    const auto flat = aa::additive_attention(q.reshape({b * k, h}), expand(kp), v, expand(values), expand(mask));
+    ASSERT_EQ(beams.context.sizes(), (std::vector<std::int64_t>{b, k, dv}));
+    ASSERT_EQ(beams.weights.sizes(), (std::vector<std::int64_t>{b, k, n}));
+    EXPECT_EQ(beams.context.requires_grad(), grad);
+    if (grad) {
+      EXPECT_TRUE(torch::allclose(beams.weights, flat.weights.view({b, k, n}), 1e-6, 1e-7));
+      EXPECT_TRUE(torch::allclose(beams.context, flat.context.view({b, k, dv}), 1e-5, 1e-6));
+    } else {
+      EXPECT_TRUE(torch::equal(beams.weights, flat.weights.view({b, k, n})));
+      EXPECT_TRUE(torch::equal(beams.context, flat.context.view({b, k, dv})));
+    }
+    EXPECT_TRUE((beams.context[2] == 0).all().item<bool>());
+  }
+  // Items split across threads by (item, beam) pairs: the count must not show.
+  torch::NoGradGuard no_grad;
+  const auto one = attend::testing::with_threads(1, [&] { return aa::additive_attention(qp, kp, v, values, mask); });
+  const auto two = attend::testing::with_threads(2, [&] { return aa::additive_attention(qp, kp, v, values, mask); });
+  EXPECT_TRUE(torch::equal(one.context, two.context));
+  EXPECT_TRUE(torch::equal(one.weights, two.weights));
+}
+
+// SpatialAttention prepares [B,HW,C] values once per image (a view, no copy at all, for
+// channels_last features); the steps then copy nothing, beams included.
+TEST_F(Attention, AdditiveDecodingOfPreparedFeaturesCopiesNothing) {
+  torch::NoGradGuard no_grad;
+  aa::SpatialAttention att(aa::SpatialAttentionOptions(20, 8, 16));
+  const std::int64_t b = 2, k = 3;
+  const auto features = torch::randn({b, 20, 5, 6});
+  const auto prepared = att->prepare(features);
+  EXPECT_TRUE(prepared.values.is_contiguous());
+  const auto channels_last = features.contiguous(torch::MemoryFormat::ChannelsLast);
+  const auto view = att->prepare(channels_last);
+  EXPECT_EQ(view.values.data_ptr(), channels_last.data_ptr()) << "channels_last features are read where they are";
+  EXPECT_TRUE(torch::equal(view.values, prepared.values));
+  const auto copies = aa::detail::decoding_input_copies();
+  const auto query = torch::randn({b, k, 8});
+  auto mask = torch::ones({b, 5, 6}, torch::kBool);
+  mask[1][4].fill_(false);
+  for (int step = 0; step < 3; ++step) {
+    const auto beams = att->forward_prepared(view, query, mask);
+    ASSERT_EQ(beams.weights.sizes(), (std::vector<std::int64_t>{b, k, 5, 6}));
+    ASSERT_EQ(beams.context.sizes(), (std::vector<std::int64_t>{b, k, 20}));
+    for (std::int64_t j = 0; j < k; ++j) {
+      const auto single = att->forward_prepared(prepared, query.select(1, j), mask);
+      EXPECT_TRUE(torch::allclose(beams.weights.select(1, j), single.weights, 1e-6, 1e-7));
+      EXPECT_TRUE(torch::allclose(beams.context.select(1, j), single.context, 1e-5, 1e-6));
+    }
+    // The expanded batch: every beam its own copy of its image.
+    const auto flat = att->forward(features.repeat_interleave(k, 0), query.reshape({b * k, 8}),
+                                   mask.repeat_interleave(k, 0));
+    EXPECT_TRUE(torch::allclose(beams.weights.reshape({b * k, 5, 6}), flat.weights, 1e-6, 1e-7));
+    EXPECT_TRUE(torch::allclose(beams.context.reshape({b * k, 20}), flat.context, 1e-5, 1e-6));
+  }
+  EXPECT_EQ(aa::detail::decoding_input_copies(), copies);
+}
+
+// Beam search reorders the cache: index_select of keys and values, after which the
+// next step equals decoding the reordered sequences from scratch.
+TEST_F(Attention, KvCacheReorderEqualsIndexSelectAndDecodingContinues) {
+  aa::MultiHeadAttention mha(aa::MultiHeadAttentionOptions(12, 3));
+  mha->eval();
+  const std::int64_t b = 3, t = 4;
+  const auto x = torch::randn({b, t, 12});
+  aa::KvCache cache;
+  mha->forward_step(x, x, x, cache);
+  const auto keys = cache.keys.clone(), values = cache.values.clone();
+  const auto index = torch::tensor({2, 0, 0, 1, 2}, torch::kLong);  // 3 sequences -> 5 beams
+  cache.reorder(index);
+  EXPECT_TRUE(torch::equal(cache.keys, keys.index_select(0, index)));
+  EXPECT_TRUE(torch::equal(cache.values, values.index_select(0, index)));
+  EXPECT_EQ(cache.length(), t);
+  const auto next = torch::randn({5, 1, 12});
+  const auto step = mha->forward_step(next, next, next, cache);
+  const auto whole = torch::cat({x.index_select(0, index), next}, 1);
+  const auto scratch = mha->forward(whole, whole, whole, {}, aa::causal_mask(t + 1, t + 1));
+  EXPECT_TRUE(torch::allclose(step.context, scratch.context.narrow(1, t, 1), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(step.weights.squeeze(1), scratch.weights.select(1, t), 1e-5, 1e-6));
+  EXPECT_EQ(cache.length(), t + 1);
+}
+
+TEST_F(Attention, KvCacheReorderRejectsBadIndices) {
+  aa::KvCache cache;
+  cache.reorder(torch::tensor({0, 0}, torch::kLong));  // empty: nothing to reorder
+  EXPECT_EQ(cache.length(), 0);
+  cache.keys = torch::randn({2, 1, 3, 4});
+  cache.values = torch::randn({2, 1, 3, 4});
+  EXPECT_THROW(cache.reorder(torch::tensor({0, 2}, torch::kLong)), c10::Error);
+  EXPECT_THROW(cache.reorder(torch::tensor({-1}, torch::kLong)), c10::Error);
+  EXPECT_THROW(cache.reorder(torch::tensor({0, 1}, torch::kInt)), c10::Error);
+  EXPECT_THROW(cache.reorder(torch::tensor({{0, 1}}, torch::kLong)), c10::Error);
+  cache.reorder(torch::tensor(std::vector<std::int64_t>{}, torch::kLong));
+  EXPECT_EQ(cache.keys.size(0), 0);
 }

@@ -33,6 +33,11 @@ struct MultiHeadAttentionOptions {
 struct KvCache {
   torch::Tensor keys, values;
   std::int64_t length() const { return keys.defined() ? keys.size(2) : 0; }
+  /// Beam search: keeps, for each new sequence i, the cache of sequence index[i].
+  /// requires: index [B'] int64 with 0 <= index < B (B' may differ from B: expanding
+  ///           B images to B*k beams, or pruning). Nothing to do on an empty cache.
+  /// ensures:  keys, values [B',H,T,d] = index_select(0, index) of the old ones.
+  void reorder(const torch::Tensor& index);
 };
 
 /// Which weights to return.

@@ -20,14 +20,19 @@ class SpatialAttentionImpl : public torch::nn::Cloneable<SpatialAttentionImpl> {
   void reset() override;
   void pretty_print(std::ostream& stream) const override;
 
-  /// features [B,C,H,W] -> the [B,H*W,C] sequence and its key projection [B,H*W,A];
-  /// compute once per image when decoding step by step.
+  /// features [B,C,H,W] -> the [B,H*W,C] sequence (contiguous: copied here once per
+  /// image, or a view of channels_last features) and its key projection [B,H*W,A];
+  /// compute once per image when decoding step by step. The decoding step reads both
+  /// in place, with no per-step copy.
   struct Prepared {
     torch::Tensor values, projected_keys;
     std::int64_t height = 0, width = 0;
   };
   Prepared prepare(const torch::Tensor& features);
-  /// query [B,Dq], mask [B,H,W] bool or undefined -> context [B,C], weights [B,H,W].
+  /// query [B,Dq], mask [B,H,W] bool or undefined -> context [B,C], weights [B,H,W];
+  /// query [B,k,Dq] (k beams, or k steps, per image) -> context [B,k,C], weights
+  /// [B,k,H,W], each equal to a call with that query alone; the image's keys and values
+  /// are shared by its k queries, not expanded.
   Attended forward(const torch::Tensor& features, const torch::Tensor& query, const torch::Tensor& mask = {});
   Attended forward_prepared(const Prepared& prepared, const torch::Tensor& query, const torch::Tensor& mask = {});
 
