@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <vector>
+
 namespace attend::attention {
 
 AttentionPoolingImpl::AttentionPoolingImpl(const AttentionPoolingOptions& options_) : options(options_) { reset(); }
@@ -26,12 +28,21 @@ void AttentionPoolingImpl::pretty_print(std::ostream& stream) const {
 }
 
 Attended AttentionPoolingImpl::forward(const torch::Tensor& sequence, const torch::Tensor& mask) {
-  TORCH_CHECK(sequence.dim() == 3 && sequence.size(2) == options.input_size(), "AttentionPooling: expected [B,T,",
-              options.input_size(), "], got ", sequence.sizes());
-  TORCH_CHECK(!mask.defined() || (mask.dim() == 2 && mask.size(0) == sequence.size(0) &&
-                                  mask.size(1) == sequence.size(1)),
-              "AttentionPooling: expected mask [B,T] = [", sequence.size(0), ",", sequence.size(1), "], got ",
+  TORCH_CHECK(sequence.dim() >= 3 && sequence.size(-1) == options.input_size(), "AttentionPooling: expected [B,T,",
+              options.input_size(), "] or [B,S,T,", options.input_size(), "] (any leading dimensions), got ",
+              sequence.sizes());
+  const auto lead = sequence.sizes().slice(0, sequence.dim() - 1);  // [...,T]
+  TORCH_CHECK(!mask.defined() || mask.sizes() == lead, "AttentionPooling: expected mask ", lead, ", got ",
               mask.sizes());
+  if (sequence.dim() > 3) {  // several sequences per item (e.g. the sentences of a document): fold them
+    const auto t = sequence.size(-2), d = sequence.size(-1);
+    auto out = forward(sequence.reshape({-1, t, d}), mask.defined() ? mask.reshape({-1, t}) : mask);
+    std::vector<std::int64_t> shape(lead.begin(), lead.end());
+    out.weights = out.weights.view(shape);
+    shape.back() = d;
+    out.context = out.context.view(shape);
+    return out;
+  }
   const auto scores = options.kind() == PoolingKind::kWordContext
                           ? torch::matmul(torch::tanh(proj(sequence)), context_vector)
                           : torch::tanh(proj(sequence)).squeeze(2);

@@ -1,5 +1,5 @@
 #pragma once
-/// Attention pooling: a sequence [B,T,D] to one vector [B,D].
+/// Attention pooling: a sequence [B,T,D] to one vector [B,D] (or [...,T,D] to [...,D]).
 ///   word context (Yang et al. 2016, HAN): u_t = tanh(W h_t + b), a = softmax(u_t . u_w)
 ///   feed-forward (Raffel & Ellis 2015):   e_t = tanh(w . h_t + b), a = softmax(e_t)
 
@@ -27,7 +27,10 @@ class AttentionPoolingImpl : public torch::nn::Cloneable<AttentionPoolingImpl> {
   explicit AttentionPoolingImpl(const AttentionPoolingOptions& options);
   void reset() override;
   void pretty_print(std::ostream& stream) const override;
-  /// sequence [B,T,D], mask [B,T] bool -> context [B,D], weights [B,T].
+  /// sequence [B,T,D], mask [B,T] bool -> context [B,D], weights [B,T]. Leading
+  /// dimensions are kept: sequence [B,S,T,D] (e.g. S sentences of T words, HAN's word
+  /// level), mask [B,S,T] -> context [B,S,D], weights [B,S,T], each sequence pooled alone.
+  /// (Pooling has no query: its u_w is learned, so there is no query time axis.)
   Attended forward(const torch::Tensor& sequence, const torch::Tensor& mask = {});
 
   AttentionPoolingOptions options;
