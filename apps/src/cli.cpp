@@ -59,7 +59,8 @@ void print_main_help(std::ostream& out, const std::vector<std::unique_ptr<Comman
 void print_command_help(std::ostream& out, Command& command) {
   GlobalOptions g;
   out << "usage: " << command.usage() << "\n\n" << command.summary() << "\n\n";
-  for (const auto& group : command.options()) out << group << "\n";
+  if (const auto text = command.description(); !text.empty()) out << text << "\n";
+  for (const auto& group : command.help_options()) out << group << "\n";
   out << global_options(g) << "\nExamples:\n";
   for (const auto& e : command.examples()) out << "  " << e << "\n";
 }
@@ -86,14 +87,25 @@ Split split_args(int argc, const char* const argv[]) {
   return s;
 }
 
-void apply_globals(const GlobalOptions& g) {
-  if (g.threads < 0 || g.threads > 1024) {
-    throw UsageError("--threads must be between 0 and 1024, got " + std::to_string(g.threads));
+/// LibTorch's intra-op thread count for one command, put back when it ends, so a
+/// program calling run_cli keeps its own setting. Seeds are not set process-wide:
+/// commands hand --seed to what draws random numbers.
+class ThreadScope {
+ public:
+  explicit ThreadScope(const GlobalOptions& g) : previous_(at::get_num_threads()) {
+    if (g.threads < 0 || g.threads > 1024) {
+      throw UsageError("--threads must be between 0 and 1024, got " + std::to_string(g.threads));
+    }
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    at::set_num_threads(g.threads == 0 ? cores : g.threads);
   }
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  at::set_num_threads(g.threads == 0 ? cores : g.threads);
-  torch::manual_seed(g.seed);
-}
+  ~ThreadScope() { at::set_num_threads(previous_); }
+  ThreadScope(const ThreadScope&) = delete;
+  ThreadScope& operator=(const ThreadScope&) = delete;
+
+ private:
+  int previous_;
+};
 
 int dispatch(int argc, const char* const argv[], std::ostream& out, std::ostream& err) {
   auto commands = make_commands();
@@ -154,7 +166,7 @@ int dispatch(int argc, const char* const argv[], std::ostream& out, std::ostream
   }
   po::notify(vm);
   after.seed_given = !vm["seed"].defaulted();
-  apply_globals(after);
+  ThreadScope threads(after);
   Streams io{out, err, &err == &std::cerr && ::isatty(STDERR_FILENO) == 1};
   return command.run(vm, after, io);
 }

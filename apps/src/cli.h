@@ -57,6 +57,10 @@ class Command {
   virtual std::vector<std::string> examples() const = 0;
   /// Option groups of this command (global options are added by the CLI).
   virtual std::vector<po::options_description> options() = 0;
+  /// Option groups as help shows them (default: options()).
+  virtual std::vector<po::options_description> help_options() { return options(); }
+  /// Text shown in help between the summary and the options ("" = none).
+  virtual std::string description() const { return ""; }
   /// Positional arguments, by option name.
   virtual po::positional_options_description positionals() const { return {}; }
   /// Runs with parsed options; returns an exit code or throws.

@@ -1,35 +1,23 @@
 #pragma once
-/// Data options shared by train and eval: an IDX folder or on-the-fly scenes.
+/// Data options shared by train and eval: an IDX folder or on-the-fly scenes. They
+/// describe a datasets::DataSpec; building the sources is the library's.
 
 #include "cli.h"
 
-#include <attend/datasets/source.h>
-
-#include <nlohmann/json.hpp>
-
-#include <memory>
+#include <attend/datasets/data_spec.h>
 
 namespace attend::cli {
 
-/// Adds --data, --scenes, --source, --canvas, --fragments, --fragment-size.
+/// Adds --data, --scenes, --source, --canvas, --fragments, --fragment-size and the
+/// augmentation options --shift, --rotate, --scale-jitter.
 po::options_description data_options();
 
-/// What the options describe, as stored in checkpoints:
-/// {"kind": "idx", "dir": ...} or {"kind": "scenes", "scenes": "cluttered", "source":
-/// ..., "canvas": ..., "fragments": ..., "fragment_size": ..., "seed": ...}.
-/// throws UsageError for contradictory or missing options.
-nlohmann::json data_spec(const po::variables_map& vm, std::uint64_t seed);
+/// What the options describe. throws UsageError naming the option for
+/// contradictory, missing or out-of-range options.
+datasets::DataSpec data_spec(const po::variables_map& vm, std::uint64_t seed);
 
-/// Train and validation sources: the last `val_count` items of the training split
-/// are held out for validation (none when 0). Scenes are fresh every epoch for
-/// training and fixed for validation.
-struct TrainSources {
-  std::shared_ptr<const datasets::ImageSource> train;
-  std::shared_ptr<const datasets::ImageSource> validation;  ///< may be null
-};
-TrainSources training_sources(const nlohmann::json& spec, std::int64_t val_count);
-
-/// The fixed evaluation source of `split` ("train" or "test") for a data spec.
-std::shared_ptr<const datasets::ImageSource> evaluation_source(const nlohmann::json& spec, const std::string& split);
+/// spec.training_sources(val_count), with its range problems as usage errors naming
+/// --val-count or --shift.
+datasets::TrainingSources training_sources(const datasets::DataSpec& spec, std::int64_t val_count);
 
 }  // namespace attend::cli

@@ -1,28 +1,31 @@
 #include "report.h"
 
-#include <attend/io_error.h>
+#include <attend/atomic_file.h>
+#include <attend/models/registry.h>
 #include <attend/models/train.h>
+
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <torch/torch.h>
 
-#include <filesystem>
-#include <fstream>
 #include <iomanip>
 #include <ostream>
 
 namespace attend::cli {
 
 nlohmann::json evaluation_report(models::Classifier& classifier, const datasets::ImageSource& source,
-                                 const std::string& checkpoint, bool stochastic) {
+                                 const std::string& checkpoint) {
   nlohmann::json report = {{"checkpoint", checkpoint}, {"kind", classifier.kind()}, {"count", source.size()}};
   std::vector<std::pair<std::string, std::int64_t>> modes{{"deterministic", 0}};
-  if (stochastic) {
+  if (models::model_registry().at(classifier.kind()).capabilities.stochastic_eval) {
     modes = {{"mean location", 0}, {"M=1", 1}, {"M=10", 10}};
   }
   nlohmann::json results = nlohmann::json::array();
-  torch::manual_seed(0);  // sampled modes are reproducible
   for (const auto& [name, samples] : modes) {
-    const auto r = models::evaluate_classifier(classifier, source, samples);
+    // Each sampled mode draws from its own generator: reproducible, and the same
+    // numbers whichever modes come before it.
+    const auto r = models::evaluate_classifier(classifier, source, samples, 256,
+                                               at::make_generator<at::CPUGeneratorImpl>(0));
     std::vector<std::vector<std::int64_t>> confusion;
     for (std::int64_t i = 0; i < r.confusion.size(0); ++i) {
       std::vector<std::int64_t> row(static_cast<size_t>(r.confusion.size(1)));
@@ -59,15 +62,7 @@ void print_evaluation(std::ostream& out, const nlohmann::json& report) {
 }
 
 void write_json_file(const std::string& path, const nlohmann::json& j) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    f << j.dump(2) << "\n";
-    if (!f) throw IoError(path, "cannot write");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw IoError(path, "cannot rename into place: " + ec.message());
+  write_file_atomically(path, j.dump(2) + "\n");
 }
 
 }  // namespace attend::cli

@@ -3,6 +3,11 @@
 
 #include "cli.h"
 
+#include <attend/models/enum_names.h>
+
+#include <c10/util/Exception.h>
+
+#include <cmath>
 #include <initializer_list>
 #include <sstream>
 #include <string>
@@ -43,6 +48,23 @@ inline std::string require_one_of(const po::variables_map& vm, const std::string
     list += (list.empty() ? "" : ", ") + std::string(c);
   }
   throw UsageError("--" + name + " must be one of " + list + ", got '" + value + "'");
+}
+
+/// A floating option that must be a finite number (not nan or inf).
+inline double require_finite(const po::variables_map& vm, const std::string& name) {
+  const double value = vm[name].as<double>();
+  if (!std::isfinite(value)) throw UsageError("--" + name + " must be a finite number, got " + format_number(value));
+  return value;
+}
+
+/// The enum value named by a string option; the error lists the valid names.
+template <typename E>
+E require_enum(const po::variables_map& vm, const std::string& name) {
+  const auto value = vm[name].as<std::string>();
+  for (const auto& valid : models::enum_names<E>()) {
+    if (value == valid) return models::parse_enum<E>(value);
+  }
+  throw UsageError("--" + name + " must be " + models::enum_choices<E>() + ", got '" + value + "'");
 }
 
 }  // namespace attend::cli

@@ -1,5 +1,6 @@
 #include "attend/datasets/idx.h"
 
+#include <attend/atomic_file.h>
 #include <attend/io_error.h>
 
 #include <torch/torch.h>
@@ -194,7 +195,8 @@ void write_idx(const std::string& path, const torch::Tensor& data) {
                                  static_cast<unsigned char>(u >> 8), static_cast<unsigned char>(u)});
   }
   const bool gzip = path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0;
-  const std::string tmp = path + ".tmp";
+  AtomicFile file(path);
+  const std::string& tmp = file.temp_path();
   const auto* payload = bytes.data_ptr<std::uint8_t>();
   const std::int64_t n = bytes.numel();
   bool ok = true;
@@ -219,16 +221,8 @@ void write_idx(const std::string& path, const torch::Tensor& data) {
     ok = static_cast<bool>(out);
     if (!ok) problem = describe_errno();
   }
-  std::error_code ec;
-  if (!ok) {
-    fs::remove(tmp, ec);
-    throw IoError(path, "write failed" + (problem.empty() ? std::string() : ": " + problem));
-  }
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw IoError(path, "cannot rename the temporary file into place: " + ec.message());
-  }
+  if (!ok) throw IoError(path, "write failed" + (problem.empty() ? std::string() : ": " + problem));
+  file.commit();
 }
 
 SplitFiles find_split(const std::string& dir, const std::string& split) {

@@ -57,10 +57,12 @@ void FcNetImpl::pretty_print(std::ostream& stream) const {
          << ", hidden=" << c10::IntArrayRef(options.hidden()) << ", classes=" << options.classes() << ")";
 }
 
-torch::Tensor FcNetImpl::forward(const torch::Tensor& images) {
+torch::Tensor FcNetImpl::logits(const torch::Tensor& images) {
   check_images("FcNet", images, options.channels(), options.height(), options.width());
-  return torch::log_softmax(layers->forward(images.flatten(1)), 1);
+  return layers->forward(images.flatten(1));
 }
+
+torch::Tensor FcNetImpl::forward(const torch::Tensor& images) { return torch::log_softmax(logits(images), 1); }
 
 void ConvNetOptions::validate() const {
   check_input("ConvNet", channels_, height_, width_, classes_);
@@ -112,9 +114,17 @@ void ConvNetImpl::pretty_print(std::ostream& stream) const {
          << ", classes=" << options.classes() << ")";
 }
 
-torch::Tensor ConvNetImpl::forward(const torch::Tensor& images) {
+torch::Tensor ConvNetImpl::feature_map(const torch::Tensor& images) {
   check_images("ConvNet", images, options.channels(), options.height(), options.width());
-  return torch::log_softmax(head->forward(features->forward(images).flatten(1)), 1);
+  return features->forward(images);
 }
+
+torch::Tensor ConvNetImpl::head_logits(const torch::Tensor& features) {
+  return head->forward(features.flatten(1));
+}
+
+torch::Tensor ConvNetImpl::logits(const torch::Tensor& images) { return head_logits(feature_map(images)); }
+
+torch::Tensor ConvNetImpl::forward(const torch::Tensor& images) { return torch::log_softmax(logits(images), 1); }
 
 }  // namespace attend::models

@@ -1,16 +1,13 @@
 #include "attend/models/checkpoint.h"
 
+#include <attend/atomic_file.h>
 #include <attend/io_error.h>
 
 #include <torch/torch.h>
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <sstream>
 
 namespace attend::models {
@@ -24,76 +21,48 @@ constexpr const char* kMetaKey = "attend_meta";
 constexpr const char* kModelKey = "model";
 constexpr const char* kOptimizerKey = "optimizer";
 constexpr const char* kRngKey = "rng_state";
+constexpr const char* kGeneratorsKey = "generators";
 
 /// First line of a LibTorch error, without its C++ backtrace.
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
-void write_all(int fd, const std::string& bytes, const std::string& path) {
-  const char* p = bytes.data();
-  size_t left = bytes.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw IoError(path, std::string("write failed: ") + std::strerror(errno));
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-}
-
-/// Writes bytes to path through "<path>.tmp": write, fsync, rename, fsync folder.
-void write_atomically(const std::string& path, const std::string& bytes) {
-  const fs::path target(path);
-  std::error_code ec;
-  if (target.has_parent_path()) {
-    fs::create_directories(target.parent_path(), ec);
-    if (ec) throw IoError(path, "cannot create folder " + target.parent_path().string() + ": " + ec.message());
-  }
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw IoError(path, "cannot create temporary file " + tmp + ": " + std::strerror(errno));
-  try {
-    write_all(fd, bytes, path);
-    if (::fsync(fd) != 0) throw IoError(path, std::string("fsync failed: ") + std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    fs::remove(tmp, ec);
-    throw;
-  }
-  if (::close(fd) != 0) {
-    fs::remove(tmp, ec);
-    throw IoError(path, std::string("close failed: ") + std::strerror(errno));
-  }
-  fs::rename(tmp, target, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw IoError(path, "cannot rename the temporary file into place: " + ec.message());
-  }
-  const auto dir = target.has_parent_path() ? target.parent_path().string() : std::string(".");
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);  // make the rename itself durable; best effort
-    ::close(dfd);
-  }
-}
-
 nlohmann::json info_to_json(const CheckpointInfo& info) {
-  return {{"format", kCheckpointFormat}, {"kind", info.kind},       {"options", info.options},
-          {"state", info.state},         {"step", info.step},       {"epoch", info.epoch},
+  return {{"format", kCheckpointFormat},
+          {"model", {{"kind", info.model.kind}, {"options", info.model.options}}},
+          {"training", info.training},
+          {"data", info.data},
+          {"state", info.state},
+          {"step", info.step},
+          {"epoch", info.epoch},
           {"has_optimizer", info.has_optimizer}};
 }
 
 CheckpointInfo info_from_json(const nlohmann::json& j, const std::string& path) {
   try {
-    const auto format = j.at("format").get<std::int64_t>();
-    if (format != kCheckpointFormat) {
-      throw IoError(path, "checkpoint format " + std::to_string(format) + " is not supported (this build reads " +
-                              std::to_string(kCheckpointFormat) + ")");
-    }
     CheckpointInfo info;
-    info.kind = j.at("kind").get<std::string>();
-    info.options = j.at("options");
+    info.format = j.at("format").get<std::int64_t>();
+    if (info.format == 1) {
+      // Format 1 kept the training options and the data description inside the
+      // model options.
+      info.model.kind = j.at("kind").get<std::string>();
+      info.model.options = j.at("options");
+      if (info.model.options.contains("training")) {
+        info.training = info.model.options["training"];
+        info.model.options.erase("training");
+      }
+      if (info.model.options.contains("data")) {
+        info.data = info.model.options["data"];
+        info.model.options.erase("data");
+      }
+    } else if (info.format == kCheckpointFormat) {
+      info.model.kind = j.at("model").at("kind").get<std::string>();
+      info.model.options = j.at("model").at("options");
+      info.training = j.at("training");
+      info.data = j.at("data");
+    } else {
+      throw IoError(path, "checkpoint format " + std::to_string(info.format) +
+                              " is not supported (this build reads 1 and " + std::to_string(kCheckpointFormat) + ")");
+    }
     info.state = j.at("state");
     info.step = j.at("step").get<std::int64_t>();
     info.epoch = j.at("epoch").get<std::int64_t>();
@@ -132,7 +101,7 @@ CheckpointInfo read_info(InputArchive& archive, const std::string& path) {
 }
 
 /// Reads every parameter and buffer of `module` (recursively, in the layout of
-/// torch::nn::Module::save) into `out` keyed by dotted name, checking shapes.
+/// torch::nn::Module::save) into `out` keyed by dotted name, checking shapes and dtypes.
 void collect_tensors(const torch::nn::Module& module, InputArchive& archive, const std::string& prefix,
                      std::map<std::string, torch::Tensor>& out, const std::string& path) {
   auto take = [&](const std::string& key, const torch::Tensor& target, bool is_buffer) {
@@ -145,6 +114,10 @@ void collect_tensors(const torch::nn::Module& module, InputArchive& archive, con
     if (value.sizes() != target.sizes()) {
       throw IoError(path, name + " has shape " + c10::str(value.sizes()) + " in the checkpoint but " +
                               c10::str(target.sizes()) + " in the model");
+    }
+    if (value.scalar_type() != target.scalar_type()) {
+      throw IoError(path, name + " is " + c10::toString(value.scalar_type()) + " in the checkpoint but " +
+                              c10::toString(target.scalar_type()) + " in the model");
     }
     out[name] = value;
   };
@@ -159,10 +132,103 @@ void collect_tensors(const torch::nn::Module& module, InputArchive& archive, con
   }
 }
 
+std::string serialise(const torch::optim::Optimizer& optimizer) {
+  OutputArchive archive;
+  optimizer.save(archive);
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  return bytes.str();
+}
+
+void restore(torch::optim::Optimizer& optimizer, const std::string& bytes) {
+  std::istringstream in(bytes);
+  InputArchive archive;
+  archive.load_from(in);
+  optimizer.load(archive);
+}
+
+/// After a load: every state tensor the optimizers attend builds keep per parameter
+/// has that parameter's shape. "" when it does, else what does not fit.
+std::string optimizer_state_problem(torch::optim::Optimizer& optimizer) {
+  for (size_t g = 0; g < optimizer.param_groups().size(); ++g) {
+    const auto& params = optimizer.param_groups()[g].params();
+    for (size_t i = 0; i < params.size(); ++i) {
+      const auto& p = params[i];
+      const auto it = optimizer.state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      if (it == optimizer.state().end()) continue;
+      std::vector<torch::Tensor> tensors;
+      if (const auto* adam = dynamic_cast<const torch::optim::AdamParamState*>(it->second.get())) {
+        tensors = {adam->exp_avg(), adam->exp_avg_sq()};
+        if (adam->max_exp_avg_sq().defined() && adam->max_exp_avg_sq().numel() > 0) {
+          tensors.push_back(adam->max_exp_avg_sq());
+        }
+      } else if (const auto* sgd = dynamic_cast<const torch::optim::SGDParamState*>(it->second.get())) {
+        tensors = {sgd->momentum_buffer()};
+      }
+      for (const auto& t : tensors) {
+        if (t.defined() && (t.sizes() != p.sizes() || t.scalar_type() != p.scalar_type())) {
+          return "state of parameter " + std::to_string(i) + " of group " + std::to_string(g) + " is " +
+                 c10::toString(t.scalar_type()) + c10::str(t.sizes()) + " but the parameter is " +
+                 c10::toString(p.scalar_type()) + c10::str(p.sizes());
+        }
+      }
+    }
+  }
+  return "";
+}
+
+torch::Tensor generator_state(at::Generator& generator) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get_state();
+}
+
+/// Reads the stored state of `generator` (the default one when name is empty) and
+/// checks it has the size of its current state. Undefined when it is not stored
+/// and not `required`.
+torch::Tensor read_generator_state(InputArchive& archive, const std::string& name, at::Generator generator,
+                                   bool required, const std::string& path) {
+  torch::Tensor state;
+  bool found = false;
+  if (name.empty()) {
+    found = archive.try_read(kRngKey, state, /*is_buffer=*/true);
+  } else {
+    InputArchive generators;
+    found = archive.try_read(kGeneratorsKey, generators) && generators.try_read(name, state, /*is_buffer=*/true);
+  }
+  const std::string who = name.empty() ? "the default generator" : "generator '" + name + "'";
+  if (!found && !required) return {};
+  if (!found) throw IoError(path, "holds no state of " + who + " to resume from");
+  const auto current = generator_state(generator);
+  if (state.scalar_type() != current.scalar_type() || state.numel() != current.numel()) {
+    throw IoError(path, "corrupt state of " + who + ": " + std::to_string(state.numel()) +
+                            " bytes, expected " + std::to_string(current.numel()));
+  }
+  return state;
+}
+
 }  // namespace
 
+JsonDifference first_difference(const nlohmann::json& left, const nlohmann::json& right, const std::string& prefix) {
+  if (left == right) return {};
+  const auto join = [&](const std::string& key) { return prefix.empty() ? key : prefix + "." + key; };
+  if (left.is_object() && right.is_object()) {
+    std::set<std::string> keys;
+    for (const auto& [k, v] : left.items()) keys.insert(k);
+    for (const auto& [k, v] : right.items()) keys.insert(k);
+    for (const auto& k : keys) {
+      const bool in_left = left.contains(k), in_right = right.contains(k);
+      if (!in_left || !in_right) {
+        return {join(k), in_left ? left.at(k).dump() : "(absent)", in_right ? right.at(k).dump() : "(absent)"};
+      }
+      auto d = first_difference(left.at(k), right.at(k), join(k));
+      if (!d.path.empty()) return d;
+    }
+  }
+  return {prefix.empty() ? std::string("(top level)") : prefix, left.dump(), right.dump()};
+}
+
 void save_checkpoint(const std::string& path, const CheckpointInfo& info, const torch::nn::Module& model,
-                     const torch::optim::Optimizer* optimizer) {
+                     const torch::optim::Optimizer* optimizer, const Generators& generators) {
   OutputArchive archive;
   auto meta = info;
   meta.has_optimizer = optimizer != nullptr;
@@ -175,10 +241,15 @@ void save_checkpoint(const std::string& path, const CheckpointInfo& info, const 
     optimizer->save(optimizer_archive);
     archive.write(kOptimizerKey, optimizer_archive);
   }
-  auto generator = at::detail::getDefaultCPUGenerator();
-  {
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    archive.write(kRngKey, generator.get_state(), /*is_buffer=*/true);
+  auto default_generator = at::detail::getDefaultCPUGenerator();
+  archive.write(kRngKey, generator_state(default_generator), /*is_buffer=*/true);
+  if (!generators.empty()) {
+    OutputArchive generators_archive(archive.compilation_unit());
+    for (const auto& [name, generator] : generators) {
+      auto g = generator;
+      generators_archive.write(name, generator_state(g), /*is_buffer=*/true);
+    }
+    archive.write(kGeneratorsKey, generators_archive);
   }
   std::ostringstream bytes;
   try {
@@ -186,7 +257,7 @@ void save_checkpoint(const std::string& path, const CheckpointInfo& info, const 
   } catch (const c10::Error& e) {
     throw IoError(path, "cannot serialise checkpoint: " + first_line(e.what_without_backtrace()));
   }
-  write_atomically(path, bytes.str());
+  write_file_atomically(path, bytes.str());
 }
 
 CheckpointInfo read_checkpoint_info(const std::string& path) {
@@ -198,32 +269,49 @@ CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model
                                const LoadOptions& options) {
   auto archive = open_archive(path);
   auto info = read_info(archive, path);
-  if (!options.expected_kind.empty() && info.kind != options.expected_kind) {
-    throw IoError(path, "is a checkpoint of a '" + info.kind + "' model, expected '" + options.expected_kind + "'");
+  if (!options.expected_kind.empty() && info.model.kind != options.expected_kind) {
+    throw IoError(path, "is a checkpoint of a '" + info.model.kind + "' model, expected '" + options.expected_kind +
+                            "'");
   }
   if (optimizer != nullptr && !info.has_optimizer) {
     throw IoError(path, "holds no optimizer state to resume from");
   }
+  // Read and check everything first, then assign: a mismatch leaves the model,
+  // the optimizer and the generators untouched.
   InputArchive model_archive;
   if (!archive.try_read(kModelKey, model_archive)) throw IoError(path, "holds no model weights");
-  // Read and check everything first, then assign: a mismatch leaves the model untouched.
   std::map<std::string, torch::Tensor> values;
   try {
     collect_tensors(model, model_archive, "", values, path);
   } catch (const c10::Error& e) {
     throw IoError(path, "corrupt model weights: " + first_line(e.what_without_backtrace()));
   }
-  torch::Tensor rng_state;
-  if (options.restore_rng && !archive.try_read(kRngKey, rng_state, /*is_buffer=*/true)) {
-    throw IoError(path, "holds no generator state to resume from");
+  torch::Tensor default_state;
+  std::map<std::string, torch::Tensor> generator_states;
+  if (options.restore_rng) {
+    default_state = read_generator_state(archive, "", at::detail::getDefaultCPUGenerator(), true, path);
+    // Format 1 saved the default generator only: the others keep their state.
+    for (const auto& [name, generator] : options.generators) {
+      auto state = read_generator_state(archive, name, generator, info.format > 1, path);
+      if (state.defined()) generator_states[name] = state;
+    }
   }
   if (optimizer != nullptr) {
     InputArchive optimizer_archive;
     if (!archive.try_read(kOptimizerKey, optimizer_archive)) throw IoError(path, "holds no optimizer state");
+    // Loading an optimizer is not all-or-nothing in LibTorch: keep its state to put
+    // back when anything does not fit.
+    const auto backup = serialise(*optimizer);
+    std::string problem;
     try {
       optimizer->load(optimizer_archive);
+      problem = optimizer_state_problem(*optimizer);
     } catch (const c10::Error& e) {
-      throw IoError(path, "optimizer state does not fit this optimizer: " + first_line(e.what_without_backtrace()));
+      problem = first_line(e.what_without_backtrace());
+    }
+    if (!problem.empty()) {
+      restore(*optimizer, backup);
+      throw IoError(path, "optimizer state does not fit this optimizer: " + problem);
     }
   }
   {
@@ -233,8 +321,15 @@ CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model
   }
   if (options.restore_rng) {
     auto generator = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_state(rng_state);
+    {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_state(default_state);
+    }
+    for (const auto& [name, state] : generator_states) {
+      auto g = options.generators.at(name);
+      std::lock_guard<std::mutex> lock(g.mutex());
+      g.set_state(state);
+    }
   }
   return info;
 }

@@ -16,7 +16,6 @@ void RamOptions::validate() const {
   TORCH_CHECK(glimpses_ >= 1 && glimpses_ <= 1000, "ram: glimpses must be in 1..1000, got ", glimpses_);
   TORCH_CHECK(what_size_ >= 1 && where_size_ >= 1 && glimpse_features_ >= 1 && hidden_ >= 1,
               "ram: layer sizes must be >= 1");
-  TORCH_CHECK(core_ == "rnn" || core_ == "lstm", "ram: core must be \"rnn\" or \"lstm\", got \"", core_, "\"");
   TORCH_CHECK(location_std_ > 0, "ram: location std must be > 0, got ", location_std_);
 }
 
@@ -24,7 +23,7 @@ nlohmann::json RamOptions::to_json() const {
   return {{"channels", channels_},         {"classes", classes_},     {"glimpse_size", glimpse_size_},
           {"scales", scales_},             {"scale_ratio", scale_ratio_}, {"glimpses", glimpses_},
           {"what_size", what_size_},       {"where_size", where_size_}, {"glimpse_features", glimpse_features_},
-          {"hidden", hidden_},             {"core", core_},           {"location_std", location_std_}};
+          {"hidden", hidden_},             {"core", enum_name(core_)},           {"location_std", location_std_}};
 }
 
 RamOptions RamOptions::from_json(const nlohmann::json& j) {
@@ -39,7 +38,7 @@ RamOptions RamOptions::from_json(const nlohmann::json& j) {
       .where_size(j.at("where_size").get<std::int64_t>())
       .glimpse_features(j.at("glimpse_features").get<std::int64_t>())
       .hidden(j.at("hidden").get<std::int64_t>())
-      .core(j.at("core").get<std::string>())
+      .core(parse_enum<RamCore>(j.at("core").get<std::string>()))
       .location_std(j.at("location_std").get<double>());
   return o;
 }
@@ -54,7 +53,7 @@ void RamImpl::reset() {
   where = register_module("where", torch::nn::Linear(2, o.where_size()));
   what_out = register_module("what_out", torch::nn::Linear(o.what_size(), o.glimpse_features()));
   where_out = register_module("where_out", torch::nn::Linear(o.where_size(), o.glimpse_features()));
-  if (o.core() == "lstm") {
+  if (o.core() == RamCore::kLstm) {
     lstm = register_module("lstm", torch::nn::LSTMCell(o.glimpse_features(), o.hidden()));
   } else {
     core_input = register_module("core_input", torch::nn::Linear(o.glimpse_features(), o.hidden()));
@@ -68,7 +67,7 @@ void RamImpl::reset() {
 void RamImpl::pretty_print(std::ostream& stream) const {
   const auto& o = options;
   stream << "attend::models::Ram(glimpses=" << o.glimpses() << ", retina=" << o.scales() << "x" << o.glimpse_size()
-         << "px ratio " << o.scale_ratio() << ", hidden=" << o.hidden() << ", core=" << o.core()
+         << "px ratio " << o.scale_ratio() << ", hidden=" << o.hidden() << ", core=" << enum_name(o.core())
          << ", std=" << o.location_std() << ")";
 }
 
@@ -109,7 +108,8 @@ RamOutput RamImpl::forward(const torch::Tensor& images, bool sample, std::option
     }
   }
   RamOutput out;
-  out.log_probs = torch::log_softmax(classifier(h), 1);
+  out.logits = classifier(h);
+  out.log_probs = torch::log_softmax(out.logits, 1);
   out.locations = torch::stack(locations, 1);
   const auto none = torch::zeros({b, 0}, images.options());
   out.policy_log_probs = log_probs.empty() ? none : torch::stack(log_probs, 1);

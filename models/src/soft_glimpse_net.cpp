@@ -10,8 +10,6 @@ namespace attend::models {
 void SoftGlimpseNetOptions::validate() const {
   TORCH_CHECK(channels_ >= 1 && height_ >= 1 && width_ >= 1 && classes_ >= 2,
               "soft glimpse net: invalid input size or class count");
-  TORCH_CHECK(glimpse_ == "gaussian" || glimpse_ == "affine", "soft glimpse net: glimpse must be gaussian or affine, "
-              "got '", glimpse_, "'");
   TORCH_CHECK(glimpse_size_ >= 2 && glimpse_size_ <= 256, "soft glimpse net: glimpse size must be in 2..256, got ",
               glimpse_size_);
   TORCH_CHECK(glimpses_ >= 1 && glimpses_ <= 1000, "soft glimpse net: glimpses must be in 1..1000, got ", glimpses_);
@@ -27,7 +25,7 @@ std::int64_t SoftGlimpseNetOptions::resolved_supersample() const {
 
 nlohmann::json SoftGlimpseNetOptions::to_json() const {
   return {{"channels", channels_}, {"height", height_},     {"width", width_},
-          {"classes", classes_},   {"glimpse", glimpse_},   {"glimpse_size", glimpse_size_},
+          {"classes", classes_},   {"glimpse", enum_name(glimpse_)},   {"glimpse_size", glimpse_size_},
           {"glimpses", glimpses_}, {"features", features_}, {"hidden", hidden_},
           {"supersample", resolved_supersample()}};
 }
@@ -38,7 +36,7 @@ SoftGlimpseNetOptions SoftGlimpseNetOptions::from_json(const nlohmann::json& j) 
       .height(j.at("height").get<std::int64_t>())
       .width(j.at("width").get<std::int64_t>())
       .classes(j.at("classes").get<std::int64_t>())
-      .glimpse(j.at("glimpse").get<std::string>())
+      .glimpse(parse_enum<SoftGlimpse>(j.at("glimpse").get<std::string>()))
       .glimpse_size(j.at("glimpse_size").get<std::int64_t>())
       .glimpses(j.at("glimpses").get<std::int64_t>())
       .features(j.at("features").get<std::int64_t>())
@@ -54,7 +52,7 @@ void SoftGlimpseNetImpl::reset() {
   const auto n = options.glimpse_size();
   gaussian = nullptr;
   affine = nullptr;
-  if (options.glimpse() == "gaussian") {
+  if (options.glimpse() == SoftGlimpse::kGaussian) {
     gaussian = register_module("gaussian", attention::GaussianGlimpse(attention::GaussianGlimpseOptions(options.hidden(), n)));
   } else {
     affine = register_module(
@@ -67,7 +65,7 @@ void SoftGlimpseNetImpl::reset() {
 }
 
 void SoftGlimpseNetImpl::pretty_print(std::ostream& stream) const {
-  stream << "attend::models::SoftGlimpseNet(glimpse=" << options.glimpse() << ", N=" << options.glimpse_size()
+  stream << "attend::models::SoftGlimpseNet(glimpse=" << enum_name(options.glimpse()) << ", N=" << options.glimpse_size()
          << ", T=" << options.glimpses() << ", hidden=" << options.hidden() << ")";
 }
 
@@ -102,7 +100,8 @@ SoftGlimpseOutput SoftGlimpseNetImpl::forward(const torch::Tensor& images) {
     std::tie(h, c) = core(torch::relu(embed(read.flatten(1))), std::make_tuple(h, c));
   }
   SoftGlimpseOutput out;
-  out.log_probs = torch::log_softmax(classifier(h), 1);
+  out.logits = classifier(h);
+  out.log_probs = torch::log_softmax(out.logits, 1);
   out.centres = torch::stack(centres, 1);
   out.sides = torch::stack(sides, 1);
   out.glimpses = torch::stack(reads, 1);

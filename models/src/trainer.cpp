@@ -51,146 +51,248 @@ struct LoopState {
   }
 };
 
+/// What must match for a run folder to be continued: the model and data parts, and
+/// the training part without the fields a continuation may change.
+nlohmann::json identity(const CheckpointInfo& info) {
+  auto training = info.training;
+  training.erase("epochs");
+  training.erase("patience");
+  return {{"model", {{"kind", info.model.kind}, {"options", info.model.options}}},
+          {"data", info.data},
+          {"training", training}};
+}
+
+void check_options(const FitOptions& o, const LossFn& loss, const EvalFn& eval) {
+  TORCH_CHECK(o.epochs() >= 1, "fit: epochs must be >= 1, got ", o.epochs());
+  TORCH_CHECK(o.steps_per_epoch() >= 1, "fit: steps_per_epoch must be >= 1, got ", o.steps_per_epoch());
+  TORCH_CHECK(o.checkpoint_every() >= 0, "fit: checkpoint_every must be >= 0, got ", o.checkpoint_every());
+  TORCH_CHECK(o.patience() >= 0, "fit: patience must be >= 0, got ", o.patience());
+  TORCH_CHECK(o.clip_norm() >= 0 && std::isfinite(o.clip_norm()), "fit: clip_norm must be a finite number >= 0, got ",
+              o.clip_norm());
+  TORCH_CHECK(o.monitor().empty() || eval, "fit: monitor '", o.monitor(), "' needs an evaluation function");
+  TORCH_CHECK(loss, "fit: a loss function is required");
+}
+
+/// One run of the loop; fit() is its only user.
+class Engine {
+ public:
+  Engine(torch::nn::Module& model, torch::optim::Optimizer& optimizer, const CheckpointInfo& description,
+         const FitOptions& options, const LossFn& loss, const EvalFn& eval, TrainingObserver* observer,
+         const std::atomic<bool>* stop, const FitHooks& hooks)
+      : model_(model),
+        optimizer_(optimizer),
+        description_(description),
+        options_(options),
+        loss_(loss),
+        eval_(eval),
+        obs_(observer != nullptr && hooks.writer ? *observer : quiet_),
+        stop_(stop),
+        hooks_(hooks) {
+    const bool has_dir = !options.run_dir().empty();
+    if (has_dir) last_path_ = (fs::path(options.run_dir()) / "last.pt").string();
+    if (has_dir && !options.monitor().empty()) best_path_ = (fs::path(options.run_dir()) / "best.pt").string();
+  }
+
+  FitSummary run() {
+    const bool resumed = resume();
+    obs_.on_train_begin(RunInfo{description_.model.kind, options_.run_dir(), options_.epochs(),
+                                options_.steps_per_epoch(), state_.epoch, state_.global_step, resumed});
+    if (state_.epoch >= options_.epochs()) return finish(FitStatus::kCompleted);
+    if (patience_exhausted()) return finish(FitStatus::kStoppedEarly);
+    while (state_.epoch < options_.epochs()) {
+      if (!run_epoch()) {
+        save(last_path_, state_.to_json());
+        return finish(FitStatus::kInterrupted);
+      }
+      end_epoch();
+      if (patience_exhausted()) return finish(FitStatus::kStoppedEarly);
+    }
+    return finish(FitStatus::kCompleted);
+  }
+
+ private:
+  /// Continues from last.pt when there is one to continue from.
+  bool resume() {
+    std::error_code ec;
+    if (last_path_.empty() || !options_.resume() || !fs::exists(last_path_, ec)) return false;
+    const auto stored = read_checkpoint_info(last_path_);
+    const auto diff = first_difference(identity(stored), identity(description_));
+    if (!diff.path.empty()) {
+      throw IoError(last_path_, "run folder holds another run: " + diff.path + " is " + diff.left +
+                                    " there but " + diff.right + " now; use another run folder or turn resuming off");
+    }
+    LoadOptions load;
+    load.expected_kind = description_.model.kind;
+    load.restore_rng = true;
+    load.generators = hooks_.generators;
+    const auto loaded = load_checkpoint(last_path_, model_, &optimizer_, load);
+    state_ = LoopState::from_json(loaded.state, last_path_);
+    return true;
+  }
+
+  bool stop_requested() const {
+    const bool local = stop_ != nullptr && stop_->load();
+    return hooks_.agree_stop ? hooks_.agree_stop(local) : local;
+  }
+
+  /// The steps left in this epoch; false when a stop was requested before one.
+  bool run_epoch() {
+    epoch_start_ = Clock::now();
+    epoch_examples_ = 0;
+    ModeGuard training(model_, true);
+    for (; state_.step_in_epoch < options_.steps_per_epoch(); ++state_.step_in_epoch) {
+      if (stop_requested()) return false;
+      run_step();
+      if (options_.checkpoint_every() > 0 && state_.global_step % options_.checkpoint_every() == 0 &&
+          state_.step_in_epoch + 1 < options_.steps_per_epoch()) {
+        auto resume_point = state_;
+        ++resume_point.step_in_epoch;  // the resume point is the next step
+        save(last_path_, resume_point.to_json());
+      }
+    }
+    return true;
+  }
+
+  void run_step() {
+    const auto t_step = Clock::now();
+    const StepContext context{state_.epoch, state_.step_in_epoch, state_.global_step};
+    optimizer_.zero_grad();
+    const StepLoss out = loss_(context);
+    TORCH_CHECK(out.loss.defined() && out.loss.numel() == 1, "fit: the loss function must return a scalar loss");
+    out.loss.backward();
+    if (hooks_.after_backward) hooks_.after_backward(context);
+    if (options_.clip_norm() > 0) {
+      std::vector<torch::Tensor> params;
+      for (const auto& group : optimizer_.param_groups()) {
+        params.insert(params.end(), group.params().begin(), group.params().end());
+      }
+      torch::nn::utils::clip_grad_norm_(params, options_.clip_norm());
+    }
+    optimizer_.step();
+    const double loss = out.loss.item<double>();
+    ++state_.global_step;
+    state_.loss_sum += loss;
+    state_.examples += out.examples;
+    epoch_examples_ += out.examples;
+    for (const auto& [name, value] : out.metrics) state_.metric_sums[name] += value;
+    obs_.on_step(StepReport{state_.epoch, options_.epochs(), state_.step_in_epoch, options_.steps_per_epoch(),
+                            state_.global_step, out.examples, loss, since(t_step), out.metrics});
+  }
+
+  /// Evaluation, best.pt, last.pt and the epoch report.
+  void end_epoch() {
+    EpochReport report;
+    report.epoch = state_.epoch;
+    report.epochs = options_.epochs();
+    report.global_step = state_.global_step;
+    const auto steps = static_cast<double>(options_.steps_per_epoch());
+    report.mean_loss = state_.loss_sum / steps;
+    for (const auto& [name, sum] : state_.metric_sums) report.train_metrics[name] = sum / steps;
+    if (eval_) {
+      ModeGuard evaluating(model_, false);
+      report.eval_metrics = eval_(state_.epoch);
+      if (hooks_.reduce_metrics) report.eval_metrics = hooks_.reduce_metrics(report.eval_metrics);
+    }
+    report.improved = monitor(report.eval_metrics);
+    report.seconds = since(epoch_start_);
+    report.examples_per_second =
+        report.seconds > 0 ? static_cast<double>(epoch_examples_) / report.seconds : 0.0;
+
+    ++state_.epoch;
+    state_.step_in_epoch = 0;
+    state_.loss_sum = 0.0;
+    state_.examples = 0;
+    state_.metric_sums.clear();
+    if (report.improved && !best_path_.empty()) {
+      auto best = state_.to_json();
+      best["monitor"] = options_.monitor();
+      best["eval_metrics"] = report.eval_metrics;
+      save(best_path_, best);
+    }
+    save(last_path_, state_.to_json());
+    obs_.on_epoch_end(report);
+  }
+
+  /// Updates best and patience from the monitored metric; true on a new best.
+  bool monitor(const Metrics& metrics) {
+    if (options_.monitor().empty()) return false;
+    const auto it = metrics.find(options_.monitor());
+    TORCH_CHECK(it != metrics.end(), "fit: the evaluation returned no metric '", options_.monitor(), "' to monitor");
+    const double value = it->second;
+    if (state_.has_best && !(options_.maximize() ? value > state_.best : value < state_.best)) {
+      ++state_.bad_epochs;
+      return false;
+    }
+    state_.has_best = true;
+    state_.best = value;
+    state_.bad_epochs = 0;
+    return true;
+  }
+
+  bool patience_exhausted() const { return options_.patience() > 0 && state_.bad_epochs >= options_.patience(); }
+
+  /// Writes a checkpoint with loop state `state` (only in the writing process).
+  void save(const std::string& path, const nlohmann::json& state) {
+    if (path.empty() || !hooks_.writer) return;
+    CheckpointInfo info = description_;
+    info.state = state;
+    info.step = state.at("global_step").get<std::int64_t>();
+    info.epoch = state.at("epoch").get<std::int64_t>();
+    save_checkpoint(path, info, model_, &optimizer_, hooks_.generators);
+    obs_.on_checkpoint(path, info.step);
+  }
+
+  FitSummary finish(FitStatus status) {
+    FitSummary summary;
+    summary.status = status;
+    summary.epochs_done = state_.epoch;
+    summary.global_step = state_.global_step;
+    summary.best = state_.best;
+    summary.has_best = state_.has_best;
+    summary.seconds = since(start_);
+    summary.last_checkpoint = last_path_;
+    summary.best_checkpoint = best_path_;
+    obs_.on_train_end(summary);
+    return summary;
+  }
+
+  torch::nn::Module& model_;
+  torch::optim::Optimizer& optimizer_;
+  const CheckpointInfo& description_;
+  const FitOptions& options_;
+  const LossFn& loss_;
+  const EvalFn& eval_;
+  TrainingObserver quiet_;
+  TrainingObserver& obs_;
+  const std::atomic<bool>* stop_;
+  const FitHooks& hooks_;
+  std::string last_path_, best_path_;
+  LoopState state_;
+  Clock::time_point start_ = Clock::now();
+  Clock::time_point epoch_start_ = Clock::now();
+  std::int64_t epoch_examples_ = 0;  // this process only, for the rate
+};
+
 }  // namespace
 
 FitSummary fit(torch::nn::Module& model, torch::optim::Optimizer& optimizer, const CheckpointInfo& description,
-               const FitOptions& options, const StepFn& step, const EvalFn& eval, TrainingObserver* observer,
-               const std::atomic<bool>* stop) {
-  TORCH_CHECK(options.epochs() >= 1, "fit: epochs must be >= 1, got ", options.epochs());
-  TORCH_CHECK(options.steps_per_epoch() >= 1, "fit: steps_per_epoch must be >= 1, got ", options.steps_per_epoch());
-  TORCH_CHECK(options.checkpoint_every() >= 0, "fit: checkpoint_every must be >= 0, got ", options.checkpoint_every());
-  TORCH_CHECK(options.patience() >= 0, "fit: patience must be >= 0, got ", options.patience());
-  TORCH_CHECK(options.monitor().empty() || eval, "fit: monitor '", options.monitor(),
-              "' needs an evaluation function");
-  TORCH_CHECK(step, "fit: a step function is required");
-  TrainingObserver quiet;
-  TrainingObserver& obs = observer != nullptr ? *observer : quiet;
+               const FitOptions& options, const LossFn& loss, const EvalFn& eval, TrainingObserver* observer,
+               const std::atomic<bool>* stop, const FitHooks& hooks) {
+  check_options(options, loss, eval);
+  return Engine(model, optimizer, description, options, loss, eval, observer, stop, hooks).run();
+}
 
-  const bool has_dir = !options.run_dir().empty();
-  const std::string last_path = has_dir ? (fs::path(options.run_dir()) / "last.pt").string() : "";
-  const std::string best_path =
-      has_dir && !options.monitor().empty() ? (fs::path(options.run_dir()) / "best.pt").string() : "";
+ScopedSeed::ScopedSeed(std::uint64_t seed) {
+  auto generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  saved_ = generator.get_state();
+  generator.set_current_seed(seed);
+}
 
-  LoopState state;
-  bool resumed = false;
-  std::error_code ec;
-  if (has_dir && options.resume() && fs::exists(last_path, ec)) {
-    const auto stored = read_checkpoint_info(last_path);
-    if (stored.kind != description.kind || stored.options != description.options) {
-      throw IoError(last_path, "run folder holds a '" + stored.kind + "' run with options " + stored.options.dump() +
-                                   ", which differ from this run's; use another run folder or turn resuming off");
-    }
-    auto loaded = load_checkpoint(last_path, model, &optimizer, LoadOptions{description.kind, /*restore_rng=*/true});
-    state = LoopState::from_json(loaded.state, last_path);
-    resumed = true;
-  }
-
-  auto save_last = [&]() {
-    if (!has_dir) return;
-    CheckpointInfo info = description;
-    info.state = state.to_json();
-    info.step = state.global_step;
-    info.epoch = state.epoch;
-    save_checkpoint(last_path, info, model, &optimizer);
-    obs.on_checkpoint(last_path, state.global_step);
-  };
-
-  FitSummary summary;
-  summary.last_checkpoint = last_path;
-  summary.best_checkpoint = best_path;
-  const auto t_start = Clock::now();
-  auto finish = [&](FitStatus status) {
-    summary.status = status;
-    summary.epochs_done = state.epoch;
-    summary.global_step = state.global_step;
-    summary.best = state.best;
-    summary.has_best = state.has_best;
-    summary.seconds = since(t_start);
-    obs.on_train_end(summary);
-    return summary;
-  };
-
-  obs.on_train_begin(RunInfo{description.kind, options.run_dir(), options.epochs(), options.steps_per_epoch(),
-                             state.epoch, state.global_step, resumed});
-  if (state.epoch >= options.epochs()) return finish(FitStatus::kCompleted);
-  if (options.patience() > 0 && state.bad_epochs >= options.patience()) return finish(FitStatus::kStoppedEarly);
-
-  while (state.epoch < options.epochs()) {
-    const auto t_epoch = Clock::now();
-    std::int64_t epoch_examples = 0;  // this process only, for the rate
-    model.train();
-    for (; state.step_in_epoch < options.steps_per_epoch(); ++state.step_in_epoch) {
-      if (stop != nullptr && stop->load()) {
-        save_last();
-        return finish(FitStatus::kInterrupted);
-      }
-      const auto t_step = Clock::now();
-      const StepOutput out = step(StepContext{state.epoch, state.step_in_epoch, state.global_step});
-      ++state.global_step;
-      state.loss_sum += out.loss;
-      state.examples += out.examples;
-      epoch_examples += out.examples;
-      for (const auto& [name, value] : out.metrics) state.metric_sums[name] += value;
-      obs.on_step(StepReport{state.epoch, options.epochs(), state.step_in_epoch, options.steps_per_epoch(),
-                             state.global_step, out.examples, out.loss, since(t_step), out.metrics});
-      if (options.checkpoint_every() > 0 && state.global_step % options.checkpoint_every() == 0 &&
-          state.step_in_epoch + 1 < options.steps_per_epoch()) {
-        ++state.step_in_epoch;  // the resume point is the next step
-        save_last();
-        --state.step_in_epoch;
-      }
-    }
-
-    EpochReport report;
-    report.epoch = state.epoch;
-    report.epochs = options.epochs();
-    report.global_step = state.global_step;
-    const auto steps = static_cast<double>(options.steps_per_epoch());
-    report.mean_loss = state.loss_sum / steps;
-    for (const auto& [name, sum] : state.metric_sums) report.train_metrics[name] = sum / steps;
-    if (eval) {
-      model.eval();
-      report.eval_metrics = eval(state.epoch);
-      model.train();
-    }
-    if (!options.monitor().empty()) {
-      const auto it = report.eval_metrics.find(options.monitor());
-      TORCH_CHECK(it != report.eval_metrics.end(), "fit: the evaluation returned no metric '", options.monitor(),
-                  "' to monitor");
-      const double value = it->second;
-      const bool better = !state.has_best || (options.maximize() ? value > state.best : value < state.best);
-      if (better) {
-        state.has_best = true;
-        state.best = value;
-        state.bad_epochs = 0;
-        report.improved = true;
-      } else {
-        ++state.bad_epochs;
-      }
-    }
-    report.seconds = since(t_epoch);
-    report.examples_per_second = report.seconds > 0 ? static_cast<double>(epoch_examples) / report.seconds : 0.0;
-
-    ++state.epoch;
-    state.step_in_epoch = 0;
-    state.loss_sum = 0.0;
-    state.examples = 0;
-    state.metric_sums.clear();
-    if (report.improved && !best_path.empty()) {
-      CheckpointInfo info = description;
-      info.state = state.to_json();
-      info.state["monitor"] = options.monitor();
-      info.state["eval_metrics"] = report.eval_metrics;
-      info.step = state.global_step;
-      info.epoch = state.epoch;
-      save_checkpoint(best_path, info, model, &optimizer);
-      obs.on_checkpoint(best_path, state.global_step);
-    }
-    save_last();
-    obs.on_epoch_end(report);
-    if (options.patience() > 0 && state.bad_epochs >= options.patience()) return finish(FitStatus::kStoppedEarly);
-  }
-  return finish(FitStatus::kCompleted);
+ScopedSeed::~ScopedSeed() {
+  auto generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(saved_);
 }
 
 }  // namespace attend::models

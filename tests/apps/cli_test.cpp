@@ -1,7 +1,11 @@
 #include "cli.h"
+#include "interrupt.h"
 
 #include <attend/attention/additive.h>
 #include <attend/datasets/idx.h>
+#include <attend/models/registry.h>
+
+#include <ATen/Parallel.h>
 
 #include <test_support.h>
 
@@ -18,6 +22,7 @@
 #include <sstream>
 
 namespace ds = attend::datasets;
+using attend::testing::contains;
 using attend::testing::read_bytes;
 using attend::testing::TempDir;
 
@@ -38,14 +43,26 @@ Run run(std::vector<std::string> args) {
   return {code, out.str(), err.str()};
 }
 
-bool contains(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
-
 /// A tiny MNIST-style source folder: 12 distinct 10x10 digits per split.
 void write_source(const std::string& dir) {
   for (const char* prefix : {"train", "t10k"}) {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(prefix[0] == 't' && prefix[1] == 'r' ? 1 : 2);
     ds::write_idx(dir + "/" + prefix + "-images-idx3-ubyte", torch::randint(1, 256, {12, 10, 10}, gen, torch::kUInt8));
     ds::write_idx(dir + "/" + prefix + "-labels-idx1-ubyte", (torch::arange(12) % 10).to(torch::kUInt8));
+  }
+}
+
+/// A learnable source: class k is a bright vertical bar in column k of a noisy 10x10
+/// image, 20 training and 10 test items per class.
+void write_bars(const std::string& dir) {
+  for (const auto& [prefix, per_class] : std::vector<std::pair<std::string, int>>{{"train", 20}, {"t10k", 10}}) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(prefix == "train" ? 3 : 4);
+    const auto n = 10 * per_class;
+    auto images = torch::randint(0, 60, {n, 10, 10}, gen, torch::kUInt8);
+    const auto labels = torch::randperm(n, gen) % 10;
+    for (std::int64_t i = 0; i < n; ++i) images[i].select(1, labels[i].item<std::int64_t>()).fill_(255);
+    ds::write_idx(dir + "/" + prefix + "-images-idx3-ubyte", images);
+    ds::write_idx(dir + "/" + prefix + "-labels-idx1-ubyte", labels.to(torch::kUInt8));
   }
 }
 
@@ -184,7 +201,25 @@ TEST(CliTrain, TrainsEvaluatesResumesAndClassifiesWithATrace) {
   }
   const auto report = nlohmann::json::parse(std::ifstream(run_dir + "/eval.json"));
   EXPECT_EQ(report["count"], 12);
-  EXPECT_EQ(report["results"].size(), 3u);
+  ASSERT_EQ(report["results"].size(), 3u);
+  for (const auto& result : report["results"]) {
+    std::int64_t total = 0, correct = 0;
+    for (size_t i = 0; i < result["confusion"].size(); ++i) {
+      for (size_t j = 0; j < result["confusion"][i].size(); ++j) {
+        total += result["confusion"][i][j].get<std::int64_t>();
+        if (i == j) correct += result["confusion"][i][j].get<std::int64_t>();
+      }
+    }
+    EXPECT_EQ(total, 12) << result["mode"];
+    EXPECT_DOUBLE_EQ(result["accuracy"].get<double>(), correct / 12.0) << result["mode"];
+  }
+  // 8 training items in batches of 4: two steps an epoch.
+  const auto last = attend::models::read_checkpoint_info(run_dir + "/last.pt");
+  EXPECT_EQ(last.step, 2);
+  EXPECT_EQ(last.epoch, 1);
+  EXPECT_EQ(last.model.options["glimpses"], 3);
+  EXPECT_EQ(last.data["kind"], "idx");
+  EXPECT_EQ(last.training["batch_size"], 4);
 
   // A longer run in the same folder continues where the first stopped.
   args = base;
@@ -192,6 +227,14 @@ TEST(CliTrain, TrainsEvaluatesResumesAndClassifiesWithATrace) {
   const auto second = run(args);
   ASSERT_EQ(second.code, 0) << second.err;
   EXPECT_TRUE(contains(second.err, "resumed at epoch 2 step 2")) << second.err;
+  EXPECT_EQ(attend::models::read_checkpoint_info(run_dir + "/last.pt").step, 4);
+  // The same folder with another model is another run: refused, naming the field.
+  args = base;
+  args[5] = "4";  // --glimpses 4
+  args.insert(args.end(), {"--epochs", "3"});
+  const auto other = run(args);
+  EXPECT_EQ(other.code, 1);
+  EXPECT_TRUE(contains(other.err, "model.options.glimpses is 3 there but 4 now")) << other.err;
 
   const auto eval = run({"eval", run_dir + "/best.pt", "--json"});
   ASSERT_EQ(eval.code, 0) << eval.err;
@@ -238,7 +281,21 @@ TEST(CliTrain, BadInputsGiveUsageOrFailureCodes) {
   const auto start =
       run({"train", "ram", "--data", src, "--val-count", "2", "--std-start", "-0.5", "--run-dir", dir.file("r")});
   EXPECT_EQ(start.code, 2);
-  EXPECT_TRUE(contains(start.err, "--std-start must be a number >= 0 (0 = no annealing), got -0.5")) << start.err;
+  EXPECT_TRUE(contains(start.err, "--std-start must be between 0 and 10, got -0.5")) << start.err;
+  const auto nan = run({"train", "ram", "--data", src, "--val-count", "2", "--reinforce-weight", "nan",
+                        "--run-dir", dir.file("r")});
+  EXPECT_EQ(nan.code, 2);
+  EXPECT_TRUE(contains(nan.err, "--reinforce-weight must be between 0 and 1e+06, got nan")) << nan.err;
+  const auto decay = run({"train", "fc", "--data", src, "--weight-decay", "inf", "--run-dir", dir.file("r")});
+  EXPECT_EQ(decay.code, 2);
+  EXPECT_TRUE(contains(decay.err, "--weight-decay must be a finite number, got inf")) << decay.err;
+  const auto other_kind = run({"train", "cnn", "--data", src, "--scales", "2", "--run-dir", dir.file("r")});
+  EXPECT_EQ(other_kind.code, 2);
+  EXPECT_TRUE(contains(other_kind.err, "--scales does not apply to a 'cnn' model (it is an option of 'ram')"))
+      << other_kind.err;
+  const auto schedule = run({"train", "fc", "--data", src, "--schedule", "linear", "--run-dir", dir.file("r")});
+  EXPECT_EQ(schedule.code, 2);
+  EXPECT_TRUE(contains(schedule.err, "--schedule must be constant, step or cosine, got 'linear'")) << schedule.err;
   EXPECT_EQ(code({"train", "ram", "--data", src, "--scales", "0", "--run-dir", dir.file("r")}), 2);
   EXPECT_EQ(code({"train", "fc", "--data", src, "--fc-hidden", "8,x", "--run-dir", dir.file("r")}), 2);
   EXPECT_EQ(code({"train", "fc", "--data", src, "--val-count", "12", "--run-dir", dir.file("r")}), 2);
@@ -283,4 +340,58 @@ TEST(CliTrain, BadInputsGiveUsageOrFailureCodes) {
   const auto unreadable = run({"classify", dir.file("fc/last.pt"), dir.file("junk.pt")});
   EXPECT_EQ(unreadable.code, 1);
   EXPECT_TRUE(contains(unreadable.err, dir.file("junk.pt") + ": not a readable image")) << unreadable.err;
+}
+
+// The model kinds, their options and their defaults come from the registry.
+TEST(CliTrain, HelpListsEveryRegisteredKindWithItsOptions) {
+  const auto help = run({"train", "--help"});
+  ASSERT_EQ(help.code, 0);
+  for (const auto& kind : attend::models::model_registry().kinds()) {
+    EXPECT_TRUE(contains(help.out, "  " + kind.name + " ")) << kind.name;
+    EXPECT_TRUE(contains(help.out, "Model options of '" + kind.name + "'")) << kind.name;
+    for (const auto& option : kind.options) EXPECT_TRUE(contains(help.out, "--" + option.flag)) << option.flag;
+  }
+  EXPECT_TRUE(contains(help.out, "--std arg (=0.15)") || contains(help.out, "--std S (=0.15)")) << help.out;
+  EXPECT_TRUE(contains(help.out, "--filters LIST (=32,64)")) << help.out;
+}
+
+// A short run on a task anyone can learn (10 classes, chance 10%) must reach 80% on
+// the held-out test split, and eval of its best checkpoint must say the same.
+TEST(CliTrain, AShortRunLearnsAndEvalAgreesWithItsReport) {
+  TempDir dir;
+  write_bars(dir.path().string());
+  const auto run_dir = dir.file("run");
+  const auto r = run({"--seed", "3", "train", "fc", "--data", dir.path().string(), "--fc-hidden", "32", "--epochs",
+                      "15", "--batch", "20", "--lr", "3e-3", "--val-count", "40", "--run-dir", run_dir});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto report = nlohmann::json::parse(std::ifstream(run_dir + "/eval.json"));
+  EXPECT_EQ(report["count"], 100);
+  const double accuracy = report["results"][0]["accuracy"].get<double>();
+  EXPECT_GE(accuracy, 0.8) << "chance is 0.1";
+  const auto eval = run({"eval", run_dir + "/best.pt", "--json"});
+  ASSERT_EQ(eval.code, 0) << eval.err;
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(eval.out)["results"][0]["accuracy"].get<double>(), accuracy);
+}
+
+// One command's --threads does not outlive it, and --seed is not applied process-wide.
+TEST(Cli, CommandsLeaveTheProcessSettingsAsTheyFoundThem) {
+  const int threads = at::get_num_threads();
+  const auto generator = at::detail::getDefaultCPUGenerator().get_state();
+  const auto r = run({"--threads", "2", "--seed", "99", "info", "--size", "16", "--repeats", "1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "2 intra-op")) << r.out;
+  EXPECT_EQ(at::get_num_threads(), threads);
+  EXPECT_TRUE(torch::equal(at::detail::getDefaultCPUGenerator().get_state(), generator));
+}
+
+// A stop requested in one run does not stop the next one in the same process.
+TEST(Cli, AnInterruptBelongsToOneRun) {
+  {
+    attend::cli::InterruptScope first;
+    EXPECT_FALSE(first.flag().load());
+    std::raise(SIGINT);  // handled by the scope: sets the flag, does not kill
+    EXPECT_TRUE(first.flag().load());
+  }
+  attend::cli::InterruptScope second;
+  EXPECT_FALSE(second.flag().load()) << "the earlier Ctrl-C leaked into this run";
 }

@@ -1,11 +1,18 @@
 #include <attend/io_error.h>
 #include <attend/models/checkpoint.h>
+#include <attend/models/registry.h>
+#include <attend/models/train.h>
+#include <attend/vision/fit.h>
 
 #include <test_support.h>
 
 #include <torch/torch.h>
 
 #include <gtest/gtest.h>
+
+#include <sys/resource.h>
+
+#include <csignal>
 
 namespace am = attend::models;
 using attend::testing::TempDir;
@@ -46,10 +53,18 @@ bool same_state(const torch::nn::Module& a, const torch::nn::Module& b) {
   return true;
 }
 
+am::LoadOptions load_options(const std::string& kind, bool restore_rng) {
+  am::LoadOptions o;
+  o.expected_kind = kind;
+  o.restore_rng = restore_rng;
+  return o;
+}
+
 am::CheckpointInfo describe(const std::string& kind = "test-net") {
   am::CheckpointInfo info;
-  info.kind = kind;
-  info.options = {{"hidden", 8}};
+  info.model = {kind, {{"hidden", 8}}};
+  info.training = {{"lr", 0.01}};
+  info.data = {{"kind", "idx"}, {"dir", "somewhere"}};
   info.state = {{"note", "hello"}};
   info.step = 12;
   info.epoch = 3;
@@ -70,7 +85,7 @@ TEST_F(Checkpoint, RestoresWeightsBuffersOptimizerAndDescription) {
   train_steps(net, opt, 5);
   const auto path = dir.file("run/ckpt.pt");
   am::save_checkpoint(path, describe(), *net, &opt);
-  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.file("run")), {}), 1) << "no temporary file left";
 
   torch::manual_seed(99);
   Net other;
@@ -78,8 +93,11 @@ TEST_F(Checkpoint, RestoresWeightsBuffersOptimizerAndDescription) {
   ASSERT_FALSE(same_state(*net, *other));
   const auto info = am::load_checkpoint(path, *other, &other_opt);
   EXPECT_TRUE(same_state(*net, *other));
-  EXPECT_EQ(info.kind, "test-net");
-  EXPECT_EQ(info.options["hidden"], 8);
+  EXPECT_EQ(info.model.kind, "test-net");
+  EXPECT_EQ(info.model.options["hidden"], 8);
+  EXPECT_EQ(info.training["lr"], 0.01);
+  EXPECT_EQ(info.data["dir"], "somewhere");
+  EXPECT_EQ(info.format, am::kCheckpointFormat);
   EXPECT_EQ(info.state["note"], "hello");
   EXPECT_EQ(info.step, 12);
   EXPECT_EQ(info.epoch, 3);
@@ -97,7 +115,7 @@ TEST_F(Checkpoint, DescriptionIsReadableWithoutTheModel) {
   Net net;
   am::save_checkpoint(dir.file("c.pt"), describe("ram"), *net);
   const auto info = am::read_checkpoint_info(dir.file("c.pt"));
-  EXPECT_EQ(info.kind, "ram");
+  EXPECT_EQ(info.model.kind, "ram");
   EXPECT_FALSE(info.has_optimizer);
 }
 
@@ -106,25 +124,107 @@ TEST_F(Checkpoint, RestoresTheDefaultGeneratorForExactResume) {
   am::save_checkpoint(dir.file("c.pt"), describe(), *net);
   const auto expected = torch::randn({5});
   torch::randn({100});
-  am::load_checkpoint(dir.file("c.pt"), *net, nullptr, am::LoadOptions{"", /*restore_rng=*/true});
+  am::load_checkpoint(dir.file("c.pt"), *net, nullptr, load_options("", /*restore_rng=*/true));
   EXPECT_TRUE(torch::equal(torch::randn({5}), expected));
 }
 
-TEST_F(Checkpoint, RejectsAnotherKindAndLeavesTheModelUntouched) {
+TEST_F(Checkpoint, RestoresNamedGeneratorsAndRefusesAFileWithoutThem) {
   Net net;
-  am::save_checkpoint(dir.file("c.pt"), describe("cnn"), *net);
+  auto g = at::make_generator<at::CPUGeneratorImpl>(7);
+  torch::randn({3}, g);
+  am::save_checkpoint(dir.file("c.pt"), describe(), *net, nullptr, {{"sampler", g}});
+  const auto expected = torch::randn({5}, g);
+  torch::randn({100}, g);
+  am::LoadOptions load;
+  load.restore_rng = true;
+  load.generators = {{"sampler", g}};
+  am::load_checkpoint(dir.file("c.pt"), *net, nullptr, load);
+  EXPECT_TRUE(torch::equal(torch::randn({5}, g), expected));
+
+  // A generator the file does not hold: an error, and nothing restored.
+  auto other = at::make_generator<at::CPUGeneratorImpl>(9);
+  load.generators = {{"sampler", g}, {"another", other}};
+  torch::randn({10}, g);
+  auto probe = g.clone();
+  EXPECT_THROW(am::load_checkpoint(dir.file("c.pt"), *net, nullptr, load), attend::IoError);
+  EXPECT_TRUE(torch::equal(torch::randn({5}, g), torch::randn({5}, probe))) << "sampler restored despite the error";
+}
+
+// Each mismatch is found after the weights were read: the model, the optimizer and
+// the default generator must all be as they were.
+TEST_F(Checkpoint, AMismatchFoundLateLeavesModelOptimizerAndGeneratorUntouched) {
+  Net net;
+  torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(1e-2));
+  train_steps(net, opt, 2);
+  am::save_checkpoint(dir.file("c.pt"), describe(), *net, &opt);
+
   torch::manual_seed(2);
   Net other;
-  Net before;
-  torch::NoGradGuard g;
-  for (auto& p : before->named_parameters()) p.value().copy_(other->named_parameters()[p.key()]);
+  // An optimizer over part of the parameters: its groups do not fit the stored state.
+  std::vector<torch::Tensor> some{other->fc1->weight, other->fc1->bias};
+  torch::optim::Adam partial(some, torch::optim::AdamOptions(1e-2));
+  train_steps(other, partial, 1);
+  const auto weights_before = other->fc1->weight.clone();
+  torch::serialize::OutputArchive before_archive;
+  partial.save(before_archive);
+  std::ostringstream before_bytes;
+  before_archive.save_to(before_bytes);
+  const auto generator_before = at::detail::getDefaultCPUGenerator().get_state();
   try {
-    am::load_checkpoint(dir.file("c.pt"), *other, nullptr, am::LoadOptions{"ram"});
+    am::load_checkpoint(dir.file("c.pt"), *other, &partial, load_options("", /*restore_rng=*/true));
+    ADD_FAILURE() << "optimizer mismatch accepted";
+  } catch (const attend::IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("optimizer state does not fit"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(torch::equal(other->fc1->weight, weights_before));
+  torch::serialize::OutputArchive after_archive;
+  partial.save(after_archive);
+  std::ostringstream after_bytes;
+  after_archive.save_to(after_bytes);
+  EXPECT_EQ(after_bytes.str(), before_bytes.str()) << "optimizer state changed by a failed load";
+  EXPECT_TRUE(torch::equal(at::detail::getDefaultCPUGenerator().get_state(), generator_before));
+
+  // Same names and shapes, another dtype.
+  Net doubled;
+  doubled->to(torch::kFloat64);
+  const auto original = doubled->fc2->weight.clone();
+  try {
+    am::load_checkpoint(dir.file("c.pt"), *doubled);
+    ADD_FAILURE() << "dtype mismatch accepted";
+  } catch (const attend::IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("fc1.weight is Float in the checkpoint but Double in the model"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(torch::equal(doubled->fc2->weight, original));
+}
+
+TEST_F(Checkpoint, RejectsAnotherKindNamingBoth) {
+  Net net;
+  am::save_checkpoint(dir.file("c.pt"), describe("cnn"), *net);
+  try {
+    am::load_checkpoint(dir.file("c.pt"), *net, nullptr, load_options("ram", false));
     ADD_FAILURE() << "kind mismatch accepted";
   } catch (const attend::IoError& e) {
     EXPECT_NE(std::string(e.what()).find("'cnn' model, expected 'ram'"), std::string::npos) << e.what();
   }
-  EXPECT_TRUE(torch::equal(other->fc1->weight, before->fc1->weight));
+}
+
+TEST(FirstDifference, NamesTheDottedPathAndBothValues) {
+  const nlohmann::json a = {{"model", {{"kind", "ram"}, {"options", {{"glimpses", 6}, {"core", "rnn"}}}}}};
+  auto b = a;
+  EXPECT_TRUE(am::first_difference(a, b).path.empty());
+  b["model"]["options"]["glimpses"] = 8;
+  const auto d = am::first_difference(a, b);
+  EXPECT_EQ(d.path, "model.options.glimpses");
+  EXPECT_EQ(d.left, "6");
+  EXPECT_EQ(d.right, "8");
+  b = a;
+  b["model"]["options"]["hidden"] = 16;
+  const auto absent = am::first_difference(a, b);
+  EXPECT_EQ(absent.path, "model.options.hidden");
+  EXPECT_EQ(absent.left, "(absent)");
+  EXPECT_EQ(am::first_difference(nlohmann::json(1), nlohmann::json(1.0)).path, "") << "numbers compare by value";
 }
 
 TEST_F(Checkpoint, NamesTheParameterWhoseShapeDiffers) {
@@ -143,18 +243,32 @@ TEST_F(Checkpoint, NamesTheParameterWhoseShapeDiffers) {
   EXPECT_TRUE(torch::equal(large->fc2->weight, original)) << "no partial load";
 }
 
-TEST_F(Checkpoint, FailedWriteLeavesThePreviousCheckpointIntact) {
+TEST_F(Checkpoint, FailedWriteLeavesThePreviousCheckpointIntactAndNoTemporaryFile) {
   Net net;
   const auto path = dir.file("c.pt");
   am::save_checkpoint(path, describe(), *net);
   const auto before = attend::testing::read_bytes(path);
-  // Make the temporary file impossible to create: a folder already has its name.
-  std::filesystem::create_directories(path + ".tmp");
+  // A full disk, as the process sees it: writes past 1 KiB fail with EFBIG.
+  rlimit old_limit{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = old_limit;
+  small.rlim_cur = 1024;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
   Net changed;
-  EXPECT_THROW(am::save_checkpoint(path, describe("other"), *changed), attend::IoError);
+  std::string error;
+  try {
+    am::save_checkpoint(path, describe("other"), *changed);
+  } catch (const attend::IoError& e) {
+    error = e.what();
+  }
+  setrlimit(RLIMIT_FSIZE, &old_limit);
+  std::signal(SIGXFSZ, old_handler);
+  EXPECT_NE(error.find(path + ": write failed: File too large"), std::string::npos) << error;
   EXPECT_EQ(attend::testing::read_bytes(path), before);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 1) << "a temporary file was left";
   Net loaded;
-  EXPECT_EQ(am::load_checkpoint(path, *loaded).kind, "test-net");
+  EXPECT_EQ(am::load_checkpoint(path, *loaded).model.kind, "test-net");
   EXPECT_TRUE(same_state(*net, *loaded));
 }
 
@@ -182,4 +296,71 @@ TEST_F(Checkpoint, ForeignOrMissingFilesGiveOneLineErrorsNamingThePath) {
   } catch (const attend::IoError& e) {
     EXPECT_NE(std::string(e.what()).find("not an attend checkpoint"), std::string::npos) << e.what();
   }
+}
+
+// tests/data/checkpoint-v1-ram.pt was written by attend before the three-part
+// description (format 1: training options and data inside the model options) by
+//   attend --threads 1 --seed 5 train ram --data data/mnist --glimpses 2 --glimpse-size 4 --hidden 8
+//     --what-size 8 --where-size 8 --glimpse-features 8 --epochs 1 --batch 500 --val-count 9000 --run-dir R
+// and tests/data/digit-28.png classified by that same build:
+//   attend classify R/last.pt digit-28.png --json
+// It must still describe itself, predict exactly as it did, and resume.
+TEST(CheckpointFormat1, LoadsPredictsAsBeforeAndResumes) {
+  const std::string path = std::string(ATTEND_TEST_DATA) + "/checkpoint-v1-ram.pt";
+  const auto info = am::read_checkpoint_info(path);
+  EXPECT_EQ(info.format, 1);
+  EXPECT_EQ(info.model.kind, "ram");
+  EXPECT_FALSE(info.model.options.contains("training"));
+  EXPECT_FALSE(info.model.options.contains("data"));
+  EXPECT_EQ(info.model.options["glimpses"], 2);
+  EXPECT_EQ(info.data, (nlohmann::json{{"kind", "idx"}, {"dir", "data/mnist"}}));
+  EXPECT_EQ(info.training["batch_size"], 500);
+  EXPECT_EQ(info.training["seed"], 5);
+  EXPECT_EQ(info.epoch, 1);
+
+  auto ram = am::load_classifier(path);
+  EXPECT_EQ(ram->options(), info.model.options) << "the stored options are canonical";
+  const auto image = attend::vision::read_fitted_image(std::string(ATTEND_TEST_DATA) + "/digit-28.png",
+                                                       attend::vision::FitImageOptions().height(28).width(28));
+  torch::NoGradGuard no_grad;
+  const auto probs = ram->predict(image.image.unsqueeze(0), 0).exp()[0];
+  const auto expected = torch::tensor({0.11833669990301132, 0.07646738737821579, 0.0770171657204628,
+                                       0.13161708414554596, 0.11627892404794693, 0.06857560575008392,
+                                       0.09216021001338959, 0.09077796339988708, 0.10097503662109375,
+                                       0.12779395282268524},
+                                      torch::kFloat32);
+  EXPECT_TRUE(torch::allclose(probs, expected, 0, 1e-6)) << probs << expected;
+}
+
+namespace {
+struct BeginRecorder : am::TrainingObserver {
+  std::vector<am::RunInfo> begins;
+  void on_train_begin(const am::RunInfo& i) override { begins.push_back(i); }
+};
+}  // namespace
+
+// A run folder whose last.pt is in format 1 continues with the same command.
+TEST(CheckpointFormat1, ARunFolderOfTheOldFormatResumes) {
+  TempDir dir;
+  std::filesystem::copy_file(std::string(ATTEND_TEST_DATA) + "/checkpoint-v1-ram.pt", dir.file("last.pt"));
+  const auto info = am::read_checkpoint_info(dir.file("last.pt"));
+  auto ram = am::make_classifier("ram", info.model.options);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
+  const attend::datasets::DigitsSource train(
+      {torch::randint(0, 256, {1000, 28, 28}, gen, torch::kUInt8), torch::randint(0, 10, {1000}, gen)});
+  BeginRecorder rec;
+  const auto options = am::TrainOptions().epochs(2).batch_size(500).seed(5).run_dir(dir.path().string());
+  const auto summary = am::train_classifier(*ram, train, nullptr, options, info.data, &rec);
+  ASSERT_EQ(rec.begins.size(), 1u);
+  EXPECT_TRUE(rec.begins[0].resumed);
+  EXPECT_EQ(rec.begins[0].start_epoch, 1);
+  EXPECT_EQ(rec.begins[0].start_step, 2);
+  EXPECT_EQ(summary.global_step, 4);
+  const auto now = am::read_checkpoint_info(dir.file("last.pt"));
+  EXPECT_EQ(now.format, am::kCheckpointFormat) << "rewritten in the current format";
+  EXPECT_EQ(now.data, info.data);
+  // Other training options are another run.
+  auto ram2 = am::make_classifier("ram", info.model.options);
+  EXPECT_THROW(am::train_classifier(*ram2, train, nullptr, am::TrainOptions(options).lr(0.5).epochs(3), info.data),
+               attend::IoError);
 }

@@ -1,5 +1,8 @@
 #include <attend/datasets/source.h>
 #include <attend/io_error.h>
+#include <attend/models/baselines.h>
+#include <attend/models/ram.h>
+#include <attend/models/registry.h>
 #include <attend/models/soft_glimpse_net.h>
 #include <attend/models/train.h>
 
@@ -35,35 +38,83 @@ nlohmann::json cnn_options() {
 
 }  // namespace
 
-TEST(Classifiers, EveryKindGivesNormalisedLogProbabilitiesOfTheRightShape) {
-  torch::manual_seed(0);
-  auto ram = am::RamOptions().glimpse_size(4).scales(2).glimpses(3).hidden(16).classes(2).to_json();
-  ram["height"] = 12;
-  ram["width"] = 12;
-  for (const auto& [kind, options] : std::vector<std::pair<std::string, nlohmann::json>>{
-           {"fc", am::FcNetOptions().height(12).width(12).classes(2).hidden({8}).to_json()},
-           {"cnn", cnn_options()},
-           {"ram", ram},
-           {"soft", am::SoftGlimpseNetOptions().height(12).width(12).classes(2).glimpse_size(4).glimpses(2)
-                        .hidden(8).features(8).to_json()},
-           {"soft", am::SoftGlimpseNetOptions().height(12).width(12).classes(2).glimpse("affine").glimpse_size(4)
-                        .glimpses(2).hidden(8).features(8).to_json()}}) {
-    auto c = am::make_classifier(kind, options);
-    EXPECT_EQ(c->kind(), kind);
-    const auto lp = c->predict(torch::rand({3, 1, 12, 12}), 2);
-    EXPECT_EQ(lp.sizes(), (std::vector<std::int64_t>{3, 2})) << kind;
-    EXPECT_TRUE(torch::allclose(lp.exp().sum(1), torch::ones({3}), 1e-5, 1e-6)) << kind;
-    const auto trace = c->glimpse_trace(torch::rand({1, 1, 12, 12}));
-    EXPECT_EQ(trace.has_value(), kind == "ram" || kind == "soft");
-    if (trace) {
-      EXPECT_EQ(trace->locations.size(1), kind == "ram" ? 3 : 2);
-      EXPECT_EQ(trace->glimpses.size(1), trace->locations.size(1));
-      EXPECT_EQ(trace->sides.defined(), kind == "soft");
+/// Small options of every built-in kind for 1x12x12 images and 2 classes.
+std::vector<std::pair<std::string, nlohmann::json>> small_kinds() {
+  const am::InputShape input{1, 12, 12};
+  auto complete = [&](const std::string& kind, const nlohmann::json& user) {
+    return std::make_pair(kind, am::complete_options(am::model_registry().at(kind), user, input));
+  };
+  return {complete("fc", {{"classes", 2}, {"hidden", {8}}}),
+          complete("cnn", {{"classes", 2}, {"filters", {4}}, {"hidden", 16}}),
+          complete("ram", {{"classes", 2}, {"glimpse_size", 4}, {"scales", 2}, {"glimpses", 3}, {"hidden", 16}}),
+          complete("soft", {{"classes", 2}, {"glimpse_size", 4}, {"glimpses", 2}, {"hidden", 8}, {"features", 8}}),
+          complete("soft", {{"classes", 2}, {"glimpse", "affine"}, {"glimpse_size", 4}, {"glimpses", 2},
+                            {"hidden", 8}, {"features", 8}})};
+}
+
+// Every kind, through the interface alone: predictions are the log-softmax of its
+// logits, a short training on an easy task lowers its loss and raises its accuracy
+// above chance, traces come exactly from the kinds that declare them, and rebuilding
+// from options() gives the same options.
+TEST(Classifiers, EveryKindLearnsAnEasyTaskThroughTheInterface) {
+  const auto data = bars(64, 5);
+  const auto images = ds::images_to_float(data.images);
+  for (const auto& [kind, options] : small_kinds()) {
+    SCOPED_TRACE(options.dump());
+    std::unique_ptr<am::Classifier> c;
+    {
+      am::ScopedSeed seeded(3);
+      c = am::make_classifier(kind, options);
     }
-    EXPECT_THROW(c->predict(torch::rand({3, 1, 10, 12}), 0), c10::Error) << kind << " accepts a wrong size";
+    EXPECT_EQ(c->kind(), kind);
+    EXPECT_EQ(am::make_classifier(kind, c->options())->options(), c->options());
+    const auto& caps = am::model_registry().at(kind).capabilities;
+    {
+      torch::NoGradGuard no_grad;
+      am::ModeGuard evaluating(c->module(), false);
+      const auto x = images.narrow(0, 0, 3);
+      EXPECT_TRUE(torch::allclose(c->predict(x, 0), torch::log_softmax(c->logits(x), 1), 1e-5, 1e-6));
+      const auto trace = c->glimpse_trace(x.narrow(0, 0, 1));
+      EXPECT_EQ(trace.has_value(), caps.glimpse_trace);
+      if (trace) {
+        EXPECT_EQ(trace->locations.size(1), kind == "ram" ? 3 : 2);
+        EXPECT_EQ(trace->glimpses.size(1), trace->locations.size(1));
+        EXPECT_EQ(trace->sides.defined(), kind == "soft");
+      }
+      EXPECT_THROW(c->predict(torch::rand({3, 1, 10, 12}), 0), c10::Error) << kind << " accepts a wrong size";
+    }
+    torch::optim::Adam opt(c->module().parameters(), torch::optim::AdamOptions(kind == "ram" ? 1e-2 : 3e-3));
+    double first = 0, last = 0;
+    for (int step = 0; step < 60; ++step) {
+      opt.zero_grad();
+      auto l = c->loss(images, data.labels);
+      l.total.backward();
+      opt.step();
+      (step == 0 ? first : last) = l.total.item<double>();
+    }
+    EXPECT_LT(last, first);
+    const ds::DigitsSource source(data);
+    EXPECT_GE(am::evaluate_classifier(*c, source, 0).accuracy, kind == "ram" ? 0.75 : 0.9) << "chance is 0.5";
   }
-  EXPECT_THROW(am::make_classifier("transformer", {}), c10::Error);
-  EXPECT_THROW(am::make_classifier("fc", {{"channels", 1}}), c10::Error);
+}
+
+// The CNN's feature map and head compose to its logits, and Grad-CAM can differentiate
+// the score down to the feature map; the other kinds say they have no feature map.
+TEST(Classifiers, FeatureMapAndHeadComposeToTheLogits) {
+  for (const auto& [kind, options] : small_kinds()) {
+    auto c = am::make_classifier(kind, options);
+    const auto x = torch::rand({2, 1, 12, 12});
+    if (!am::model_registry().at(kind).capabilities.feature_map) {
+      EXPECT_THROW(c->features(x), c10::Error) << kind;
+      continue;
+    }
+    auto f = c->features(x);
+    EXPECT_EQ(f.sizes(), (std::vector<std::int64_t>{2, 4, 6, 6}));
+    EXPECT_TRUE(torch::allclose(c->head(f), c->logits(x), 1e-6, 1e-6));
+    f = f.detach().requires_grad_(true);
+    c->head(f).select(1, 1).sum().backward();
+    EXPECT_GT(f.grad().abs().sum().item<float>(), 0.0f);
+  }
 }
 
 // Training tells the RAM its epoch; with location_std_start the policy std it trains
@@ -101,16 +152,22 @@ TEST(TrainClassifier, LearnsAnEasyTaskAndItsBestCheckpointReproducesThePredictio
   auto train = std::make_shared<const ds::DigitsSource>(bars(256, 1));
   const ds::DigitsSource val(bars(64, 2));
   auto cnn = am::make_classifier("cnn", cnn_options());
+  const auto before = at::detail::getDefaultCPUGenerator().get_state();
   const auto summary = am::train_classifier(
       *cnn, *train, &val,
       am::TrainOptions().epochs(3).batch_size(32).lr(3e-3).clip_norm(5.0).run_dir(dir.path().string()),
       {{"kind", "test"}});
   EXPECT_EQ(summary.status, am::FitStatus::kCompleted);
   EXPECT_GE(summary.best, 0.95);
+  EXPECT_TRUE(torch::equal(at::detail::getDefaultCPUGenerator().get_state(), before))
+      << "training reseeded the process's generator";
   am::CheckpointInfo info;
   auto best = am::load_classifier(summary.best_checkpoint, &info);
-  EXPECT_EQ(info.kind, "cnn");
-  EXPECT_EQ(info.options["data"]["kind"], "test");
+  EXPECT_EQ(info.model.kind, "cnn");
+  EXPECT_EQ(info.model.options, cnn->options());
+  EXPECT_EQ(info.data["kind"], "test");
+  EXPECT_EQ(info.training["batch_size"], 32);
+  EXPECT_EQ(info.training["optimizer"], "adam");
   const auto r = am::evaluate_classifier(*best, val, 0, 10);
   EXPECT_DOUBLE_EQ(r.accuracy, summary.best);
   EXPECT_EQ(r.count, 64);
@@ -124,15 +181,31 @@ TEST(TrainClassifier, RejectsMismatchedDataAndNonsenseOptions) {
   EXPECT_THROW(am::train_classifier(*cnn, wrong, nullptr, am::TrainOptions()), c10::Error);
   const ds::DigitsSource right(bars(8, 3));
   EXPECT_THROW(am::train_classifier(*cnn, right, nullptr, am::TrainOptions().lr(0)), c10::Error);
-  EXPECT_THROW(am::train_classifier(*cnn, right, nullptr, am::TrainOptions().optimizer("rmsprop")), c10::Error);
+  EXPECT_THROW(am::train_classifier(*cnn, right, nullptr, am::TrainOptions().weight_decay(INFINITY)), c10::Error);
+  EXPECT_THROW(am::train_classifier(*cnn, right, &wrong, am::TrainOptions()), c10::Error) << "validation size";
+}
+
+TEST(Enums, ParseOnceWithTheValidNamesInTheError) {
+  EXPECT_EQ(am::parse_enum<am::Schedule>("cosine"), am::Schedule::kCosine);
+  EXPECT_STREQ(am::enum_name(am::OptimizerKind::kSgd), "sgd");
+  EXPECT_EQ(am::enum_names<am::RamCore>(), (std::vector<std::string>{"rnn", "lstm"}));
+  try {
+    am::parse_enum<am::OptimizerKind>("rmsprop");
+    ADD_FAILURE() << "accepted";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what_without_backtrace()).find("unknown optimizer 'rmsprop' (expected adam or sgd)"),
+              std::string::npos)
+        << e.what_without_backtrace();
+  }
+  EXPECT_EQ(am::TrainOptions().schedule(am::Schedule::kStep).to_json()["schedule"], "step");
 }
 
 TEST(Schedule, StepAndCosineFollowTheirFormulas) {
-  const auto step = am::TrainOptions().lr(1.0).schedule("step").step_epochs(3).gamma(0.5).epochs(10);
+  const auto step = am::TrainOptions().lr(1.0).schedule(am::Schedule::kStep).step_epochs(3).gamma(0.5).epochs(10);
   EXPECT_DOUBLE_EQ(am::scheduled_lr(step, 2), 1.0);
   EXPECT_DOUBLE_EQ(am::scheduled_lr(step, 3), 0.5);
   EXPECT_DOUBLE_EQ(am::scheduled_lr(step, 7), 0.25);
-  const auto cosine = am::TrainOptions().lr(2.0).schedule("cosine").epochs(4);
+  const auto cosine = am::TrainOptions().lr(2.0).schedule(am::Schedule::kCosine).epochs(4);
   EXPECT_DOUBLE_EQ(am::scheduled_lr(cosine, 0), 2.0);
   EXPECT_NEAR(am::scheduled_lr(cosine, 2), 1.0, 1e-12);
   EXPECT_DOUBLE_EQ(am::scheduled_lr(am::TrainOptions().lr(0.1), 50), 0.1);
@@ -142,7 +215,7 @@ TEST(LoadClassifier, RefusesCheckpointsThatAreNotClassifiers) {
   TempDir dir;
   torch::nn::Linear lin(2, 2);
   am::CheckpointInfo info;
-  info.kind = "captioner";
+  info.model.kind = "captioner";
   am::save_checkpoint(dir.file("c.pt"), info, *lin);
   try {
     am::load_classifier(dir.file("c.pt"));
@@ -153,18 +226,20 @@ TEST(LoadClassifier, RefusesCheckpointsThatAreNotClassifiers) {
 }
 
 TEST(SoftGlimpseNet, WhereItLooksIsTrainedByBackpropagation) {
-  for (const char* glimpse : {"gaussian", "affine"}) {
-    SCOPED_TRACE(glimpse);
+  for (const auto glimpse : {am::SoftGlimpse::kGaussian, am::SoftGlimpse::kAffine}) {
+    SCOPED_TRACE(am::enum_name(glimpse));
     torch::manual_seed(3);
     am::SoftGlimpseNet net(am::SoftGlimpseNetOptions().height(16).width(16).glimpse(glimpse).glimpse_size(4)
                                .glimpses(3).hidden(8).features(8));
     torch::nll_loss(net->forward(torch::rand({4, 1, 16, 16})).log_probs, torch::randint(0, 10, {4})).backward();
-    const auto& where = std::string(glimpse) == "gaussian" ? net->gaussian->to_params->weight
-                                                           : net->affine->to_theta->weight;
+    const auto& where = glimpse == am::SoftGlimpse::kGaussian ? net->gaussian->to_params->weight
+                                                              : net->affine->to_theta->weight;
     ASSERT_TRUE(where.grad().defined());
     EXPECT_GT(where.grad().abs().sum().item<float>(), 0.0f) << "the glimpse placement gets gradient";
   }
-  EXPECT_THROW(am::SoftGlimpseNet(am::SoftGlimpseNetOptions().glimpse("retina")), c10::Error);
+  auto retina = am::SoftGlimpseNetOptions().to_json();
+  retina["glimpse"] = "retina";
+  EXPECT_THROW(am::SoftGlimpseNetOptions::from_json(retina), c10::Error);
   am::SoftGlimpseNet net(am::SoftGlimpseNetOptions().height(16).width(16));
   EXPECT_THROW(net->forward(torch::rand({1, 1, 20, 16})), c10::Error);
 }

@@ -23,7 +23,7 @@ am::Ram tiny_ram(const std::string& core = "rnn") {
                      .glimpse_features(16)
                      .hidden(12)
                      .classes(3)
-                     .core(core));
+                     .core(am::parse_enum<am::RamCore>(core)));
 }
 
 /// Names of parameters whose gradient is non-zero after backward(term).
@@ -139,12 +139,15 @@ TEST(Ram, AnnealedStdFallsByHalfACosineFromStartToFinal) {
 }
 
 TEST(Ram, OptionsRoundTripThroughJsonAndNonsenseIsRejected) {
-  const auto o = am::RamOptions().glimpses(8).glimpse_size(12).scales(3).scale_ratio(1.5).core("lstm");
+  const auto o = am::RamOptions().glimpses(8).glimpse_size(12).scales(3).scale_ratio(1.5).core(am::RamCore::kLstm);
   const auto back = am::RamOptions::from_json(o.to_json());
   EXPECT_EQ(back.to_json(), o.to_json());
   EXPECT_THROW(am::Ram(am::RamOptions().scales(0)), c10::Error);
   EXPECT_THROW(am::Ram(am::RamOptions().location_std(0)), c10::Error);
-  EXPECT_THROW(am::Ram(am::RamOptions().core("gru")), c10::Error);
+  auto gru = o.to_json();
+  gru["core"] = "gru";
+  EXPECT_THROW(am::RamOptions::from_json(gru), c10::Error);
+  EXPECT_EQ(back.to_json()["core"], "lstm") << "the checkpoint's JSON keeps the name";
   auto ram = tiny_ram();
   EXPECT_THROW(ram->forward(torch::rand({2, 3, 20, 20}), false), c10::Error) << "wrong channel count";
   EXPECT_THROW(ram->forward(torch::rand({1, 20, 20}), false), c10::Error) << "wrong rank";

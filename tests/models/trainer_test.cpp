@@ -12,29 +12,37 @@ using attend::testing::TempDir;
 
 namespace {
 
-/// Linear regression whose batches depend only on (epoch, step) and whose step adds
-/// noise from the default generator, so an exact resume needs both restored.
+/// Linear regression whose batches depend only on (epoch, step) and whose loss adds
+/// noise from the default generator and from a generator of its own, so an exact
+/// resume needs all three restored.
 struct Regression {
   torch::nn::Linear model{torch::nn::LinearOptions(3, 1)};
   torch::optim::SGD optimizer{model->parameters(), torch::optim::SGDOptions(0.05).momentum(0.5)};
   torch::Tensor true_w = torch::tensor({{1.5f}, {-2.0f}, {0.5f}});
+  at::Generator own = at::make_generator<at::CPUGeneratorImpl>(11);
 
-  am::StepOutput step(const am::StepContext& c) {
+  am::StepLoss loss(const am::StepContext& c) {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(1000 * c.epoch + c.step_in_epoch);
     auto x = torch::randn({32, 3}, gen);
-    auto y = x.mm(true_w) + 0.01 * torch::randn({32, 1});
-    optimizer.zero_grad();
+    auto y = x.mm(true_w) + 0.01 * torch::randn({32, 1}) + 0.01 * torch::randn({32, 1}, own);
     auto loss = torch::mse_loss(model(x), y);
-    loss.backward();
-    optimizer.step();
-    return {loss.item<double>(), 32, {{"abs_err", (model(x) - y).abs().mean().item<double>()}}};
+    return {loss, 32, {{"abs_err", (model(x) - y).abs().mean().item<double>()}}};
+  }
+  am::LossFn fn() {
+    return [this](const am::StepContext& c) { return loss(c); };
+  }
+  am::FitHooks hooks() {
+    am::FitHooks h;
+    h.generators = {{"own", own}};
+    return h;
   }
 };
 
 am::CheckpointInfo description() {
   am::CheckpointInfo d;
-  d.kind = "regression";
-  d.options = {{"inputs", 3}};
+  d.model = {"regression", {{"inputs", 3}}};
+  d.training = {{"lr", 0.05}, {"epochs", 3}};
+  d.data = {{"kind", "synthetic"}};
   return d;
 }
 
@@ -62,7 +70,7 @@ TEST(Fit, ReportsEveryStepAndEpochAndLearns) {
   Regression r;
   Recorder rec;
   const auto summary = am::fit(*r.model, r.optimizer, description(), am::FitOptions().epochs(3).steps_per_epoch(20),
-                               [&](const am::StepContext& c) { return r.step(c); }, nullptr, &rec);
+                               r.fn(), nullptr, &rec);
   EXPECT_EQ(summary.status, am::FitStatus::kCompleted);
   EXPECT_EQ(summary.global_step, 60);
   ASSERT_EQ(rec.steps.size(), 60u);
@@ -85,7 +93,7 @@ TEST(Fit, InterruptedRunResumesToBitIdenticalWeights) {
   torch::manual_seed(42);
   Regression straight;
   am::fit(*straight.model, straight.optimizer, description(), am::FitOptions(opts).run_dir(dir.file("a")),
-          [&](const am::StepContext& c) { return straight.step(c); });
+          straight.fn(), nullptr, nullptr, nullptr, straight.hooks());
 
   for (std::int64_t stop_after : {4, 7, 11}) {  // mid-epoch, at an epoch end, mid-epoch after a checkpoint
     SCOPED_TRACE(stop_after);
@@ -97,15 +105,16 @@ TEST(Fit, InterruptedRunResumesToBitIdenticalWeights) {
     rec.stop = &stop;
     rec.stop_after = stop_after;
     const auto s1 = am::fit(*first.model, first.optimizer, description(), am::FitOptions(opts).run_dir(run_dir),
-                            [&](const am::StepContext& c) { return first.step(c); }, nullptr, &rec, &stop);
+                            first.fn(), nullptr, &rec, &stop, first.hooks());
     EXPECT_EQ(s1.status, am::FitStatus::kInterrupted);
     EXPECT_EQ(s1.global_step, stop_after);
 
-    torch::manual_seed(7);  // a new process: different seed, fresh weights
+    torch::manual_seed(7);  // a new process: different seed, fresh weights, own generator elsewhere
     Regression second;
+    torch::randn({17}, second.own);
     Recorder rec2;
     const auto s2 = am::fit(*second.model, second.optimizer, description(), am::FitOptions(opts).run_dir(run_dir),
-                            [&](const am::StepContext& c) { return second.step(c); }, nullptr, &rec2);
+                            second.fn(), nullptr, &rec2, nullptr, second.hooks());
     EXPECT_EQ(s2.status, am::FitStatus::kCompleted);
     ASSERT_EQ(rec2.begins.size(), 1u);
     EXPECT_TRUE(rec2.begins[0].resumed);
@@ -125,15 +134,18 @@ TEST(Fit, KeepsTheBestCheckpointAndStopsEarly) {
   const auto summary = am::fit(
       *r.model, r.optimizer, description(),
       am::FitOptions().epochs(5).steps_per_epoch(2).run_dir(dir.path().string()).monitor("acc").patience(2),
-      [&](const am::StepContext& c) { return r.step(c); },
+      r.fn(),
       [&](std::int64_t epoch) { return am::Metrics{{"acc", scores[static_cast<size_t>(epoch)]}}; }, &rec);
   EXPECT_EQ(summary.status, am::FitStatus::kStoppedEarly);
   EXPECT_EQ(summary.epochs_done, 4);
   EXPECT_TRUE(summary.has_best);
   EXPECT_DOUBLE_EQ(summary.best, 0.7);
   ASSERT_EQ(rec.epochs.size(), 4u);
-  EXPECT_FALSE(rec.epochs[0].improved && rec.epochs[2].improved);
+  // 0.5 is the first value, 0.7 beats it, 0.6 and 0.65 do not.
+  EXPECT_TRUE(rec.epochs[0].improved);
   EXPECT_TRUE(rec.epochs[1].improved);
+  EXPECT_FALSE(rec.epochs[2].improved);
+  EXPECT_FALSE(rec.epochs[3].improved);
   const auto best = am::read_checkpoint_info(summary.best_checkpoint);
   EXPECT_EQ(best.epoch, 2);
   EXPECT_DOUBLE_EQ(best.state["eval_metrics"]["acc"].get<double>(), 0.7);
@@ -143,17 +155,33 @@ TEST(Fit, KeepsTheBestCheckpointAndStopsEarly) {
 TEST(Fit, RefusesToResumeARunWithOtherOptions) {
   TempDir dir;
   Regression r;
-  auto step = [&](const am::StepContext& c) { return r.step(c); };
+  auto step = r.fn();
   am::fit(*r.model, r.optimizer, description(), am::FitOptions().run_dir(dir.path().string()), step);
   auto other = description();
-  other.options["inputs"] = 4;
+  other.model.options["inputs"] = 4;
   try {
     am::fit(*r.model, r.optimizer, other, am::FitOptions().epochs(2).run_dir(dir.path().string()), step);
     ADD_FAILURE() << "resumed a run with other options";
   } catch (const attend::IoError& e) {
-    EXPECT_NE(std::string(e.what()).find("differ from this run's"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("model.options.inputs is 3 there but 4 now"), std::string::npos) << e.what();
   }
+  other = description();
+  other.data["kind"] = "other";
+  try {
+    am::fit(*r.model, r.optimizer, other, am::FitOptions().epochs(2).run_dir(dir.path().string()), step);
+    ADD_FAILURE() << "resumed a run on other data";
+  } catch (const attend::IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("data.kind is \"synthetic\" there but \"other\" now"), std::string::npos)
+        << e.what();
+  }
+  // More epochs is a continuation, not another run.
+  other = description();
+  other.training["epochs"] = 5;
+  EXPECT_EQ(am::fit(*r.model, r.optimizer, other, am::FitOptions().epochs(2).run_dir(dir.path().string()), step)
+                .global_step,
+            2);
   // Without resuming the folder is simply reused.
+  other.model.options["inputs"] = 4;
   const auto s = am::fit(*r.model, r.optimizer, other,
                          am::FitOptions().epochs(1).run_dir(dir.path().string()).resume(false), step);
   EXPECT_EQ(s.global_step, 1);
@@ -161,8 +189,87 @@ TEST(Fit, RefusesToResumeARunWithOtherOptions) {
 
 TEST(Fit, RejectsNonsenseOptions) {
   Regression r;
-  auto step = [&](const am::StepContext& c) { return r.step(c); };
+  auto step = r.fn();
   EXPECT_THROW(am::fit(*r.model, r.optimizer, description(), am::FitOptions().epochs(0), step), c10::Error);
   EXPECT_THROW(am::fit(*r.model, r.optimizer, description(), am::FitOptions().steps_per_epoch(0), step), c10::Error);
   EXPECT_THROW(am::fit(*r.model, r.optimizer, description(), am::FitOptions().monitor("acc"), step), c10::Error);
+}
+
+// The after-backward hook sees the gradients of this step before the optimizer uses
+// them: what it does to them (here: zero the weight's gradient, as an all-reduce
+// would replace them) decides the update.
+TEST(Fit, AfterBackwardHookRunsBetweenBackwardAndTheStep) {
+  torch::manual_seed(0);
+  Regression r;
+  std::vector<std::int64_t> seen;
+  am::FitHooks hooks;
+  hooks.after_backward = [&](const am::StepContext& c) {
+    seen.push_back(c.global_step);
+    ASSERT_TRUE(r.model->weight.grad().defined());
+    EXPECT_GT(r.model->weight.grad().abs().sum().item<float>(), 0.0f) << "backward has run";
+    r.model->weight.grad().zero_();
+  };
+  torch::optim::SGD plain(r.model->parameters(), torch::optim::SGDOptions(0.05));
+  const auto w0 = r.model->weight.clone();
+  const auto b0 = r.model->bias.clone();
+  am::fit(*r.model, plain, description(), am::FitOptions().epochs(2).steps_per_epoch(3), r.fn(), nullptr, nullptr,
+          nullptr, hooks);
+  EXPECT_EQ(seen, (std::vector<std::int64_t>{0, 1, 2, 3, 4, 5}));
+  EXPECT_TRUE(torch::equal(r.model->weight, w0)) << "the step used the gradients the hook left";
+  EXPECT_FALSE(torch::equal(r.model->bias, b0));
+}
+
+TEST(Fit, ClipsTheGradientNormAfterTheHook) {
+  torch::manual_seed(0);
+  Regression r;
+  am::FitHooks hooks;
+  hooks.after_backward = [&](const am::StepContext&) {
+    for (auto& p : r.model->parameters()) p.grad().mul_(1000.0);  // huge gradients
+  };
+  torch::optim::SGD plain(r.model->parameters(), torch::optim::SGDOptions(1.0));
+  const auto w0 = torch::cat({r.model->weight.flatten(), r.model->bias.flatten()});
+  am::fit(*r.model, plain, description(), am::FitOptions().clip_norm(0.5), r.fn(), nullptr, nullptr, nullptr, hooks);
+  const auto w1 = torch::cat({r.model->weight.flatten(), r.model->bias.flatten()});
+  EXPECT_NEAR((w1 - w0).norm().item<double>(), 0.5, 1e-5) << "one SGD step of lr 1 moves by the clipped norm";
+}
+
+// A process that is not the writer trains the same but writes nothing and reports
+// nothing; the stop decision and the metrics pass through their hooks.
+TEST(Fit, WriterStopAndMetricHooksDecideWhatEveryProcessDoes) {
+  TempDir dir;
+  torch::manual_seed(0);
+  Regression r;
+  Recorder rec;
+  am::FitHooks quiet;
+  quiet.writer = false;
+  const auto s = am::fit(*r.model, r.optimizer, description(),
+                         am::FitOptions().epochs(2).steps_per_epoch(2).run_dir(dir.file("w")).monitor("acc"), r.fn(),
+                         [](std::int64_t) { return am::Metrics{{"acc", 0.5}}; }, &rec, nullptr, quiet);
+  EXPECT_EQ(s.global_step, 4);
+  EXPECT_TRUE(rec.steps.empty() && rec.epochs.empty() && rec.begins.empty());
+  EXPECT_FALSE(std::filesystem::exists(dir.file("w/last.pt")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("w/best.pt")));
+
+  // Another process asked to stop after step 3: this one stops there too, though its own flag is down.
+  Regression q;
+  Recorder seen;
+  am::FitHooks agree;
+  agree.agree_stop = [&](bool local) {
+    EXPECT_FALSE(local);
+    return seen.steps.size() >= 3;
+  };
+  agree.reduce_metrics = [](const am::Metrics& m) {
+    auto out = m;
+    out["acc"] = 1.0 - m.at("acc");  // what all processes agreed on
+    return out;
+  };
+  const auto stopped = am::fit(*q.model, q.optimizer, description(),
+                               am::FitOptions().epochs(3).steps_per_epoch(2).run_dir(dir.file("s")).monitor("acc"),
+                               q.fn(), [](std::int64_t) { return am::Metrics{{"acc", 0.25}}; }, &seen, nullptr, agree);
+  EXPECT_EQ(stopped.status, am::FitStatus::kInterrupted);
+  EXPECT_EQ(stopped.global_step, 3);
+  ASSERT_EQ(seen.epochs.size(), 1u);
+  EXPECT_DOUBLE_EQ(seen.epochs[0].eval_metrics.at("acc"), 0.75);
+  EXPECT_DOUBLE_EQ(stopped.best, 0.75);
+  EXPECT_EQ(am::read_checkpoint_info(dir.file("s/last.pt")).step, 3);
 }

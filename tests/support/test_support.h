@@ -2,6 +2,7 @@
 /// Helpers shared by the suites: per-test temporary folders and file utilities.
 
 #include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <string>
 #include <vector>
@@ -54,6 +56,20 @@ auto with_threads(int threads, F&& f) {
   } restore;
   at::set_num_threads(threads);
   return f();
+}
+
+/// The message of the c10::Error `f` throws (without backtrace), or "(no error)".
+inline std::string error_message(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  }
+  return "(no error)";
+}
+
+inline bool contains(const std::string& text, const std::string& needle) {
+  return text.find(needle) != std::string::npos;
 }
 
 inline std::vector<unsigned char> read_bytes(const std::string& path) {

@@ -1,5 +1,6 @@
 #include "attend/vision/image_io.h"
 
+#include <attend/atomic_file.h>
 #include <attend/io_error.h>
 
 #include <opencv2/imgcodecs.hpp>
@@ -24,27 +25,16 @@ void write_image(const std::string& path, const cv::Mat& image) {
   if (image.depth() != CV_8U || (image.channels() != 1 && image.channels() != 3)) {
     throw IoError(path, "can only write CV_8UC1 or CV_8UC3 images");
   }
-  const fs::path target(path);
-  std::error_code ec;
-  if (target.has_parent_path()) fs::create_directories(target.parent_path(), ec);
-  // Keep the extension last so OpenCV still picks the format from it.
-  const fs::path tmp = target.parent_path() / (".tmp-" + target.filename().string());
+  // The temporary name keeps the extension, so OpenCV still picks the format from it.
+  AtomicFile file(path);
   bool ok = false;
   try {
-    ok = cv::imwrite(tmp.string(), image);
+    ok = cv::imwrite(file.temp_path(), image);
   } catch (const cv::Exception& e) {
-    fs::remove(tmp, ec);
     throw IoError(path, std::string("cannot encode image: ") + e.err);
   }
-  if (!ok) {
-    fs::remove(tmp, ec);
-    throw IoError(path, "cannot write image (unknown extension or unwritable folder)");
-  }
-  fs::rename(tmp, target, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw IoError(path, "cannot rename the temporary file into place: " + ec.message());
-  }
+  if (!ok) throw IoError(path, "cannot write image (unknown extension or unwritable folder)");
+  file.commit();
 }
 
 }  // namespace attend::vision

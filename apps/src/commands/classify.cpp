@@ -4,15 +4,16 @@
 #include "../validate.h"
 
 #include <attend/io_error.h>
-#include <attend/models/classifier.h>
-#include <attend/vision/convert.h>
+#include <attend/models/registry.h>
+#include <attend/models/trainer.h>
+#include <attend/vision/fit.h>
 #include <attend/vision/image_io.h>
 #include <attend/vision/trace.h>
 
 #include <torch/torch.h>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
-#include <opencv2/imgproc.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -25,40 +26,6 @@ namespace {
 
 namespace am = attend::models;
 namespace fs = std::filesystem;
-
-/// Converts an image file to the model's input and says what was done.
-struct Fitted {
-  torch::Tensor image;  ///< [C,H,W]
-  std::string note;
-};
-
-Fitted fit_image(const std::string& path, std::int64_t channels, std::int64_t height, std::int64_t width,
-                 bool invert) {
-  cv::Mat m = vision::read_image(path, /*grey=*/channels == 1);
-  std::vector<std::string> notes;
-  if (channels == 1) notes.push_back("read as grey");
-  if (invert) {
-    cv::bitwise_not(m, m);
-    notes.push_back("inverted");
-  }
-  const double scale = std::min(static_cast<double>(width) / m.cols, static_cast<double>(height) / m.rows);
-  if (scale < 1.0) {
-    const int w = std::max(1, static_cast<int>(std::lround(m.cols * scale)));
-    const int h = std::max(1, static_cast<int>(std::lround(m.rows * scale)));
-    notes.push_back("resized " + std::to_string(m.cols) + "x" + std::to_string(m.rows) + " -> " + std::to_string(w) +
-                    "x" + std::to_string(h));
-    cv::resize(m, m, cv::Size(w, h), 0, 0, cv::INTER_AREA);
-  }
-  if (m.cols != width || m.rows != height) {
-    const int left = static_cast<int>((width - m.cols) / 2), top = static_cast<int>((height - m.rows) / 2);
-    cv::copyMakeBorder(m, m, top, static_cast<int>(height) - m.rows - top, left,
-                       static_cast<int>(width) - m.cols - left, cv::BORDER_CONSTANT, cv::Scalar::all(0));
-    notes.push_back("padded to " + std::to_string(width) + "x" + std::to_string(height));
-  }
-  std::string note;
-  for (const auto& n : notes) note += (note.empty() ? "" : ", ") + n;
-  return {vision::mat_to_tensor(m), note.empty() ? "used as is" : note};
-}
 
 class ClassifyCommand : public Command {
  public:
@@ -91,7 +58,7 @@ class ClassifyCommand : public Command {
     return p;
   }
 
-  int run(const po::variables_map& vm, const GlobalOptions& /*global*/, Streams& io) override {
+  int run(const po::variables_map& vm, const GlobalOptions& global, Streams& io) override {
     if (!vm.count("checkpoint")) throw UsageError("classify: missing the checkpoint");
     if (!vm.count("images")) throw UsageError("classify: no image files given");
     // A folder stands for the image files in it (png, jpg, jpeg, bmp, pgm, ppm, tif, tiff), sorted.
@@ -118,12 +85,16 @@ class ClassifyCommand : public Command {
     const auto samples = require_range<std::int64_t>(vm, "samples", 0, 1000);
     const auto top = require_range<std::int64_t>(vm, "top", 1, 1000);
     auto classifier = am::load_classifier(vm["checkpoint"].as<std::string>());
-    const bool has_glimpses = classifier->kind() == "ram" || classifier->kind() == "soft";
+    const auto& capabilities = am::model_registry().at(classifier->kind()).capabilities;
     std::string trace;
     bool trace_is_file = false;
     if (vm.count("trace")) {
-      if (!has_glimpses) {
-        throw UsageError("--trace needs a model that looks through glimpses (ram or soft); this one is a '" +
+      if (!capabilities.glimpse_trace) {
+        std::string glimpsing;
+        for (const auto& k : am::model_registry().kinds()) {
+          if (k.capabilities.glimpse_trace) glimpsing += (glimpsing.empty() ? "" : ", ") + k.name;
+        }
+        throw UsageError("--trace needs a model that looks through glimpses (" + glimpsing + "); this one is a '" +
                          classifier->kind() + "'");
       }
       trace = vm["trace"].as<std::string>();
@@ -135,13 +106,19 @@ class ClassifyCommand : public Command {
       }
     }
     torch::NoGradGuard no_grad;
-    classifier->module().eval();
+    am::ModeGuard evaluating(classifier->module(), false);
+    // Sampled trajectories (--samples) follow --seed.
+    auto generator = at::make_generator<at::CPUGeneratorImpl>(global.seed);
+    const auto fit = vision::FitImageOptions()
+                         .channels(classifier->channels())
+                         .height(classifier->height())
+                         .width(classifier->width())
+                         .invert(vm["invert"].as<bool>());
     nlohmann::json all = nlohmann::json::array();
     for (const auto& path : images) {
-      const auto fitted = fit_image(path, classifier->channels(), classifier->height(), classifier->width(),
-                                    vm["invert"].as<bool>());
+      const auto fitted = vision::read_fitted_image(path, fit);
       const auto batch = fitted.image.unsqueeze(0);
-      const auto probs = classifier->predict(batch, samples).exp()[0];
+      const auto probs = classifier->predict(batch, samples, generator).exp()[0];
       const auto predicted = probs.argmax().item<std::int64_t>();
       nlohmann::json entry = {{"image", path}, {"fitted", fitted.note}, {"predicted", predicted},
                               {"probabilities", std::vector<double>(probs.data_ptr<float>(),

@@ -7,6 +7,7 @@
 #include <attend/datasets/idx.h>
 #include <attend/datasets/rng.h>
 #include <attend/datasets/scenes.h>
+#include <attend/atomic_file.h>
 #include <attend/io_error.h>
 #include <attend/vision/contact_sheet.h>
 #include <attend/vision/convert.h>
@@ -155,13 +156,7 @@ class DataCommand : public Command {
       }
     }
     const auto manifest_path = (fs::path(out_dir) / "manifest.json").string();
-    {
-      std::ofstream f(manifest_path + ".tmp");
-      f << manifest.dump(2) << "\n";
-      if (!f) throw IoError(manifest_path, "cannot write");
-    }
-    fs::rename(manifest_path + ".tmp", manifest_path, ec);
-    if (ec) throw IoError(manifest_path, "cannot rename into place: " + ec.message());
+    write_file_atomically(manifest_path, manifest.dump(2) + "\n");
     if (!sheet_path.empty()) io.out << "contact sheet " << sheet_path << "\n";
     return kSuccess;
   }

@@ -5,7 +5,9 @@
 #include "../report.h"
 #include "../validate.h"
 
-#include <attend/models/classifier.h>
+#include <attend/io_error.h>
+
+#include <attend/models/registry.h>
 
 #include <torch/torch.h>
 
@@ -44,16 +46,20 @@ class EvalCommand : public Command {
     am::CheckpointInfo info;
     auto classifier = am::load_classifier(path, &info);
     // Without data options, evaluate on the test split of the data the model was trained on.
-    nlohmann::json spec;
+    datasets::DataSpec spec;
     if (vm.count("data") || vm.count("scenes")) {
       spec = data_spec(vm, global.seed);
-    } else if (info.options.contains("data") && info.options["data"].contains("kind")) {
-      spec = info.options["data"];
+    } else if (info.data.contains("kind")) {
+      try {
+        spec = datasets::DataSpec::from_json(info.data);
+      } catch (const c10::Error& e) {
+        throw IoError(path, std::string("stored data description is invalid: ") + e.what_without_backtrace());
+      }
     } else {
       throw UsageError("eval: the checkpoint does not say what it was trained on; give --data or --scenes");
     }
-    const auto source = evaluation_source(spec, split);
-    const auto report = evaluation_report(*classifier, *source, path, classifier->kind() == "ram");
+    const auto source = spec.evaluation_source(split);
+    const auto report = evaluation_report(*classifier, *source, path);
     if (vm["json"].as<bool>()) {
       io.out << report.dump(2) << "\n";
     } else {

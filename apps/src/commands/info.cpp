@@ -4,7 +4,9 @@
 
 #include <attend/attention/additive.h>
 #include <attend/datasets/parallel.h>
+#include <attend/models/registry.h>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 
@@ -56,11 +58,23 @@ std::string blas_kind(const std::vector<std::string>& libraries) {
   return libraries.empty() ? "none found" : "unknown";
 }
 
+/// What a kind can do, as words.
+std::vector<std::string> capability_names(const attend::models::Capabilities& c) {
+  std::vector<std::string> out;
+  if (c.classify) out.emplace_back("classify");
+  if (c.stochastic_eval) out.emplace_back("stochastic evaluation");
+  if (c.glimpse_trace) out.emplace_back("glimpse trace");
+  if (c.feature_map) out.emplace_back("feature map");
+  if (c.caption) out.emplace_back("caption");
+  return out;
+}
+
 /// Median GFLOP/s of an n x n x n fp32 matrix product over `repeats` runs.
 double measure_gflops(std::int64_t n, int repeats) {
   torch::NoGradGuard no_grad;
-  auto a = torch::rand({n, n});
-  auto b = torch::rand({n, n});
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(0);  // leaves the process's generator alone
+  auto a = torch::rand({n, n}, generator);
+  auto b = torch::rand({n, n}, generator);
   auto c = torch::mm(a, b);  // warm-up: first call loads kernels and pages
   std::vector<double> rates;
   for (int r = 0; r < repeats; ++r) {
@@ -110,6 +124,10 @@ class InfoCommand : public Command {
                 " GFLOP/s, which means the reference BLAS is in use; install libopenblas0-pthread "
                 "(scripts/setup does) for about 50 times the speed";
     }
+    nlohmann::json kinds = nlohmann::json::array();
+    for (const auto& k : attend::models::model_registry().kinds()) {
+      kinds.push_back({{"name", k.name}, {"capabilities", capability_names(k.capabilities)}});
+    }
     if (vm["json"].as<bool>()) {
       nlohmann::json j = {{"attend", version()},
                           {"libtorch", TORCH_VERSION},
@@ -123,6 +141,7 @@ class InfoCommand : public Command {
                           {"matmul_size", n},
                           {"matmul_gflops", gflops},
                           {"additive_decoding_isa", attend::attention::additive_decoding_isa()},
+                          {"model_kinds", kinds},
                           {"warning", warning}};
       io.out << j.dump(2) << "\n";
     } else {
@@ -134,6 +153,12 @@ class InfoCommand : public Command {
              << " inter-op; attend's own loops split over " << attend::datasets::parallel_for_threads() << "\n"
              << "BLAS          " << kind << "\n";
       for (const auto& l : libraries) io.out << "              " << l << "\n";
+      for (size_t i = 0; i < kinds.size(); ++i) {
+        std::string caps;
+        for (const auto& c : kinds[i]["capabilities"]) caps += (caps.empty() ? "" : ", ") + c.get<std::string>();
+        io.out << (i == 0 ? "model kinds   " : "              ") << std::left << std::setw(6)
+               << kinds[i]["name"].get<std::string>() << std::right << caps << "\n";
+      }
       io.out << "kernels       additive decoding: " << attend::attention::additive_decoding_isa() << "\n";
       io.out << "fp32 matmul   " << std::fixed << std::setprecision(1) << gflops << " GFLOP/s (" << n << "^3, median of "
              << repeats << ")\n";

@@ -1,7 +1,7 @@
 // Uses one function of each library through the installed headers and checks values.
 #include <attend/attention/mask.h>
 #include <attend/datasets/idx.h>
-#include <attend/models/checkpoint.h>
+#include <attend/models/registry.h>
 #include <attend/vision/convert.h>
 
 #include <torch/torch.h>
@@ -22,11 +22,13 @@ int main(int argc, char** argv) {
   const auto w = attend::attention::masked_softmax(torch::zeros({1, 4}), torch::tensor({{true, true, false, false}}));
   const bool attention_ok = torch::allclose(w, torch::tensor({{0.5f, 0.5f, 0.0f, 0.0f}}));
 
-  torch::nn::Linear lin(2, 2);
-  attend::models::CheckpointInfo info;
-  info.kind = "linear";
-  attend::models::save_checkpoint(dir + "/consumer.pt", info, *lin);
-  const bool models_ok = attend::models::read_checkpoint_info(dir + "/consumer.pt").kind == "linear";
+  namespace am = attend::models;
+  const auto& fc = am::model_registry().at("fc");
+  auto model = am::make_classifier("fc", am::complete_options(fc, {{"hidden", {4}}}, am::InputShape{1, 2, 2}));
+  am::CheckpointInfo info;
+  info.model = {model->kind(), model->options()};
+  am::save_checkpoint(dir + "/consumer.pt", info, model->module());
+  const bool models_ok = am::load_classifier(dir + "/consumer.pt")->logits(torch::zeros({1, 1, 2, 2})).size(1) == 10;
 
   std::printf("idx %d vision %d attention %d models %d\n", idx_ok, vision_ok, attention_ok, models_ok);
   return idx_ok && vision_ok && attention_ok && models_ok ? 0 : 1;

@@ -34,6 +34,8 @@ class FcNetImpl : public torch::nn::Cloneable<FcNetImpl> {
   void reset() override;
   void pretty_print(std::ostream& stream) const override;
   torch::Tensor forward(const torch::Tensor& images);
+  /// images [B,C,H,W] -> class scores [B,classes] (forward = their log-softmax).
+  torch::Tensor logits(const torch::Tensor& images);
 
   FcNetOptions options;
   torch::nn::Sequential layers{nullptr};
@@ -64,6 +66,13 @@ class ConvNetImpl : public torch::nn::Cloneable<ConvNetImpl> {
   void reset() override;
   void pretty_print(std::ostream& stream) const override;
   torch::Tensor forward(const torch::Tensor& images);
+  /// images [B,C,H,W] -> class scores [B,classes] (forward = their log-softmax).
+  torch::Tensor logits(const torch::Tensor& images);
+  /// images [B,C,H,W] -> the last conv block's output [B,filters.back(),h,w] (after
+  /// ReLU and pooling): the feature map CAM and Grad-CAM weight.
+  torch::Tensor feature_map(const torch::Tensor& images);
+  /// feature map [B,K,h,w] -> class scores [B,classes]; head_logits(feature_map(x)) == logits(x).
+  torch::Tensor head_logits(const torch::Tensor& features);
 
   ConvNetOptions options;
   torch::nn::Sequential features{nullptr}, head{nullptr};

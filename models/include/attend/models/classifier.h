@@ -1,24 +1,46 @@
 #pragma once
-/// Image classifiers behind one interface, so the training engine, evaluation and
-/// the CLI treat the RAM and its comparison networks alike. Kinds: "ram", "soft"
-/// (soft-glimpse recurrent classifier), "fc", "cnn".
+/// Models behind one interface, so the training engine, evaluation and the CLI treat
+/// every kind alike. `Model` is what every registered kind builds; `Classifier` is
+/// the interface of the image classifiers ("ram", "soft", "fc", "cnn"). Kinds are
+/// listed, built and loaded through the registry (registry.h).
 
-#include <attend/models/baselines.h>
 #include <attend/models/checkpoint.h>
 #include <attend/models/observer.h>
-#include <attend/models/ram.h>
-#include <attend/models/soft_glimpse_net.h>
+#include <attend/vision/glimpse.h>
 
+#include <ATen/core/Generator.h>
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 
 namespace attend::models {
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  /// The registered kind that builds this model.
+  virtual std::string kind() const = 0;
+  /// Complete options that rebuild this model through the registry (input size
+  /// included), in a canonical form: rebuilding gives the same JSON.
+  virtual nlohmann::json options() const = 0;
+  virtual torch::nn::Module& module() = 0;
+  /// Generators the model draws from in training besides LibTorch's default one
+  /// (e.g. the RAM's location sampler). Training seeds them, and checkpoints save
+  /// and restore them by name, so resumed runs draw the same numbers.
+  virtual std::map<std::string, at::Generator> generators() { return {}; }
+  /// Tells the model which training epoch (0-based, of `epochs`) the following loss
+  /// calls belong to, for schedules of its own (the RAM's annealed policy std).
+  /// Training calls it before every step; a pure function of its arguments, so
+  /// resumed runs follow the same schedule. Like the learning-rate schedule, a run
+  /// continued with a larger --epochs stretches it to the new length.
+  virtual void set_epoch(std::int64_t /*epoch*/, std::int64_t /*epochs*/) {}
+};
 
 /// What a training step optimises, plus metrics for the progress display.
 struct ClassifierLoss {
@@ -34,41 +56,32 @@ struct GlimpseTrace {
   torch::Tensor sides;          ///< [B,T] region side in pixels when it varies (soft glimpses), else undefined
 };
 
-class Classifier {
+class Classifier : public Model {
  public:
-  virtual ~Classifier() = default;
-  virtual std::string kind() const = 0;
-  /// Options that rebuild this classifier with make_classifier (input size included).
-  virtual nlohmann::json options() const = 0;
-  virtual torch::nn::Module& module() = 0;
   virtual std::int64_t channels() const = 0;
   virtual std::int64_t height() const = 0;
   virtual std::int64_t width() const = 0;
   virtual std::int64_t classes() const = 0;
   /// Training loss on a batch: images [B,C,H,W] float, targets [B] int64.
   virtual ClassifierLoss loss(const torch::Tensor& images, const torch::Tensor& targets) = 0;
-  /// Tells the model which training epoch (0-based, of `epochs`) the following loss
-  /// calls belong to, for schedules of its own (the RAM's annealed policy std).
-  /// Training calls it before every step; a pure function of its arguments, so
-  /// resumed runs follow the same schedule. Like the learning-rate schedule, a run
-  /// continued with a larger --epochs stretches it to the new length.
-  virtual void set_epoch(std::int64_t /*epoch*/, std::int64_t /*epochs*/) {}
+  /// Raw class scores (before softmax) [B,classes] of a deterministic pass (the
+  /// policy mean for models that sample where they look).
+  virtual torch::Tensor logits(const torch::Tensor& images) = 0;
   /// Class log-probabilities [B,classes]. `samples` is the number of Monte-Carlo
-  /// trajectories for stochastic models (0 = deterministic); others ignore it.
-  virtual torch::Tensor predict(const torch::Tensor& images, std::int64_t samples) = 0;
+  /// trajectories for stochastic models (0 = deterministic), drawn from `generator`
+  /// (default: the model's own); other models ignore both.
+  virtual torch::Tensor predict(const torch::Tensor& images, std::int64_t /*samples*/,
+                                std::optional<at::Generator> /*generator*/ = std::nullopt) {
+    return torch::log_softmax(logits(images), 1);
+  }
   /// The glimpse path of a deterministic pass (policy mean), for models that look
   /// through glimpses; std::nullopt for the others.
   virtual std::optional<GlimpseTrace> glimpse_trace(const torch::Tensor& /*images*/) { return std::nullopt; }
+  /// For kinds with Capabilities::feature_map: the last feature map [B,K,h,w] before
+  /// the head, and the head that turns it into logits: head(features(x)) == logits(x).
+  /// throws c10::Error for kinds without one.
+  virtual torch::Tensor features(const torch::Tensor& images);
+  virtual torch::Tensor head(const torch::Tensor& features);
 };
-
-/// Builds a classifier of `kind` from its options JSON (as stored in checkpoints).
-/// For "ram", extra JSON keys "height" and "width" give the input size and
-/// "reinforce_weight" the lambda of the hybrid loss.
-/// throws c10::Error for an unknown kind or bad options.
-std::unique_ptr<Classifier> make_classifier(const std::string& kind, const nlohmann::json& options);
-
-/// Rebuilds the classifier stored in a checkpoint and loads its weights.
-/// throws attend::IoError naming the path for unreadable files or unknown kinds.
-std::unique_ptr<Classifier> load_classifier(const std::string& path, CheckpointInfo* info = nullptr);
 
 }  // namespace attend::models

@@ -13,6 +13,7 @@
 ///   looked; classification NLL trains classifier, core and glimpse network.
 
 #include <attend/attention/hard.h>
+#include <attend/models/enum_names.h>
 #include <attend/vision/glimpse.h>
 
 #include <torch/nn/cloneable.h>
@@ -28,6 +29,13 @@
 
 namespace attend::models {
 
+enum class RamCore { kRnn, kLstm };
+template <>
+struct EnumNames<RamCore> {
+  static constexpr const char* what = "ram core";
+  static constexpr std::pair<RamCore, const char*> names[] = {{RamCore::kRnn, "rnn"}, {RamCore::kLstm, "lstm"}};
+};
+
 struct RamOptions {
   TORCH_ARG(std::int64_t, channels) = 1;         ///< image channels C
   TORCH_ARG(std::int64_t, classes) = 10;
@@ -39,7 +47,7 @@ struct RamOptions {
   TORCH_ARG(std::int64_t, where_size) = 128;     ///< h_l: location features
   TORCH_ARG(std::int64_t, glimpse_features) = 256;
   TORCH_ARG(std::int64_t, hidden) = 256;         ///< core state size
-  TORCH_ARG(std::string, core) = "rnn";          ///< "rnn" (ReLU, as in the paper) or "lstm"
+  TORCH_ARG(RamCore, core) = RamCore::kRnn;      ///< ReLU RNN (as in the paper) or LSTM
   TORCH_ARG(double, location_std) = 0.15;        ///< std of the Gaussian policy
 
 
@@ -62,7 +70,8 @@ struct RamStep {
 
 /// A whole episode.
 struct RamOutput {
-  torch::Tensor log_probs;         ///< [B,classes] log-softmax from the final state
+  torch::Tensor logits;            ///< [B,classes] class scores from the final state
+  torch::Tensor log_probs;         ///< [B,classes] their log-softmax
   torch::Tensor locations;         ///< [B,T,2] l_0 .. l_{T-1}: where each glimpse looked
   torch::Tensor policy_log_probs;  ///< [B,T-1] log pi(l_t | h_t) for t = 1..T-1
   torch::Tensor baselines;         ///< [B,T-1] b_t for the same steps

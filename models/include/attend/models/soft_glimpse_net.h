@@ -7,6 +7,7 @@
 /// g_t = ReLU(W x_t); h_t = LSTM(g_t, h_{t-1}); prediction from h_T.
 
 #include <attend/attention/soft_glimpse.h>
+#include <attend/models/enum_names.h>
 
 #include <torch/nn/cloneable.h>
 #include <torch/nn/modules/linear.h>
@@ -19,12 +20,20 @@
 
 namespace attend::models {
 
+enum class SoftGlimpse { kGaussian, kAffine };
+template <>
+struct EnumNames<SoftGlimpse> {
+  static constexpr const char* what = "soft glimpse";
+  static constexpr std::pair<SoftGlimpse, const char*> names[] = {{SoftGlimpse::kGaussian, "gaussian"},
+                                                                  {SoftGlimpse::kAffine, "affine"}};
+};
+
 struct SoftGlimpseNetOptions {
   TORCH_ARG(std::int64_t, channels) = 1;
   TORCH_ARG(std::int64_t, height) = 60;
   TORCH_ARG(std::int64_t, width) = 60;
   TORCH_ARG(std::int64_t, classes) = 10;
-  TORCH_ARG(std::string, glimpse) = "gaussian";  ///< "gaussian" or "affine"
+  TORCH_ARG(SoftGlimpse, glimpse) = SoftGlimpse::kGaussian;
   TORCH_ARG(std::int64_t, glimpse_size) = 12;    ///< N
   TORCH_ARG(std::int64_t, glimpses) = 6;         ///< T
   /// Affine glimpse: samples per glimpse pixel and direction (anti-aliasing); 0 =
@@ -42,7 +51,8 @@ struct SoftGlimpseNetOptions {
 };
 
 struct SoftGlimpseOutput {
-  torch::Tensor log_probs;  ///< [B,classes]
+  torch::Tensor logits;     ///< [B,classes] class scores
+  torch::Tensor log_probs;  ///< [B,classes] their log-softmax
   torch::Tensor centres;    ///< [B,T,2] glimpse centres in [-1,1] (x, y)
   torch::Tensor sides;      ///< [B,T] side of the region read, in pixels
   torch::Tensor glimpses;   ///< [B,T,C,N,N]
@@ -54,6 +64,8 @@ class SoftGlimpseNetImpl : public torch::nn::Cloneable<SoftGlimpseNetImpl> {
   void reset() override;
   void pretty_print(std::ostream& stream) const override;
   SoftGlimpseOutput forward(const torch::Tensor& images);
+  /// forward(images).logits.
+  torch::Tensor logits(const torch::Tensor& images) { return forward(images).logits; }
 
   SoftGlimpseNetOptions options;
   attention::GaussianGlimpse gaussian{nullptr};

@@ -5,36 +5,56 @@
 
 #include <attend/datasets/source.h>
 #include <attend/models/classifier.h>
+#include <attend/models/enum_names.h>
 #include <attend/models/trainer.h>
 
 #include <torch/arg.h>
 
 #include <atomic>
+#include <optional>
 #include <string>
 
 namespace attend::models {
 
+enum class OptimizerKind { kAdam, kSgd };
+enum class Schedule { kConstant, kStep, kCosine };
+
+template <>
+struct EnumNames<OptimizerKind> {
+  static constexpr const char* what = "optimizer";
+  static constexpr std::pair<OptimizerKind, const char*> names[] = {{OptimizerKind::kAdam, "adam"},
+                                                                    {OptimizerKind::kSgd, "sgd"}};
+};
+template <>
+struct EnumNames<Schedule> {
+  static constexpr const char* what = "schedule";
+  static constexpr std::pair<Schedule, const char*> names[] = {
+      {Schedule::kConstant, "constant"}, {Schedule::kStep, "step"}, {Schedule::kCosine, "cosine"}};
+};
+
 struct TrainOptions {
   TORCH_ARG(std::int64_t, epochs) = 10;
   TORCH_ARG(std::int64_t, batch_size) = 128;
-  TORCH_ARG(std::string, optimizer) = "adam";      ///< "adam" or "sgd" (with momentum)
+  TORCH_ARG(OptimizerKind, optimizer) = OptimizerKind::kAdam;  ///< SGD has momentum
   TORCH_ARG(double, lr) = 1e-3;
   TORCH_ARG(double, momentum) = 0.9;                ///< SGD only
   TORCH_ARG(double, weight_decay) = 0.0;
-  TORCH_ARG(std::string, schedule) = "constant";    ///< "constant", "step" or "cosine"
-  TORCH_ARG(std::int64_t, step_epochs) = 10;        ///< "step": decay every this many epochs
-  TORCH_ARG(double, gamma) = 0.1;                   ///< "step": decay factor
+  TORCH_ARG(Schedule, schedule) = Schedule::kConstant;
+  TORCH_ARG(std::int64_t, step_epochs) = 10;        ///< kStep: decay every this many epochs
+  TORCH_ARG(double, gamma) = 0.1;                   ///< kStep: decay factor
   TORCH_ARG(double, clip_norm) = 0.0;               ///< max gradient norm; 0 = no clipping
   TORCH_ARG(std::int64_t, patience) = 0;            ///< early stop; 0 = never
   TORCH_ARG(std::int64_t, eval_samples) = 0;        ///< MC trajectories in validation (RAM)
-  TORCH_ARG(std::uint64_t, seed) = 1;               ///< shuffling seed
+  TORCH_ARG(std::uint64_t, seed) = 1;               ///< shuffling and model generators
   TORCH_ARG(std::string, run_dir) = "";
   TORCH_ARG(bool, resume) = true;
   TORCH_ARG(std::int64_t, checkpoint_every) = 0;
 
-
  public:
+  /// throws c10::Error naming the first value out of range or not finite.
   void validate() const;
+  /// The checkpoint's training part (run_dir, resume and checkpoint_every are
+  /// where and how, not what, and are left out).
   nlohmann::json to_json() const;
 };
 
@@ -42,12 +62,16 @@ struct TrainOptions {
 double scheduled_lr(const TrainOptions& options, std::int64_t epoch);
 
 /// Trains `classifier` on `train`; when `validation` is given, evaluates on it after
-/// every epoch ("accuracy"), keeps run_dir/best.pt on it and applies patience.
-/// `data` (free JSON describing the data) is stored in the checkpoints' state.
+/// every epoch ("accuracy", "nll"), keeps run_dir/best.pt on it and applies
+/// patience. `data` (a DataSpec's JSON, or {} when the data has no description) is
+/// the checkpoints' data part. On a fresh start the model's own generators are
+/// seeded from options.seed. `hooks` join the engine (its generators are added to
+/// the model's).
 FitSummary train_classifier(Classifier& classifier, const datasets::ImageSource& train,
                             const datasets::ImageSource* validation, const TrainOptions& options,
                             const nlohmann::json& data = nlohmann::json::object(),
-                            TrainingObserver* observer = nullptr, const std::atomic<bool>* stop = nullptr);
+                            TrainingObserver* observer = nullptr, const std::atomic<bool>* stop = nullptr,
+                            FitHooks hooks = {});
 
 struct EvalResult {
   std::int64_t count = 0;
@@ -57,8 +81,11 @@ struct EvalResult {
 };
 
 /// Accuracy and confusion matrix over all of `source` (epoch 0), in batches, without
-/// gradients. samples: see Classifier::predict.
+/// gradients, in evaluation mode (the previous mode is restored). samples and
+/// generator: see Classifier::predict.
+/// throws c10::Error when the source's images or labels do not fit the classifier.
 EvalResult evaluate_classifier(Classifier& classifier, const datasets::ImageSource& source, std::int64_t samples,
-                               std::int64_t batch_size = 256);
+                               std::int64_t batch_size = 256,
+                               std::optional<at::Generator> generator = std::nullopt);
 
 }  // namespace attend::models

@@ -4,9 +4,18 @@
 /// the best checkpoint on a monitored evaluation metric, stops early, and stops
 /// cleanly on request (e.g. Ctrl-C).
 ///
-/// Resuming is bit-exact when the step function is a pure function of its
-/// StepContext, the model, the optimizer and LibTorch's default generator (e.g. a
-/// batch chosen from (seed, epoch, step)): the checkpoint restores all of these.
+/// One step: optimizer.zero_grad(); loss = loss_fn(context); loss.backward();
+/// hooks.after_backward(context); gradient clipping; optimizer.step().
+///
+/// Resuming is bit-exact when the loss function is a pure function of its
+/// StepContext, the model, LibTorch's default generator and the generators handed
+/// over in FitHooks (e.g. a batch chosen from (seed, epoch, step)): the checkpoint
+/// restores all of these and the optimizer.
+///
+/// Hooks make the loop ready for several processes (data-parallel training): one
+/// after backward (all-reduce the gradients), one deciding whether this process
+/// writes checkpoints and reports (rank 0), and two through which the stop decision
+/// and the evaluation metrics pass (so every process agrees on them).
 
 #include <attend/models/checkpoint.h>
 #include <attend/models/observer.h>
@@ -36,6 +45,8 @@ struct FitOptions {
   TORCH_ARG(bool, maximize) = true;
   /// Stop after this many epochs without a new best; 0 = never stop early.
   TORCH_ARG(std::int64_t, patience) = 0;
+  /// Clip the global gradient norm to this after the after-backward hook; 0 = off.
+  TORCH_ARG(double, clip_norm) = 0.0;
 };
 
 struct StepContext {
@@ -44,25 +55,78 @@ struct StepContext {
   std::int64_t global_step = 0;    ///< steps done before this one
 };
 
-struct StepOutput {
-  double loss = 0.0;
-  std::int64_t examples = 0;
-  Metrics metrics;
+/// What the forward half of a step computed.
+struct StepLoss {
+  torch::Tensor loss;          ///< scalar to differentiate
+  std::int64_t examples = 0;   ///< batch size of this process
+  Metrics metrics;             ///< other training metrics of the step
 };
 
-/// One optimisation step: forward, backward, optimizer.step().
-using StepFn = std::function<StepOutput(const StepContext&)>;
+/// The forward half of one step (choose the batch, compute the loss); the engine
+/// runs backward, the after-backward hook, clipping and the optimizer step.
+using LossFn = std::function<StepLoss(const StepContext&)>;
 /// Evaluation after an epoch; returns named metrics (may be empty).
 using EvalFn = std::function<Metrics(std::int64_t epoch)>;
 
-/// Runs the loop. `description` gives the kind and options stored in checkpoints;
-/// a resumed run must have the same kind and options.
-/// requires: epochs >= 1, steps_per_epoch >= 1, checkpoint_every >= 0, patience >= 0;
-///           monitor set only with an eval function.
+/// Where other code joins the loop. Every member's default suits one process.
+struct FitHooks {
+  /// Between backward and clipping/optimizer step, e.g. to all-reduce gradients.
+  std::function<void(const StepContext&)> after_backward;
+  /// Whether this process writes checkpoints and reports to the observer (false on
+  /// every rank but 0 in data-parallel training).
+  bool writer = true;
+  /// Takes this process's stop request and returns the decision all processes
+  /// follow (default: this process's request).
+  std::function<bool(bool)> agree_stop;
+  /// Takes this process's evaluation metrics and returns the ones every process
+  /// uses for best.pt and early stopping (default: unchanged).
+  std::function<Metrics(const Metrics&)> reduce_metrics;
+  /// Generators the loss draws from besides LibTorch's default one (a model's
+  /// own); saved in every checkpoint and restored on resume.
+  Generators generators;
+};
+
+/// Runs the loop. `description` gives the model, training and data parts stored in
+/// checkpoints; a resumed run must have the same model and data parts and the same
+/// training part except "epochs" and "patience" (which may grow on continuation);
+/// the error names the first field that differs.
+/// requires: epochs >= 1, steps_per_epoch >= 1, checkpoint_every >= 0, patience >= 0,
+///           clip_norm >= 0; monitor set only with an eval function.
 /// throws c10::Error for bad options; attend::IoError for checkpoint problems;
-///        whatever the step or eval function throws.
+///        whatever the loss or eval function throws.
 FitSummary fit(torch::nn::Module& model, torch::optim::Optimizer& optimizer, const CheckpointInfo& description,
-               const FitOptions& options, const StepFn& step, const EvalFn& eval = nullptr,
-               TrainingObserver* observer = nullptr, const std::atomic<bool>* stop = nullptr);
+               const FitOptions& options, const LossFn& loss, const EvalFn& eval = nullptr,
+               TrainingObserver* observer = nullptr, const std::atomic<bool>* stop = nullptr,
+               const FitHooks& hooks = {});
+
+/// Sets a module to training or evaluation mode for a scope and puts its previous
+/// mode back at the end, also when an exception leaves the scope.
+class ModeGuard {
+ public:
+  ModeGuard(torch::nn::Module& module, bool training) : module_(module), was_training_(module.is_training()) {
+    module_.train(training);
+  }
+  ~ModeGuard() { module_.train(was_training_); }
+  ModeGuard(const ModeGuard&) = delete;
+  ModeGuard& operator=(const ModeGuard&) = delete;
+
+ private:
+  torch::nn::Module& module_;
+  bool was_training_;
+};
+
+/// Seeds LibTorch's default CPU generator for a scope (e.g. around building a model,
+/// whose parameter initialisation draws from it) and puts its previous state back
+/// at the end, so library code never leaves the process's generator reseeded.
+class ScopedSeed {
+ public:
+  explicit ScopedSeed(std::uint64_t seed);
+  ~ScopedSeed();
+  ScopedSeed(const ScopedSeed&) = delete;
+  ScopedSeed& operator=(const ScopedSeed&) = delete;
+
+ private:
+  torch::Tensor saved_;
+};
 
 }  // namespace attend::models

@@ -1,0 +1,29 @@
+#pragma once
+/// The model options of `attend train`, built from the model-kind registry: one
+/// parser that knows every kind's flags, one help group per kind, and the
+/// conversion of what the user typed into a kind's options JSON.
+
+#include "cli.h"
+
+#include <attend/models/registry.h>
+
+#include <nlohmann/json.hpp>
+
+#include <vector>
+
+namespace attend::cli {
+
+/// Every registered kind's flags, typed and without defaults (for parsing; a flag
+/// shared by several kinds appears once).
+po::options_description model_options_for_parsing();
+
+/// One group per kind with its defaults, for help.
+std::vector<po::options_description> model_options_for_help();
+
+/// The options of `kind` the user gave on the command line, as JSON keyed like the
+/// kind's options (absent ones are left to the kind's defaults).
+/// throws UsageError naming the flag for a value out of range, a list that does not
+/// parse, or a flag that belongs to other kinds only.
+nlohmann::json given_model_options(const po::variables_map& vm, const models::ModelKind& kind);
+
+}  // namespace attend::cli

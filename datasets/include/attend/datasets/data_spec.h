@@ -1,0 +1,79 @@
+#pragma once
+/// DataSpec: what a model is trained and evaluated on, as a value. It is stored in
+/// every checkpoint (so `attend eval best.pt` knows its test set and a resumed run
+/// is refused on other data), and it builds the image sources for training,
+/// validation and evaluation, for the CLI and for a user's own program alike.
+///
+/// JSON form (kept from the first checkpoint format, so old checkpoints read):
+///   {"kind": "idx", "dir": DIR}
+///   {"kind": "scenes", "scenes": "translated"|"cluttered", "source": DIR,
+///    "canvas": S, "fragments": K, "fragment_size": F, "seed": SEED}
+/// plus, for training augmentation, "shift": P, "rotate": DEG, "scale_jitter": F and
+/// (with any of them, for idx data) "seed". Absent augmentation keys mean none.
+
+#include <attend/datasets/source.h>
+
+#include <torch/arg.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace attend::datasets {
+
+enum class DataKind { kIdx, kScenes };
+enum class SceneKind { kTranslated, kCluttered };
+
+/// Names as written in JSON and on the command line.
+const char* to_string(DataKind kind);
+const char* to_string(SceneKind kind);
+/// throws c10::Error listing the valid names.
+SceneKind parse_scene_kind(const std::string& name);
+
+/// Train and validation sources: the last `validation_count` items of the training
+/// split are held out for validation (none when 0). Scenes are drawn afresh every
+/// epoch for training and fixed for validation.
+struct TrainingSources {
+  std::shared_ptr<const ImageSource> train;
+  std::shared_ptr<const ImageSource> validation;  ///< null when validation_count = 0
+};
+
+struct DataSpec {
+  TORCH_ARG(DataKind, kind) = DataKind::kIdx;
+  /// idx: folder with train-/t10k- IDX images and labels (see find_split).
+  TORCH_ARG(std::string, dir) = "";
+  /// scenes: what to generate, from the digits in `source`.
+  TORCH_ARG(SceneKind, scenes) = SceneKind::kCluttered;
+  TORCH_ARG(std::string, source) = "data/mnist";
+  TORCH_ARG(std::int64_t, canvas) = 60;
+  TORCH_ARG(std::int64_t, fragments) = 4;      ///< cluttered only; translated scenes have 0
+  TORCH_ARG(std::int64_t, fragment_size) = 8;
+  /// Training augmentation (0 = none).
+  TORCH_ARG(std::int64_t, shift) = 0;
+  TORCH_ARG(double, rotate) = 0.0;
+  TORCH_ARG(double, scale_jitter) = 0.0;
+  /// Seed of the scenes and of the augmentation draws.
+  TORCH_ARG(std::uint64_t, seed) = 1;
+
+ public:
+  bool augmented() const { return shift_ > 0 || rotate_ > 0 || scale_jitter_ > 0; }
+  /// throws c10::Error naming the first value out of range.
+  void validate() const;
+  nlohmann::json to_json() const;
+  /// throws c10::Error naming the missing or malformed key.
+  static DataSpec from_json(const nlohmann::json& j);
+
+  /// Loads the training split and splits off validation.
+  /// throws attend::IoError for unreadable files; c10::Error when
+  /// validation_count is not in 0..size-1 or the shift does not fit the images.
+  TrainingSources training_sources(std::int64_t validation_count) const;
+
+  /// The fixed (unaugmented) source of split "train" or "test". Scenes use the same
+  /// streams as `attend data`, so the test scenes of a run and of `attend data
+  /// --seed S` are the same scenes.
+  std::shared_ptr<const ImageSource> evaluation_source(const std::string& split) const;
+};
+
+}  // namespace attend::datasets
