@@ -3,6 +3,7 @@
 //   OMP_WAIT_POLICY=PASSIVE build/bench/ram_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <attend/datasets/scenes.h>
 #include <attend/datasets/source.h>
+#include <attend/models/ram.h>
 #include <attend/models/registry.h>
 
 #include <benchmark/benchmark.h>

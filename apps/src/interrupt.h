@@ -4,7 +4,8 @@
 /// (it then saves and returns); a second one kills the process at once. The flag
 /// starts cleared in every scope, and the previous handlers are put back when the
 /// scope ends, so a later run in the same process (tests, a user's program calling
-/// run_cli twice) is not stopped by an earlier Ctrl-C.
+/// run_cli twice) is not stopped by an earlier Ctrl-C. Signal handlers are
+/// process-wide: one scope may be alive at a time (a second one throws).
 
 #include <atomic>
 #include <csignal>

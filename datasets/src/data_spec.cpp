@@ -20,14 +20,17 @@ Digits slice(const Digits& d, std::int64_t begin, std::int64_t count) {
   return {d.images.narrow(0, begin, count), d.labels.narrow(0, begin, count)};
 }
 
-std::shared_ptr<const ImageSource> scene_source(const DataSpec& spec, Digits digits, std::uint64_t stream,
-                                                SceneMode mode) {
+std::shared_ptr<const SceneGenerator> make_generator(const DataSpec& spec, Digits digits, std::uint64_t stream) {
   const auto opts = SceneOptions()
                         .canvas(spec.canvas())
                         .fragments(spec.scenes() == SceneKind::kCluttered ? spec.fragments() : 0)
                         .fragment_size(spec.fragment_size());
-  auto generator = std::make_shared<const SceneGenerator>(std::move(digits), opts, stream_key(spec.seed(), stream));
-  return std::make_shared<SceneSource>(generator, mode);
+  return std::make_shared<const SceneGenerator>(std::move(digits), opts, stream_key(spec.seed(), stream));
+}
+
+std::shared_ptr<const ImageSource> scene_source(const DataSpec& spec, Digits digits, std::uint64_t stream,
+                                                SceneMode mode) {
+  return std::make_shared<SceneSource>(make_generator(spec, std::move(digits), stream), mode);
 }
 
 template <typename T>
@@ -150,10 +153,15 @@ TrainingSources DataSpec::training_sources(std::int64_t validation_count) const 
 std::shared_ptr<const ImageSource> DataSpec::evaluation_source(const std::string& split) const {
   validate();
   TORCH_CHECK(split == "train" || split == "test", "unknown split '", split, "' (expected train or test)");
-  const bool idx = kind_ == DataKind::kIdx;
-  auto digits = load_split(idx ? dir_ : source_, split);
-  if (idx) return std::make_shared<const DigitsSource>(std::move(digits));
-  return scene_source(*this, std::move(digits), split == "train" ? kTrainStream : kTestStream, SceneMode::kFixed);
+  if (kind_ == DataKind::kIdx) return std::make_shared<const DigitsSource>(load_split(dir_, split));
+  return std::make_shared<SceneSource>(scene_generator(split), SceneMode::kFixed);
+}
+
+std::shared_ptr<const SceneGenerator> DataSpec::scene_generator(const std::string& split) const {
+  validate();
+  TORCH_CHECK(kind_ == DataKind::kScenes, "scene_generator: the data are an IDX folder, not generated scenes");
+  TORCH_CHECK(split == "train" || split == "test", "unknown split '", split, "' (expected train or test)");
+  return make_generator(*this, load_split(source_, split), split == "train" ? kTrainStream : kTestStream);
 }
 
 }  // namespace attend::datasets

@@ -195,6 +195,7 @@ void write_idx(const std::string& path, const torch::Tensor& data) {
                                  static_cast<unsigned char>(u >> 8), static_cast<unsigned char>(u)});
   }
   const bool gzip = path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0;
+  AtomicFile::remove_stale_temporaries(path);
   AtomicFile file(path);
   const std::string& tmp = file.temp_path();
   const auto* payload = bytes.data_ptr<std::uint8_t>();

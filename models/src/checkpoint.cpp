@@ -141,6 +141,9 @@ std::string serialise(const torch::optim::Optimizer& optimizer) {
 }
 
 void restore(torch::optim::Optimizer& optimizer, const std::string& bytes) {
+  // LibTorch's loader adds or overwrites one entry per parameter and removes none:
+  // clear what a failed load added before putting the old state back.
+  optimizer.state().clear();
   std::istringstream in(bytes);
   InputArchive archive;
   archive.load_from(in);
@@ -257,6 +260,7 @@ void save_checkpoint(const std::string& path, const CheckpointInfo& info, const 
   } catch (const c10::Error& e) {
     throw IoError(path, "cannot serialise checkpoint: " + first_line(e.what_without_backtrace()));
   }
+  AtomicFile::remove_stale_temporaries(path);
   write_file_atomically(path, bytes.str());
 }
 

@@ -2,12 +2,13 @@
 
 #include "kinds.h"
 
+#include <attend/models/trainer.h>
+
 #include <attend/io_error.h>
 
 #include <torch/torch.h>
 
 #include <cmath>
-#include <mutex>
 #include <sstream>
 
 namespace attend::models {
@@ -178,6 +179,9 @@ std::unique_ptr<Classifier> load_classifier(const std::string& path, CheckpointI
   }
   std::unique_ptr<Classifier> classifier;
   try {
+    // Building initialises parameters from the default generator; the checkpoint's
+    // weights replace them, so draw them without moving the process's generator.
+    ScopedSeed untouched(0);
     classifier = make_classifier(info.model.kind, info.model.options);
   } catch (const c10::Error& e) {
     throw IoError(path, std::string("stored options are invalid: ") + e.what_without_backtrace());

@@ -102,7 +102,7 @@ FitSummary train_classifier(Classifier& classifier, const datasets::ImageSource&
   CheckpointInfo description;
   description.model = {classifier.kind(), classifier.options()};
   description.training = options.to_json();
-  description.data = data;
+  description.data = data.is_null() ? nlohmann::json::object() : data;  // {} from C++ braces is null
 
   std::int64_t order_epoch = -1;  // the epoch `order` belongs to: drawn once per epoch
   std::vector<std::int64_t> order;

@@ -373,25 +373,43 @@ TEST(CliTrain, AShortRunLearnsAndEvalAgreesWithItsReport) {
   EXPECT_DOUBLE_EQ(nlohmann::json::parse(eval.out)["results"][0]["accuracy"].get<double>(), accuracy);
 }
 
-// One command's --threads does not outlive it, and --seed is not applied process-wide.
+// One command's --threads does not outlive it, and --seed is not applied process-wide:
+// training, sampled classification and info leave the default generator alone.
 TEST(Cli, CommandsLeaveTheProcessSettingsAsTheyFoundThem) {
+  TempDir dir;
+  write_source(dir.path().string());
   const int threads = at::get_num_threads();
   const auto generator = at::detail::getDefaultCPUGenerator().get_state();
   const auto r = run({"--threads", "2", "--seed", "99", "info", "--size", "16", "--repeats", "1"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(contains(r.out, "2 intra-op")) << r.out;
+  ASSERT_EQ(run({"--seed", "99", "train", "ram", "--data", dir.path().string(), "--glimpses", "2", "--glimpse-size",
+                 "4", "--hidden", "8", "--epochs", "1", "--val-count", "2", "--run-dir", dir.file("r")})
+                .code,
+            0);
+  cv::imwrite(dir.file("d.png"), cv::Mat(10, 10, CV_8UC1, cv::Scalar(90)));
+  const auto c1 = run({"--seed", "4", "classify", dir.file("r/last.pt"), dir.file("d.png"), "--samples", "5", "--json"});
+  const auto c2 = run({"--seed", "4", "classify", dir.file("r/last.pt"), dir.file("d.png"), "--samples", "5", "--json"});
+  ASSERT_EQ(c1.code, 0) << c1.err;
+  EXPECT_EQ(c1.out, c2.out) << "sampled predictions follow --seed";
   EXPECT_EQ(at::get_num_threads(), threads);
   EXPECT_TRUE(torch::equal(at::detail::getDefaultCPUGenerator().get_state(), generator));
 }
 
 // A stop requested in one run does not stop the next one in the same process.
 TEST(Cli, AnInterruptBelongsToOneRun) {
+  struct sigaction before {};
+  sigaction(SIGINT, nullptr, &before);
   {
     attend::cli::InterruptScope first;
+    EXPECT_THROW(attend::cli::InterruptScope(), std::logic_error) << "two runs may not share the handlers";
     EXPECT_FALSE(first.flag().load());
     std::raise(SIGINT);  // handled by the scope: sets the flag, does not kill
     EXPECT_TRUE(first.flag().load());
   }
+  struct sigaction after {};
+  sigaction(SIGINT, nullptr, &after);
+  EXPECT_EQ(after.sa_handler, before.sa_handler) << "the previous handler is back";
   attend::cli::InterruptScope second;
   EXPECT_FALSE(second.flag().load()) << "the earlier Ctrl-C leaked into this run";
 }

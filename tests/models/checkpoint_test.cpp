@@ -158,30 +158,42 @@ TEST_F(Checkpoint, AMismatchFoundLateLeavesModelOptimizerAndGeneratorUntouched) 
   train_steps(net, opt, 2);
   am::save_checkpoint(dir.file("c.pt"), describe(), *net, &opt);
 
+  auto serialised = [](const torch::optim::Optimizer& o) {
+    torch::serialize::OutputArchive archive;
+    o.save(archive);
+    std::ostringstream bytes;
+    archive.save_to(bytes);
+    return bytes.str();
+  };
   torch::manual_seed(2);
   Net other;
-  // An optimizer over part of the parameters: its groups do not fit the stored state.
+  // Two optimizers whose stored state does not fit, each with a state of its own that
+  // a failed load must leave as it was:
+  //  - one over part of the parameters (LibTorch's loader refuses its groups);
+  //  - one over a wider network's parameters: LibTorch loads it without complaint,
+  //    and only the state's shapes give it away, so the state must be put back;
+  //  - the same, fresh: the entries the failed load added must go again.
   std::vector<torch::Tensor> some{other->fc1->weight, other->fc1->bias};
   torch::optim::Adam partial(some, torch::optim::AdamOptions(1e-2));
   train_steps(other, partial, 1);
+  Net wide(16);
+  torch::optim::Adam wide_opt(wide->parameters(), torch::optim::AdamOptions(1e-2));
+  train_steps(wide, wide_opt, 1);
+  torch::optim::Adam fresh(wide->parameters(), torch::optim::AdamOptions(1e-2));
   const auto weights_before = other->fc1->weight.clone();
-  torch::serialize::OutputArchive before_archive;
-  partial.save(before_archive);
-  std::ostringstream before_bytes;
-  before_archive.save_to(before_bytes);
   const auto generator_before = at::detail::getDefaultCPUGenerator().get_state();
-  try {
-    am::load_checkpoint(dir.file("c.pt"), *other, &partial, load_options("", /*restore_rng=*/true));
-    ADD_FAILURE() << "optimizer mismatch accepted";
-  } catch (const attend::IoError& e) {
-    EXPECT_NE(std::string(e.what()).find("optimizer state does not fit"), std::string::npos) << e.what();
+  for (torch::optim::Optimizer* o : std::vector<torch::optim::Optimizer*>{&partial, &wide_opt, &fresh}) {
+    const auto before = serialised(*o);
+    try {
+      am::load_checkpoint(dir.file("c.pt"), *other, o, load_options("", /*restore_rng=*/true));
+      ADD_FAILURE() << "optimizer mismatch accepted";
+    } catch (const attend::IoError& e) {
+      EXPECT_NE(std::string(e.what()).find("optimizer state does not fit"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(serialised(*o), before) << "optimizer state changed by a failed load";
   }
+  EXPECT_TRUE(fresh.state().empty());
   EXPECT_TRUE(torch::equal(other->fc1->weight, weights_before));
-  torch::serialize::OutputArchive after_archive;
-  partial.save(after_archive);
-  std::ostringstream after_bytes;
-  after_archive.save_to(after_bytes);
-  EXPECT_EQ(after_bytes.str(), before_bytes.str()) << "optimizer state changed by a failed load";
   EXPECT_TRUE(torch::equal(at::detail::getDefaultCPUGenerator().get_state(), generator_before));
 
   // Same names and shapes, another dtype.
@@ -344,13 +356,18 @@ TEST(CheckpointFormat1, ARunFolderOfTheOldFormatResumes) {
   TempDir dir;
   std::filesystem::copy_file(std::string(ATTEND_TEST_DATA) + "/checkpoint-v1-ram.pt", dir.file("last.pt"));
   const auto info = am::read_checkpoint_info(dir.file("last.pt"));
-  auto ram = am::make_classifier("ram", info.model.options);
+  // The model as today's CLI builds it from the same flags.
+  const auto options = am::complete_options(am::model_registry().at("ram"),
+                                            {{"glimpses", 2}, {"glimpse_size", 4}, {"hidden", 8}, {"what_size", 8},
+                                             {"where_size", 8}, {"glimpse_features", 8}},
+                                            am::InputShape{1, 28, 28});
+  auto ram = am::make_classifier("ram", options);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
   const attend::datasets::DigitsSource train(
       {torch::randint(0, 256, {1000, 28, 28}, gen, torch::kUInt8), torch::randint(0, 10, {1000}, gen)});
   BeginRecorder rec;
-  const auto options = am::TrainOptions().epochs(2).batch_size(500).seed(5).run_dir(dir.path().string());
-  const auto summary = am::train_classifier(*ram, train, nullptr, options, info.data, &rec);
+  const auto training = am::TrainOptions().epochs(2).batch_size(500).seed(5).run_dir(dir.path().string());
+  const auto summary = am::train_classifier(*ram, train, nullptr, training, info.data, &rec);
   ASSERT_EQ(rec.begins.size(), 1u);
   EXPECT_TRUE(rec.begins[0].resumed);
   EXPECT_EQ(rec.begins[0].start_epoch, 1);
@@ -360,7 +377,7 @@ TEST(CheckpointFormat1, ARunFolderOfTheOldFormatResumes) {
   EXPECT_EQ(now.format, am::kCheckpointFormat) << "rewritten in the current format";
   EXPECT_EQ(now.data, info.data);
   // Other training options are another run.
-  auto ram2 = am::make_classifier("ram", info.model.options);
-  EXPECT_THROW(am::train_classifier(*ram2, train, nullptr, am::TrainOptions(options).lr(0.5).epochs(3), info.data),
+  auto ram2 = am::make_classifier("ram", options);
+  EXPECT_THROW(am::train_classifier(*ram2, train, nullptr, am::TrainOptions(training).lr(0.5).epochs(3), info.data),
                attend::IoError);
 }

@@ -175,6 +175,22 @@ TEST(TrainClassifier, LearnsAnEasyTaskAndItsBestCheckpointReproducesThePredictio
   EXPECT_NEAR(r.confusion.diagonal().sum().item<double>() / 64.0, r.accuracy, 1e-12);
 }
 
+// Evaluation runs in evaluation mode and leaves the mode as it found it, also when
+// it throws.
+TEST(EvaluateClassifier, RestoresTheModuleModeItFound) {
+  auto cnn = am::make_classifier("cnn", cnn_options());
+  const ds::DigitsSource data(bars(8, 4));
+  for (const bool training : {true, false}) {
+    cnn->module().train(training);
+    am::evaluate_classifier(*cnn, data, 0);
+    EXPECT_EQ(cnn->module().is_training(), training);
+  }
+  cnn->module().train(true);
+  const ds::DigitsSource bad_labels({torch::zeros({2, 12, 12}, torch::kUInt8), torch::tensor({0, 7})});
+  EXPECT_THROW(am::evaluate_classifier(*cnn, bad_labels, 0), c10::Error);
+  EXPECT_TRUE(cnn->module().is_training());
+}
+
 TEST(TrainClassifier, RejectsMismatchedDataAndNonsenseOptions) {
   auto cnn = am::make_classifier("cnn", cnn_options());
   const ds::DigitsSource wrong({torch::zeros({4, 10, 10}, torch::kUInt8), torch::zeros({4}, torch::kInt64)});
@@ -242,4 +258,49 @@ TEST(SoftGlimpseNet, WhereItLooksIsTrainedByBackpropagation) {
   EXPECT_THROW(am::SoftGlimpseNetOptions::from_json(retina), c10::Error);
   am::SoftGlimpseNet net(am::SoftGlimpseNetOptions().height(16).width(16));
   EXPECT_THROW(net->forward(torch::rand({1, 1, 20, 16})), c10::Error);
+}
+
+namespace {
+/// Raises a stop flag after a number of steps.
+struct StopAfter : am::TrainingObserver {
+  std::atomic<bool>* flag;
+  std::int64_t steps;
+  std::int64_t seen = 0;
+  StopAfter(std::atomic<bool>* f, std::int64_t n) : flag(f), steps(n) {}
+  void on_step(const am::StepReport&) override {
+    if (++seen == steps) flag->store(true);
+  }
+};
+}  // namespace
+
+// A RAM samples where it looks from its own generator: an interrupted run resumed in
+// a fresh model (other initial weights, other generator state) ends with the same
+// weights as a run that was never interrupted.
+TEST(TrainClassifier, AnInterruptedRamRunResumesBitExactly) {
+  TempDir dir;
+  const ds::DigitsSource train(bars(48, 7));
+  const auto options = am::complete_options(am::model_registry().at("ram"),
+                                            {{"classes", 2}, {"glimpse_size", 4}, {"glimpses", 3}, {"hidden", 8},
+                                             {"what_size", 8}, {"where_size", 8}, {"glimpse_features", 8}},
+                                            am::InputShape{1, 12, 12});
+  auto build = [&](std::uint64_t seed) {
+    am::ScopedSeed seeded(seed);
+    return am::make_classifier("ram", options);
+  };
+  const auto training = am::TrainOptions().epochs(3).batch_size(8).checkpoint_every(4);
+  auto straight = build(1);
+  am::train_classifier(*straight, train, nullptr, am::TrainOptions(training).run_dir(dir.file("a")));
+
+  auto first = build(1);
+  std::atomic<bool> stop{false};
+  StopAfter observer(&stop, 9);  // mid-epoch, after the checkpoint at step 8
+  const auto s1 = am::train_classifier(*first, train, nullptr, am::TrainOptions(training).run_dir(dir.file("b")), {},
+                                       &observer, &stop);
+  ASSERT_EQ(s1.status, am::FitStatus::kInterrupted);
+  auto second = build(99);
+  torch::randn({5}, second->generators().at("locations"));
+  const auto s2 = am::train_classifier(*second, train, nullptr, am::TrainOptions(training).run_dir(dir.file("b")));
+  EXPECT_EQ(s2.global_step, 18);
+  const auto a = straight->module().named_parameters(), b = second->module().named_parameters();
+  for (const auto& p : a) EXPECT_TRUE(torch::equal(p.value(), b[p.key()])) << p.key();
 }

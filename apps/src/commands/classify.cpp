@@ -30,7 +30,7 @@ namespace fs = std::filesystem;
 class ClassifyCommand : public Command {
  public:
   std::string name() const override { return "classify"; }
-  std::string summary() const override { return "classify image files; for a RAM, draw where it looked"; }
+  std::string summary() const override { return "classify image files; for models that look through glimpses, draw where they looked"; }
   std::string usage() const override { return "attend classify <checkpoint> <image>... [--trace PNG|DIR] [options]"; }
   std::vector<std::string> examples() const override {
     return {"attend classify out/ram-c60/best.pt digit.png --trace digit-trace.png",
@@ -44,9 +44,9 @@ class ClassifyCommand : public Command {
         ("images", po::value<std::vector<std::string>>()->value_name("IMAGE"),
          "image files or folders of them (positional)")
         ("trace", po::value<std::string>()->value_name("PATH"),
-         "ram: write the glimpse trace (a .png for one image, else a folder)")
+         "models with glimpses (ram, soft): write the glimpse trace (a .png for one image, else a folder)")
         ("samples", po::value<std::int64_t>()->default_value(0)->value_name("M"),
-         "ram: average M sampled trajectories (0 = follow the policy mean)")
+         "stochastic models (ram): average M sampled trajectories drawn with --seed (0 = follow the policy mean)")
         ("invert", po::bool_switch(), "invert grey levels first (dark digits on light paper)")
         ("top", po::value<std::int64_t>()->default_value(3)->value_name("N"), "classes to list per image")
         ("json", po::bool_switch(), "print all class probabilities as JSON");
@@ -86,6 +86,10 @@ class ClassifyCommand : public Command {
     const auto top = require_range<std::int64_t>(vm, "top", 1, 1000);
     auto classifier = am::load_classifier(vm["checkpoint"].as<std::string>());
     const auto& capabilities = am::model_registry().at(classifier->kind()).capabilities;
+    if (samples > 0 && !capabilities.stochastic_eval) {
+      throw UsageError("--samples needs a model whose predictions are sampled; a '" + classifier->kind() +
+                       "' model is deterministic");
+    }
     std::string trace;
     bool trace_is_file = false;
     if (vm.count("trace")) {

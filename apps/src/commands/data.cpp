@@ -3,9 +3,9 @@
 #include "../cli.h"
 #include "../validate.h"
 
+#include <attend/datasets/data_spec.h>
 #include <attend/datasets/digits.h>
 #include <attend/datasets/idx.h>
-#include <attend/datasets/rng.h>
 #include <attend/datasets/scenes.h>
 #include <attend/atomic_file.h>
 #include <attend/io_error.h>
@@ -108,8 +108,17 @@ class DataCommand : public Command {
                                {"fragments", fragments}, {"fragment_size", fragment_size},
                                {"seed", global.seed},   {"splits", nlohmann::json::object()}};
     std::string sheet_path;
+    const auto spec = ds::DataSpec()
+                          .kind(ds::DataKind::kScenes)
+                          .scenes(ds::parse_scene_kind(kind))
+                          .source(source)
+                          .canvas(canvas)
+                          .fragments(fragments)
+                          .fragment_size(fragment_size)
+                          .seed(global.seed);
     for (const auto& name : splits) {
-      auto digits = ds::load_split(source, name);
+      const auto generator = spec.scene_generator(name);
+      const auto& digits = generator->digits();
       if (digits.labels.max().item<std::int64_t>() > 255) {
         throw IoError(source, "labels above 255 cannot be written as unsigned-byte IDX labels");
       }
@@ -118,10 +127,7 @@ class DataCommand : public Command {
         throw UsageError("data: " + std::to_string(n) + " scenes of " + std::to_string(canvas) + "x" +
                          std::to_string(canvas) + " exceed the 16 GiB limit; lower --count or --canvas");
       }
-      const auto split_seed = ds::stream_key(global.seed, name == "train" ? 0 : 1);
-      const ds::SceneGenerator generator(
-          digits, ds::SceneOptions().canvas(canvas).fragments(fragments).fragment_size(fragment_size), split_seed);
-      const auto scenes = generator.generate_all(n);
+      const auto scenes = generator->generate_all(n);
       const std::string prefix = name == "train" ? "train" : "t10k";
       const std::string suffix = gzip ? ".gz" : "";
       const auto images_path = (fs::path(out_dir) / (prefix + "-images-idx3-ubyte" + suffix)).string();

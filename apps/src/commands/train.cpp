@@ -72,8 +72,11 @@ class TrainCommand : public Command {
     const auto& registry = am::model_registry();
     if (!vm.count("model")) throw UsageError("train: missing the model kind (" + registry.names() + ")");
     const auto* kind = registry.find(vm["model"].as<std::string>());
-    if (kind == nullptr || !kind->capabilities.classify) {
+    if (kind == nullptr) {
       throw UsageError("train: unknown model '" + vm["model"].as<std::string>() + "', expected " + registry.names());
+    }
+    if (!kind->capabilities.classify) {
+      throw UsageError("train: a '" + kind->name + "' model is not trained by this command (it trains classifiers)");
     }
     if (!vm.count("run-dir")) throw UsageError("train: --run-dir is required");
     const auto run_dir = vm["run-dir"].as<std::string>();
@@ -127,9 +130,14 @@ class TrainCommand : public Command {
     observers->add(std::make_shared<ProgressObserver>(io.err, io.err_is_tty));
     observers->add(std::make_shared<MetricsJsonl>((fs::path(run_dir) / "metrics.jsonl").string(),
                                                   require_positive<std::int64_t>(vm, "log-every")));
-    InterruptScope interrupt;
-    const auto summary = am::train_classifier(*classifier, train, sources.validation.get(), training,
-                                              spec.to_json(), observers.get(), &interrupt.flag());
+    am::FitSummary summary;
+    {
+      // Ctrl-C saves and stops training; during the test evaluation after it, the
+      // default handling (stop at once) applies again.
+      InterruptScope interrupt;
+      summary = am::train_classifier(*classifier, train, sources.validation.get(), training, spec.to_json(),
+                                     observers.get(), &interrupt.flag());
+    }
     if (summary.status == am::FitStatus::kInterrupted) {
       throw Interrupted("training saved at step " + std::to_string(summary.global_step) + " in " +
                         summary.last_checkpoint + "; run the same command again to resume");

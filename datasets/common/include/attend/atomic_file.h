@@ -9,13 +9,16 @@
 /// crash the target is either the old file or the new one. A temporary file that was
 /// not committed (an exception, an early return) is removed by the destructor. Two
 /// processes writing the same target never share a temporary file; the last rename
-/// wins.
+/// wins. A process killed mid-write (SIGKILL) leaves its temporary file behind;
+/// remove_stale_temporaries(path) removes those of processes no longer running
+/// (checkpoints and IDX files call it before writing).
 ///
 /// Header-only (POSIX): used by datasets, vision, models and apps alike.
 
 #include <attend/io_error.h>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -50,6 +53,38 @@ class AtomicFile {
     if (!committed_) {
       std::error_code ec;
       std::filesystem::remove(temp_, ec);
+    }
+  }
+
+  /// Removes temporary files of `path` (".<name>.<pid>.<n>.tmp<ext>" in its folder)
+  /// left by processes that are no longer running. Best effort: errors are ignored.
+  /// Reads the whole folder: call it for files in small folders (run folders), not
+  /// for each of thousands of images.
+  static void remove_stale_temporaries(const std::string& path) {
+    namespace fs = std::filesystem;
+    const fs::path target(path);
+    const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+    const std::string prefix = "." + target.filename().string() + ".";
+    const std::string tmp = ".tmp" + target.extension().string();
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      const auto name = it->path().filename().string();
+      if (name.size() <= prefix.size() + tmp.size() || name.rfind(prefix, 0) != 0 ||
+          name.compare(name.size() - tmp.size(), tmp.size(), tmp) != 0) {
+        continue;
+      }
+      // What is left is "<pid>.<n>".
+      const auto middle = name.substr(prefix.size(), name.size() - prefix.size() - tmp.size());
+      const auto dot = middle.find('.');
+      if (dot == std::string::npos || dot == 0 || dot > 9 || dot + 1 == middle.size() ||
+          middle.find_first_not_of("0123456789.") != std::string::npos) {
+        continue;
+      }
+      const long pid = std::stol(middle.substr(0, dot));
+      if (pid <= 0 || pid == static_cast<long>(::getpid())) continue;
+      if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
+      std::error_code ignored;
+      fs::remove(it->path(), ignored);
     }
   }
 

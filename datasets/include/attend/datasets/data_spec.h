@@ -74,6 +74,11 @@ struct DataSpec {
   /// streams as `attend data`, so the test scenes of a run and of `attend data
   /// --seed S` are the same scenes.
   std::shared_ptr<const ImageSource> evaluation_source(const std::string& split) const;
+
+  /// Scenes only: the generator of split "train" or "test" over all of the split's
+  /// digits, with the split's stream (what `attend data` writes and what evaluation
+  /// reads). throws attend::IoError for unreadable files; c10::Error for idx data.
+  std::shared_ptr<const SceneGenerator> scene_generator(const std::string& split) const;
 };
 
 }  // namespace attend::datasets

@@ -36,8 +36,9 @@ IdxHeader read_idx_header(const std::string& path);
 torch::Tensor read_idx(const std::string& path);
 
 /// Writes `data` (kUInt8, rank 1..4; made contiguous if needed) as IDX. A path
-/// ending in ".gz" is gzip-compressed. The file is written to "<path>.tmp" and
-/// renamed into place, so a failure never leaves a partial file at `path`.
+/// ending in ".gz" is gzip-compressed. The file is written through attend::AtomicFile
+/// (a temporary file renamed into place), so a failure never leaves a partial file at
+/// `path`.
 /// throws c10::Error for a tensor of another dtype or rank; attend::IoError when
 /// the file cannot be written.
 void write_idx(const std::string& path, const torch::Tensor& data);

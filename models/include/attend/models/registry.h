@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -93,15 +94,17 @@ class ModelRegistry {
   const ModelKind* find(const std::string& name) const;
   /// throws c10::Error: "unknown model kind 'x' (expected ram, soft, fc or cnn)".
   const ModelKind& at(const std::string& name) const;
-  const std::vector<ModelKind>& kinds() const { return kinds_; }
+  /// In registration order; references stay valid when kinds are added.
+  const std::deque<ModelKind>& kinds() const { return kinds_; }
   /// "ram, soft, fc or cnn".
   std::string names() const;
 
  private:
-  std::vector<ModelKind> kinds_;
+  std::deque<ModelKind> kinds_;
 };
 
 /// The process-wide registry, holding the built-in kinds from the first call on.
+/// Register a program's own kinds before other threads use it (add is not locked).
 ModelRegistry& model_registry();
 
 /// Builds a model of a registered kind from complete options.
