@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <sstream>
 #include <thread>
 
@@ -29,6 +30,48 @@ po::options_description global_options(GlobalOptions& g) {
       ("help,h", "show help and exit");
   return desc;
 }
+
+/// Edit distance with adjacent transpositions (optimal string alignment).
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+}  // namespace
+
+std::string closest_option(const std::string& typed, const std::vector<std::string>& names) {
+  std::string word = typed;
+  while (!word.empty() && word.front() == '-') word.erase(word.begin());
+  if (const auto eq = word.find('='); eq != std::string::npos) word.resize(eq);
+  std::string best;
+  size_t best_distance = std::numeric_limits<size_t>::max();
+  for (const auto& name : names) {
+    if (name.empty()) continue;
+    // A typo (at most 2 edits, 1 for short names), or the name with a word more or
+    // less at a hyphen (--batch-size for --batch).
+    const size_t allowed = name.size() <= 4 ? 1 : 2;
+    size_t distance = edit_distance(word, name);
+    const bool extends = (word.size() > name.size() && word.rfind(name + "-", 0) == 0) ||
+                         (name.size() > word.size() && name.rfind(word + "-", 0) == 0);
+    if (distance > allowed && !extends) continue;
+    if (extends) distance = std::min(distance, allowed);
+    if (distance < best_distance) {
+      best = name;
+      best_distance = distance;
+    }
+  }
+  return best;
+}
+
+namespace {
 
 /// One line, no backtrace: LibTorch errors carry a C++ stack after the message.
 std::string one_line(std::string text) {
@@ -150,25 +193,40 @@ int dispatch(int argc, const char* const argv[], std::ostream& out, std::ostream
     return kSuccess;
   }
 
-  po::options_description all("", kLineWidth);
-  for (const auto& group : command.options()) all.add(group);
-  GlobalOptions after;
-  all.add(global_options(after));
-  po::variables_map vm;
-  // Re-parse the leading globals together with the command's own arguments so a
-  // global option may appear on either side of the command word.
-  std::vector<std::string> args = split.global;
-  args.insert(args.end(), split.rest.begin(), split.rest.end());
-  po::store(po::command_line_parser(args).options(all).positional(command.positionals()).run(), vm);
-  if (vm.count("help")) {
-    print_command_help(out, command);
-    return kSuccess;
+  // From here on a usage error points to this command's help.
+  try {
+    po::options_description all("", kLineWidth);
+    for (const auto& group : command.options()) all.add(group);
+    GlobalOptions after;
+    all.add(global_options(after));
+    po::variables_map vm;
+    // Re-parse the leading globals together with the command's own arguments so a
+    // global option may appear on either side of the command word.
+    std::vector<std::string> args = split.global;
+    args.insert(args.end(), split.rest.begin(), split.rest.end());
+    try {
+      po::store(po::command_line_parser(args).options(all).positional(command.positionals()).run(), vm);
+    } catch (const po::unknown_option& e) {
+      std::vector<std::string> names;
+      for (const auto& option : all.options()) names.push_back(option->long_name());
+      const auto near = closest_option(e.get_option_name(), names);
+      throw UsageError("unknown option " + e.get_option_name() + (near.empty() ? "" : "; did you mean --" + near + "?"));
+    }
+    if (vm.count("help")) {
+      print_command_help(out, command);
+      return kSuccess;
+    }
+    po::notify(vm);
+    after.seed_given = !vm["seed"].defaulted();
+    ThreadScope threads(after);
+    Streams io{out, err, &err == &std::cerr && ::isatty(STDERR_FILENO) == 1};
+    return command.run(vm, after, io);
+  } catch (const UsageError& e) {
+    if (!e.command().empty()) throw;
+    throw UsageError(e.what(), command.name());
+  } catch (const po::error& e) {
+    throw UsageError(e.what(), command.name());
   }
-  po::notify(vm);
-  after.seed_given = !vm["seed"].defaulted();
-  ThreadScope threads(after);
-  Streams io{out, err, &err == &std::cerr && ::isatty(STDERR_FILENO) == 1};
-  return command.run(vm, after, io);
 }
 
 }  // namespace
@@ -189,7 +247,8 @@ int run_cli(int argc, const char* const argv[], std::ostream& out, std::ostream&
   try {
     return dispatch(argc, argv, out, err);
   } catch (const UsageError& e) {
-    err << "attend: " << one_line(e.what()) << " (see 'attend --help')\n";
+    const auto help = e.command().empty() ? std::string("attend --help") : "attend " + e.command() + " --help";
+    err << "attend: " << one_line(e.what()) << " (see '" << help << "')\n";
     return kUsage;
   } catch (const po::error& e) {
     err << "attend: " << one_line(e.what()) << " (see 'attend --help')\n";

@@ -18,10 +18,16 @@ namespace po = boost::program_options;
 /// Exit codes of the attend binary.
 enum ExitCode : int { kSuccess = 0, kFailure = 1, kUsage = 2, kInterrupted = 130 };
 
-/// A mistake in how the command was called (exit 2).
+/// A mistake in how the command was called (exit 2). `command` names the command
+/// whose help the message points to ("" = attend's own help).
 class UsageError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit UsageError(const std::string& what, std::string command = "")
+      : std::runtime_error(what), command_(std::move(command)) {}
+  const std::string& command() const noexcept { return command_; }
+
+ private:
+  std::string command_;
 };
 
 /// Thrown when the user interrupted the work (exit 130) after it was saved.
@@ -79,6 +85,11 @@ std::vector<std::unique_ptr<Command>> make_commands();
 /// Parses argv, runs the command, and maps every error to one line on `err` and
 /// an exit code. Never throws.
 int run_cli(int argc, const char* const argv[], std::ostream& out, std::ostream& err);
+
+/// The option name among `names` (long names without "--") closest to what the user
+/// typed ("--batch-size"): a typo of at most two edits (one for names of up to four
+/// letters), or the name with a hyphenated word more or less; "" when none is close.
+std::string closest_option(const std::string& typed, const std::vector<std::string>& names);
 
 /// Version string of this build.
 const char* version();

@@ -11,6 +11,11 @@
 namespace attend::cli {
 namespace {
 
+/// "1 epoch", "2 epochs".
+std::string count(std::int64_t n, const std::string& noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
 double steady_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -49,7 +54,7 @@ void ProgressObserver::on_train_begin(const models::RunInfo& info) {
   first_step_ = info.start_step;
   examples_ = 0;
   have_loss_ = false;
-  out_ << "training " << info.kind << ": " << info.epochs << " epochs of " << info.steps_per_epoch << " steps";
+  out_ << "training " << info.kind << ": " << count(info.epochs, "epoch") << " of " << count(info.steps_per_epoch, "step");
   if (info.resumed) out_ << ", resumed at epoch " << info.start_epoch + 1 << " step " << info.start_step;
   if (!info.run_dir.empty()) out_ << ", run folder " << info.run_dir;
   out_ << "\n" << std::flush;
@@ -93,8 +98,9 @@ void ProgressObserver::finish_line() {
 
 void ProgressObserver::on_epoch_end(const models::EpochReport& r) {
   finish_line();
-  out_ << "epoch " << r.epoch + 1 << "/" << r.epochs << " done in " << format_duration(r.seconds) << "  "
-       << fixed(r.examples_per_second, 0) << " ex/s  loss " << fixed(r.mean_loss, 4);
+  out_ << "epoch " << r.epoch + 1 << "/" << r.epochs << " done in " << format_duration(r.seconds);
+  if (r.eval_seconds > 0) out_ << " (validation " << format_duration(r.eval_seconds) << ")";
+  out_ << "  " << fixed(r.examples_per_second, 0) << " ex/s training  loss " << fixed(r.mean_loss, 4);
   for (const auto& [name, value] : r.train_metrics) out_ << "  " << name << " " << fixed(value, 4);
   for (const auto& [name, value] : r.eval_metrics) out_ << "  val_" << name << " " << fixed(value, 4);
   if (r.improved) out_ << "  (best)";
@@ -103,8 +109,8 @@ void ProgressObserver::on_epoch_end(const models::EpochReport& r) {
 
 void ProgressObserver::on_train_end(const models::FitSummary& s) {
   finish_line();
-  out_ << "training " << models::to_string(s.status) << " after " << s.epochs_done << " epochs, " << s.global_step
-       << " steps, " << format_duration(s.seconds);
+  out_ << "training " << models::to_string(s.status) << " after " << count(s.epochs_done, "epoch") << ", "
+       << count(s.global_step, "step") << ", " << format_duration(s.seconds);
   if (s.has_best) out_ << ", best " << fixed(s.best, 4);
   out_ << "\n" << std::flush;
 }
@@ -149,6 +155,8 @@ void MetricsJsonl::on_epoch_end(const models::EpochReport& r) {
                        {"train", r.train_metrics},
                        {"eval", r.eval_metrics},
                        {"seconds", r.seconds},
+                       {"train_seconds", r.train_seconds},
+                       {"eval_seconds", r.eval_seconds},
                        {"examples_per_second", r.examples_per_second},
                        {"improved", r.improved}}
             .dump());

@@ -188,15 +188,18 @@ class Engine {
     const auto steps = static_cast<double>(options_.steps_per_epoch());
     report.mean_loss = state_.loss_sum / steps;
     for (const auto& [name, sum] : state_.metric_sums) report.train_metrics[name] = sum / steps;
+    report.train_seconds = since(epoch_start_);
+    const auto t_eval = Clock::now();
     if (eval_) {
       ModeGuard evaluating(model_, false);
       report.eval_metrics = eval_(state_.epoch);
       if (hooks_.reduce_metrics) report.eval_metrics = hooks_.reduce_metrics(report.eval_metrics);
     }
+    report.eval_seconds = since(t_eval);
     report.improved = monitor(report.eval_metrics);
     report.seconds = since(epoch_start_);
     report.examples_per_second =
-        report.seconds > 0 ? static_cast<double>(epoch_examples_) / report.seconds : 0.0;
+        report.train_seconds > 0 ? static_cast<double>(epoch_examples_) / report.train_seconds : 0.0;
 
     ++state_.epoch;
     state_.step_in_epoch = 0;

@@ -413,3 +413,24 @@ TEST(Cli, AnInterruptBelongsToOneRun) {
   attend::cli::InterruptScope second;
   EXPECT_FALSE(second.flag().load()) << "the earlier Ctrl-C leaked into this run";
 }
+
+// A near miss gets a suggestion, a far one none, and the error points to the help of
+// the command it was given to.
+TEST(Cli, UnknownOptionsSuggestTheClosestOneAndPointToTheCommandsHelp) {
+  const std::vector<std::string> names{"batch", "epochs", "lr", "glimpse-size", "glimpses", "data"};
+  EXPECT_EQ(attend::cli::closest_option("--batch-size", names), "batch");
+  EXPECT_EQ(attend::cli::closest_option("--epoch", names), "epochs");
+  EXPECT_EQ(attend::cli::closest_option("--glimpse-szie", names), "glimpse-size");
+  EXPECT_EQ(attend::cli::closest_option("--lt", names), "lr");
+  EXPECT_EQ(attend::cli::closest_option("--colour", names), "");
+  EXPECT_EQ(attend::cli::closest_option("--learning-rate", names), "");
+  TempDir dir;
+  const auto r = run({"train", "fc", "--data", dir.path().string(), "--batch-size", "4", "--run-dir", dir.file("r")});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "attend: unknown option --batch-size; did you mean --batch? (see 'attend train --help')\n");
+  const auto far = run({"eval", "x.pt", "--colour", "red"});
+  EXPECT_EQ(far.code, 2);
+  EXPECT_EQ(far.err, "attend: unknown option --colour (see 'attend eval --help')\n");
+  const auto missing = run({"train", "fc", "--data", dir.path().string()});
+  EXPECT_TRUE(contains(missing.err, "(see 'attend train --help')")) << missing.err;
+}

@@ -76,6 +76,28 @@ TEST(ProgressObserver, TerminalModeRedrawsOneLine) {
   EXPECT_NE(text.find("val_accuracy 0.7500  (best)\n"), std::string::npos) << text;
 }
 
+TEST(ProgressObserver, SaysValidationTimeApartAndCountsInGoodEnglish) {
+  std::ostringstream out;
+  attend::cli::ProgressObserver progress(out, /*terminal=*/false, 5.0, [] { return 0.0; });
+  progress.on_train_begin({"fc", "", 1, 1, 0, 0, false});
+  am::EpochReport e;
+  e.epoch = 0;
+  e.epochs = 1;
+  e.seconds = 12;
+  e.train_seconds = 10;
+  e.eval_seconds = 2;
+  e.examples_per_second = 5000;
+  progress.on_epoch_end(e);
+  am::FitSummary summary;
+  summary.epochs_done = 1;
+  summary.global_step = 1;
+  progress.on_train_end(summary);
+  const auto text = out.str();
+  EXPECT_NE(text.find("training fc: 1 epoch of 1 step\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("done in 0:12 (validation 0:02)  5000 ex/s training"), std::string::npos) << text;
+  EXPECT_NE(text.find("after 1 epoch, 1 step,"), std::string::npos) << text;
+}
+
 TEST(MetricsJsonl, AppendsOneParsableLinePerEvent) {
   TempDir dir;
   const auto path = dir.file("metrics.jsonl");

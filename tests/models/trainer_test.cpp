@@ -7,6 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 namespace am = attend::models;
 using attend::testing::TempDir;
 
@@ -272,4 +275,23 @@ TEST(Fit, WriterStopAndMetricHooksDecideWhatEveryProcessDoes) {
   EXPECT_DOUBLE_EQ(seen.epochs[0].eval_metrics.at("acc"), 0.75);
   EXPECT_DOUBLE_EQ(stopped.best, 0.75);
   EXPECT_EQ(am::read_checkpoint_info(dir.file("s/last.pt")).step, 3);
+}
+
+// Throughput counts the training steps only; validation time is reported apart.
+TEST(Fit, ThroughputLeavesTheValidationTimeOut) {
+  torch::manual_seed(0);
+  Regression r;
+  Recorder rec;
+  am::fit(*r.model, r.optimizer, description(), am::FitOptions().epochs(1).steps_per_epoch(5), r.fn(),
+          [](std::int64_t) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(300));
+            return am::Metrics{};
+          },
+          &rec);
+  ASSERT_EQ(rec.epochs.size(), 1u);
+  const auto& e = rec.epochs[0];
+  EXPECT_GE(e.eval_seconds, 0.3);
+  EXPECT_LT(e.train_seconds, 0.3);
+  EXPECT_NEAR(e.seconds, e.train_seconds + e.eval_seconds, 0.01);
+  EXPECT_NEAR(e.examples_per_second, 5 * 32 / e.train_seconds, 1e-6 * e.examples_per_second);
 }

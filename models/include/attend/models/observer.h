@@ -43,7 +43,9 @@ struct EpochReport {
   Metrics train_metrics;            ///< means over the epoch's steps
   Metrics eval_metrics;             ///< from the evaluation callback, if any
   double seconds = 0.0;             ///< wall time of the epoch (this process only)
-  double examples_per_second = 0.0;
+  double train_seconds = 0.0;       ///< of which the training steps
+  double eval_seconds = 0.0;        ///< of which the evaluation
+  double examples_per_second = 0.0; ///< training examples per second of training steps (no evaluation)
   bool improved = false;            ///< the monitored metric reached a new best
 };
 
