@@ -25,7 +25,10 @@ po::options_description data_options() {
       ("rotate", po::value<double>()->default_value(0.0)->value_name("DEG"),
        "train: rotate every training image by up to DEG degrees about its centre, drawn each epoch")
       ("scale-jitter", po::value<double>()->default_value(0.0)->value_name("F"),
-       "train: scale every training image by a factor in [1-F, 1+F], drawn each epoch");
+       "train: scale every training image by a factor in [1-F, 1+F], drawn each epoch")
+      ("val-split", po::value<std::string>()->default_value("stratified")->value_name("S"),
+       "train: which training items --val-count holds out: stratified (a seeded subset with every class in "
+       "proportion; indices in <run-dir>/validation.json) or last (the file's last items)");
   return d;
 }
 
@@ -33,6 +36,9 @@ ds::DataSpec data_spec(const po::variables_map& vm, std::uint64_t seed) {
   const bool idx = vm.count("data") > 0, scenes = vm.count("scenes") > 0;
   if (idx == scenes) throw UsageError("give exactly one of --data DIR or --scenes translated|cluttered");
   auto spec = ds::DataSpec().seed(seed);
+  if (vm.count("val-split")) {
+    spec.validation(ds::parse_validation_split(require_one_of(vm, "val-split", {"stratified", "last"})));
+  }
   if (vm.count("shift")) spec.shift(require_range<std::int64_t>(vm, "shift", 0, 4096));
   if (vm.count("rotate")) spec.rotate(require_range<double>(vm, "rotate", 0.0, 180.0));
   if (vm.count("scale-jitter")) spec.scale_jitter(require_range<double>(vm, "scale-jitter", 0.0, 0.9));

@@ -4,7 +4,9 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 
 namespace attend::datasets {
 namespace {
@@ -15,9 +17,11 @@ constexpr std::uint64_t kTestStream = 1;
 constexpr std::uint64_t kValidationStream = 2;
 constexpr std::uint64_t kShiftStream = 3;
 constexpr std::uint64_t kWarpStream = 4;
+constexpr std::uint64_t kValidationSplitStream = 7;
 
-Digits slice(const Digits& d, std::int64_t begin, std::int64_t count) {
-  return {d.images.narrow(0, begin, count), d.labels.narrow(0, begin, count)};
+Digits select(const Digits& d, const std::vector<std::int64_t>& indices) {
+  const auto index = torch::tensor(indices, torch::kInt64);
+  return {d.images.index_select(0, index), d.labels.index_select(0, index)};
 }
 
 std::shared_ptr<const SceneGenerator> make_generator(const DataSpec& spec, Digits digits, std::uint64_t stream) {
@@ -52,6 +56,49 @@ T get_or(const nlohmann::json& j, const char* key, T fallback) {
 
 const char* to_string(DataKind kind) { return kind == DataKind::kIdx ? "idx" : "scenes"; }
 const char* to_string(SceneKind kind) { return kind == SceneKind::kTranslated ? "translated" : "cluttered"; }
+
+const char* to_string(ValidationSplit split) { return split == ValidationSplit::kStratified ? "stratified" : "last"; }
+
+ValidationSplit parse_validation_split(const std::string& name) {
+  if (name == "stratified") return ValidationSplit::kStratified;
+  if (name == "last") return ValidationSplit::kLast;
+  TORCH_CHECK(false, "unknown validation split '", name, "' (expected stratified or last)");
+}
+
+std::vector<std::int64_t> stratified_indices(const torch::Tensor& labels, std::int64_t count, std::uint64_t seed) {
+  TORCH_CHECK(labels.defined() && labels.dim() == 1, "stratified_indices: expected labels [N]");
+  const auto n = labels.size(0);
+  TORCH_CHECK(count >= 0 && count <= n, "stratified_indices: count must be in 0..", n, ", got ", count);
+  const auto l = labels.to(torch::kInt64).contiguous();
+  const auto* lp = l.data_ptr<std::int64_t>();
+  std::map<std::int64_t, std::vector<std::int64_t>> members;
+  for (std::int64_t i = 0; i < n; ++i) members[lp[i]].push_back(i);
+  // Quotas by largest remainder: floor(count * n_c / n), then one more for the
+  // classes with the largest fractions (ties: smaller label first).
+  std::vector<std::pair<std::int64_t, std::int64_t>> quota;  // label, quota
+  std::vector<std::pair<double, std::int64_t>> fraction;      // -remainder, position
+  std::int64_t given = 0;
+  for (const auto& [label, items] : members) {
+    const double exact = static_cast<double>(count) * static_cast<double>(items.size()) / static_cast<double>(n);
+    const auto base = static_cast<std::int64_t>(std::floor(exact));
+    fraction.emplace_back(-(exact - static_cast<double>(base)), static_cast<std::int64_t>(quota.size()));
+    quota.emplace_back(label, base);
+    given += base;
+  }
+  std::sort(fraction.begin(), fraction.end());
+  for (std::int64_t k = 0; k < count - given; ++k) ++quota[static_cast<size_t>(fraction[static_cast<size_t>(k)].second)].second;
+  std::vector<std::int64_t> chosen;
+  for (const auto& [label, take] : quota) {
+    auto items = members[label];
+    Rng rng(stream_key(seed, kValidationSplitStream, static_cast<std::uint64_t>(label)));
+    for (std::int64_t i = static_cast<std::int64_t>(items.size()) - 1; i > 0; --i) {
+      std::swap(items[static_cast<size_t>(i)], items[static_cast<size_t>(rng.uniform_int(i + 1))]);
+    }
+    chosen.insert(chosen.end(), items.begin(), items.begin() + take);
+  }
+  std::sort(chosen.begin(), chosen.end());
+  return chosen;
+}
 
 SceneKind parse_scene_kind(const std::string& name) {
   if (name == "translated") return SceneKind::kTranslated;
@@ -88,6 +135,10 @@ nlohmann::json DataSpec::to_json() const {
          {"fragment_size", fragment_size_},
          {"seed", seed_}};
   }
+  if (validation_ == ValidationSplit::kStratified) {
+    j["validation"] = to_string(validation_);
+    j["seed"] = seed_;
+  }
   if (shift_ > 0) j["shift"] = shift_;
   if (rotate_ > 0) j["rotate"] = rotate_;
   if (scale_jitter_ > 0) j["scale_jitter"] = scale_jitter_;
@@ -114,7 +165,8 @@ DataSpec DataSpec::from_json(const nlohmann::json& j) {
   s.shift(get_or<std::int64_t>(j, "shift", 0))
       .rotate(get_or<double>(j, "rotate", 0.0))
       .scale_jitter(get_or<double>(j, "scale_jitter", 0.0))
-      .seed(get_or<std::uint64_t>(j, "seed", 1));
+      .seed(get_or<std::uint64_t>(j, "seed", 1))
+      .validation(parse_validation_split(get_or<std::string>(j, "validation", "last")));
   s.validate();
   return s;
 }
@@ -128,15 +180,27 @@ TrainingSources DataSpec::training_sources(std::int64_t validation_count) const 
               digits.size(), " items), got ", validation_count);
   const auto n_train = digits.size() - validation_count;
   TrainingSources s;
-  if (idx) {
-    auto all = std::make_shared<const DigitsSource>(digits);
-    s.train = std::make_shared<SubsetSource>(all, 0, n_train);
-    if (validation_count > 0) s.validation = std::make_shared<SubsetSource>(all, n_train, validation_count);
+  std::vector<std::int64_t> train_indices;
+  if (validation_ == ValidationSplit::kStratified) {
+    s.validation_indices = stratified_indices(digits.labels, validation_count, seed_);
+    std::vector<bool> held(static_cast<size_t>(digits.size()), false);
+    for (auto i : s.validation_indices) held[static_cast<size_t>(i)] = true;
+    for (std::int64_t i = 0; i < digits.size(); ++i) {
+      if (!held[static_cast<size_t>(i)]) train_indices.push_back(i);
+    }
   } else {
-    s.train = scene_source(*this, slice(digits, 0, n_train), kTrainStream, SceneMode::kFreshEachEpoch);
+    for (std::int64_t i = 0; i < n_train; ++i) train_indices.push_back(i);
+    for (std::int64_t i = n_train; i < digits.size(); ++i) s.validation_indices.push_back(i);
+  }
+  auto train_digits = select(digits, train_indices);
+  auto validation_digits = select(digits, s.validation_indices);
+  if (idx) {
+    s.train = std::make_shared<const DigitsSource>(std::move(train_digits));
+    if (validation_count > 0) s.validation = std::make_shared<const DigitsSource>(std::move(validation_digits));
+  } else {
+    s.train = scene_source(*this, std::move(train_digits), kTrainStream, SceneMode::kFreshEachEpoch);
     if (validation_count > 0) {
-      s.validation = scene_source(*this, slice(digits, n_train, validation_count), kValidationStream,
-                                  SceneMode::kFixed);
+      s.validation = scene_source(*this, std::move(validation_digits), kValidationStream, SceneMode::kFixed);
     }
   }
   if (rotate_ > 0 || scale_jitter_ > 0) {

@@ -20,10 +20,13 @@ void RamOptions::validate() const {
 }
 
 nlohmann::json RamOptions::to_json() const {
-  return {{"channels", channels_},         {"classes", classes_},     {"glimpse_size", glimpse_size_},
+  nlohmann::json j = {{"channels", channels_},         {"classes", classes_},     {"glimpse_size", glimpse_size_},
           {"scales", scales_},             {"scale_ratio", scale_ratio_}, {"glimpses", glimpses_},
           {"what_size", what_size_},       {"where_size", where_size_}, {"glimpse_features", glimpse_features_},
           {"hidden", hidden_},             {"core", enum_name(core_)},           {"location_std", location_std_}};
+  // Only when not the centre, so checkpoints from before the option match.
+  if (first_location_ != FirstLocation::kCentre) j["first_location"] = enum_name(first_location_);
+  return j;
 }
 
 RamOptions RamOptions::from_json(const nlohmann::json& j) {
@@ -39,7 +42,8 @@ RamOptions RamOptions::from_json(const nlohmann::json& j) {
       .glimpse_features(j.at("glimpse_features").get<std::int64_t>())
       .hidden(j.at("hidden").get<std::int64_t>())
       .core(parse_enum<RamCore>(j.at("core").get<std::string>()))
-      .location_std(j.at("location_std").get<double>());
+      .location_std(j.at("location_std").get<double>())
+      .first_location(parse_enum<FirstLocation>(j.value("first_location", std::string("centre"))));
   return o;
 }
 
@@ -62,6 +66,9 @@ void RamImpl::reset() {
   location_net = register_module("location_net", torch::nn::Linear(o.hidden(), 2));
   baseline_net = register_module("baseline_net", torch::nn::Linear(o.hidden(), 1));
   classifier = register_module("classifier", torch::nn::Linear(o.hidden(), o.classes()));
+  first_location = o.first_location() == FirstLocation::kLearned
+                       ? register_parameter("first_location", torch::zeros({2}))
+                       : torch::Tensor();
 }
 
 void RamImpl::pretty_print(std::ostream& stream) const {
@@ -82,7 +89,22 @@ RamOutput RamImpl::forward(const torch::Tensor& images, bool sample, std::option
   const auto b = images.size(0);
   const auto t_max = options.glimpses();
   const auto retina = options.retina();
-  auto location = torch::zeros({b, 2}, images.options());
+  torch::Tensor location;
+  switch (options.first_location()) {
+    case FirstLocation::kLearned:
+      location = torch::tanh(first_location).to(images.scalar_type()).unsqueeze(0).expand({b, 2});
+      break;
+    case FirstLocation::kRandom:
+      if (sample) {
+        location = generator ? torch::rand({b, 2}, *generator, images.options()) * 2 - 1
+                             : torch::rand({b, 2}, images.options()) * 2 - 1;
+        break;
+      }
+      [[fallthrough]];
+    case FirstLocation::kCentre:
+      location = torch::zeros({b, 2}, images.options());
+      break;
+  }
   auto h = torch::zeros({b, options.hidden()}, images.options());
   auto c = torch::zeros_like(h);
   std::vector<torch::Tensor> locations, log_probs, baselines, glimpses;

@@ -117,6 +117,10 @@ ModelKind ram_kind() {
                   "constant --std)",
                   false, "S"),
       real_option("reinforce_weight", "reinforce-weight", 1.0, 0.0, 1e6, "lambda of the REINFORCE term", false, "L"),
+      choice_option("first_location", "first-location", {"random", "centre", "learned"},
+                    "where the first glimpse looks: random (uniform over the image in training and sampled "
+                    "evaluation, the centre when following the policy mean), centre (as in the paper), or learned",
+                    "W"),
   };
   k.make = [](const nlohmann::json& options) -> std::unique_ptr<Model> {
     return std::make_unique<RamClassifier>(options);

@@ -19,6 +19,7 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
 #include <sstream>
 
 namespace ds = attend::datasets;
@@ -220,6 +221,15 @@ TEST(CliTrain, TrainsEvaluatesResumesAndClassifiesWithATrace) {
   EXPECT_EQ(last.model.options["glimpses"], 3);
   EXPECT_EQ(last.data["kind"], "idx");
   EXPECT_EQ(last.training["batch_size"], 4);
+  EXPECT_EQ(last.data["validation"], "stratified");
+  EXPECT_EQ(last.model.options["first_location"], "random") << "the default for new runs";
+  // The held-out items are written down: one of each of 4 labels (items i have label i % 10).
+  const auto held = nlohmann::json::parse(std::ifstream(run_dir + "/validation.json"));
+  EXPECT_EQ(held["split"], "stratified");
+  EXPECT_EQ(held["count"], 4);
+  std::set<std::int64_t> labels;
+  for (const auto& i : held["indices"]) labels.insert(i.get<std::int64_t>() % 10);
+  EXPECT_EQ(labels.size(), 4u);
 
   // A longer run in the same folder continues where the first stopped.
   args = base;

@@ -9,7 +9,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <numeric>
 
 namespace ds = attend::datasets;
 using attend::testing::contains;
@@ -41,7 +43,12 @@ TEST(DataSpec, JsonIsTheStoredFormAndRoundTrips) {
   for (const auto& j : {idx, scenes, augmented}) {
     EXPECT_EQ(ds::DataSpec::from_json(j).to_json(), j) << j.dump();
   }
-  EXPECT_EQ(ds::DataSpec().kind(ds::DataKind::kIdx).dir("data/mnist").to_json(), idx);
+  EXPECT_EQ(ds::DataSpec().kind(ds::DataKind::kIdx).dir("data/mnist").validation(ds::ValidationSplit::kLast).to_json(),
+            idx);
+  const auto stratified = ds::DataSpec().kind(ds::DataKind::kIdx).dir("d").seed(3).to_json();
+  EXPECT_EQ(stratified["validation"], "stratified") << "the default for new runs";
+  EXPECT_EQ(stratified["seed"], 3);
+  EXPECT_EQ(ds::DataSpec::from_json(stratified).to_json(), stratified);
   const auto translated = ds::DataSpec()
                               .kind(ds::DataKind::kScenes)
                               .scenes(ds::SceneKind::kTranslated)
@@ -57,13 +64,15 @@ TEST(DataSpec, JsonIsTheStoredFormAndRoundTrips) {
 TEST(DataSpec, BuildsTrainingValidationAndTestSources) {
   TempDir dir;
   write_digits(dir.path().string());
-  const auto spec = ds::DataSpec().kind(ds::DataKind::kIdx).dir(dir.path().string());
+  const auto spec =
+      ds::DataSpec().kind(ds::DataKind::kIdx).dir(dir.path().string()).validation(ds::ValidationSplit::kLast);
   const auto s = spec.training_sources(8);
   EXPECT_EQ(s.train->size(), 32);
   ASSERT_TRUE(s.validation);
   EXPECT_EQ(s.validation->size(), 8);
-  // The last 8 training items are held out.
+  // The last 8 training items are held out: all of class 8 and 9 in this sorted file.
   EXPECT_TRUE(torch::equal(s.validation->get({0}, 0).labels, torch::tensor({8}, torch::kInt64)));
+  EXPECT_EQ(s.validation_indices, (std::vector<std::int64_t>{32, 33, 34, 35, 36, 37, 38, 39}));
   EXPECT_EQ(spec.evaluation_source("test")->size(), 20);
   EXPECT_FALSE(spec.training_sources(0).validation);
   EXPECT_TRUE(contains(error_message([&] { spec.training_sources(40); }),
@@ -120,4 +129,46 @@ TEST(AtomicFile, CommitsWholeFilesThroughUniqueTemporariesAndCleansUpOnFailure) 
     EXPECT_NE(std::string(e.what()).find("cannot rename the temporary file into place"), std::string::npos);
   }
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.file("sub")), {}), 2);
+}
+
+// A stratified subset holds each class in proportion (within one of the expected
+// count), is the same for the same seed, and another for another seed; training and
+// validation together are the whole split, without overlap.
+TEST(DataSpec, StratifiedValidationIsProportionalSeededAndDisjoint) {
+  // 1000 labels sorted by class, classes of 50..150 items.
+  std::vector<std::int64_t> labels;
+  for (std::int64_t c = 0; c < 10; ++c) {
+    for (std::int64_t i = 0; i < 50 + 10 * ((c * 3) % 11); ++i) labels.push_back(c);
+  }
+  const auto t = torch::tensor(labels, torch::kInt64);
+  const auto n = static_cast<double>(labels.size());
+  const auto a = ds::stratified_indices(t, 97, 1);
+  ASSERT_EQ(a.size(), 97u);
+  EXPECT_TRUE(std::is_sorted(a.begin(), a.end()));
+  EXPECT_EQ(std::adjacent_find(a.begin(), a.end()), a.end()) << "no index twice";
+  std::vector<double> held(10, 0.0), total(10, 0.0);
+  for (auto l : labels) total[static_cast<size_t>(l)] += 1;
+  for (auto i : a) held[static_cast<size_t>(labels[static_cast<size_t>(i)])] += 1;
+  for (size_t c = 0; c < 10; ++c) EXPECT_LE(std::abs(held[c] - 97.0 * total[c] / n), 1.0) << "class " << c;
+  EXPECT_EQ(ds::stratified_indices(t, 97, 1), a);
+  EXPECT_NE(ds::stratified_indices(t, 97, 2), a);
+  EXPECT_TRUE(ds::stratified_indices(t, 0, 1).empty());
+
+  TempDir dir;
+  write_digits(dir.path().string());
+  const auto spec = ds::DataSpec().kind(ds::DataKind::kIdx).dir(dir.path().string()).seed(4);
+  const auto s = spec.training_sources(10);
+  EXPECT_EQ(s.train->size(), 30);
+  EXPECT_EQ(s.validation->size(), 10);
+  // Every class (4 items each) gives exactly one validation item.
+  std::vector<std::int64_t> rows(10);
+  std::iota(rows.begin(), rows.end(), 0);
+  EXPECT_TRUE(torch::equal(std::get<0>(s.validation->get(rows, 0).labels.sort()), torch::arange(10)));
+  const auto images = ds::read_idx(dir.file("train-images-idx3-ubyte"));
+  for (size_t k = 0; k < s.validation_indices.size(); ++k) {
+    const auto i = s.validation_indices[k];
+    EXPECT_TRUE(torch::allclose(s.validation->get({static_cast<std::int64_t>(k)}, 0).images[0][0],
+                                images[i].to(torch::kFloat32) / 255))
+        << "validation item " << k << " is training item " << i;
+  }
 }

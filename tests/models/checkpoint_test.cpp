@@ -356,11 +356,25 @@ TEST(CheckpointFormat1, ARunFolderOfTheOldFormatResumes) {
   TempDir dir;
   std::filesystem::copy_file(std::string(ATTEND_TEST_DATA) + "/checkpoint-v1-ram.pt", dir.file("last.pt"));
   const auto info = am::read_checkpoint_info(dir.file("last.pt"));
-  // The model as today's CLI builds it from the same flags.
-  const auto options = am::complete_options(am::model_registry().at("ram"),
-                                            {{"glimpses", 2}, {"glimpse_size", 4}, {"hidden", 8}, {"what_size", 8},
-                                             {"where_size", 8}, {"glimpse_features", 8}},
-                                            am::InputShape{1, 28, 28});
+  // The model as today's CLI builds it from the same flags. The first glimpse of
+  // runs from before the option was at the centre: continuing one says so.
+  nlohmann::json flags = {{"glimpses", 2},  {"glimpse_size", 4}, {"hidden", 8},
+                          {"what_size", 8}, {"where_size", 8},   {"glimpse_features", 8}};
+  const auto& kind = am::model_registry().at("ram");
+  auto today = am::make_classifier("ram", am::complete_options(kind, flags, am::InputShape{1, 28, 28}));
+  try {
+    am::train_classifier(*today, attend::datasets::DigitsSource({torch::zeros({4, 28, 28}, torch::kUInt8),
+                                                                  torch::zeros({4}, torch::kInt64)}),
+                         nullptr, am::TrainOptions().epochs(2).batch_size(500).seed(5).run_dir(dir.path().string()),
+                         info.data);
+    ADD_FAILURE() << "continued a centre-start run with random starts";
+  } catch (const attend::IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.options.first_location is (absent) there but \"random\" now"),
+              std::string::npos)
+        << e.what();
+  }
+  flags["first_location"] = "centre";
+  const auto options = am::complete_options(kind, flags, am::InputShape{1, 28, 28});
   auto ram = am::make_classifier("ram", options);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
   const attend::datasets::DigitsSource train(

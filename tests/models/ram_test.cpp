@@ -171,3 +171,38 @@ TEST(GaussianPolicy, LogProbabilityIsOfTheRawSampleAndOnlyTheMeanGetsGradient) {
   EXPECT_TRUE(torch::equal(d.raw, mean.detach()));
   EXPECT_THROW(aa::gaussian_location_policy(mean, 0.0, true), c10::Error);
 }
+
+// random: uniform over the image when sampling (mean 0, variance 1/3 per axis), the
+// centre when following the mean; centre: exactly the centre; learned: a parameter
+// that gets gradients, present only in that mode.
+TEST(Ram, FirstLocationFollowsItsMode) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  const auto images = torch::rand({4000, 1, 20, 20});
+  auto random = am::Ram(am::RamOptions().glimpses(2).glimpse_size(4).hidden(8).first_location(am::FirstLocation::kRandom));
+  torch::NoGradGuard no_grad;
+  const auto first = random->forward(images, /*sample=*/true, gen).locations.select(1, 0);
+  EXPECT_NEAR(first.mean().item<double>(), 0.0, 0.03);
+  EXPECT_NEAR(first.var(0).min().item<double>(), 1.0 / 3.0, 0.03);
+  EXPECT_NEAR(first.var(0).max().item<double>(), 1.0 / 3.0, 0.03);
+  EXPECT_LE(first.abs().max().item<double>(), 1.0);
+  EXPECT_TRUE(torch::equal(random->forward(images.narrow(0, 0, 4), false).locations.select(1, 0), torch::zeros({4, 2})));
+  auto centre = am::Ram(am::RamOptions().glimpses(2).glimpse_size(4).hidden(8));
+  EXPECT_TRUE(torch::equal(centre->forward(images.narrow(0, 0, 8), true, gen).locations.select(1, 0),
+                           torch::zeros({8, 2})));
+  EXPECT_FALSE(centre->named_parameters().contains("first_location"));
+  EXPECT_FALSE(random->named_parameters().contains("first_location"));
+  EXPECT_FALSE(am::RamOptions().to_json().contains("first_location")) << "centre is what old checkpoints mean";
+  EXPECT_EQ(am::RamOptions::from_json(random->options.to_json()).first_location(), am::FirstLocation::kRandom);
+}
+
+TEST(Ram, ALearnedFirstLocationIsTrainedByTheClassificationLoss) {
+  torch::manual_seed(4);
+  auto learned = am::Ram(am::RamOptions().glimpses(2).glimpse_size(4).hidden(8).classes(3)
+                             .first_location(am::FirstLocation::kLearned));
+  ASSERT_TRUE(learned->named_parameters().contains("first_location"));
+  const auto out = learned->forward(torch::rand({6, 1, 20, 20}), true);
+  EXPECT_TRUE(torch::equal(out.locations.select(1, 0).detach(), torch::zeros({6, 2}))) << "starts at the centre";
+  am::ram_loss(out, torch::randint(0, 3, {6})).classification.backward();
+  ASSERT_TRUE(learned->first_location.grad().defined());
+  EXPECT_GT(learned->first_location.grad().abs().sum().item<float>(), 0.0f);
+}

@@ -126,6 +126,12 @@ class TrainCommand : public Command {
     std::error_code ec;
     fs::create_directories(run_dir, ec);
     if (ec) throw IoError(run_dir, "cannot create run folder: " + ec.message());
+    // Which training items were held out, reproducible from the seed and written down.
+    write_json_file((fs::path(run_dir) / "validation.json").string(),
+                    {{"split", datasets::to_string(spec.validation())},
+                     {"seed", spec.seed()},
+                     {"count", static_cast<std::int64_t>(sources.validation_indices.size())},
+                     {"indices", sources.validation_indices}});
     auto observers = std::make_shared<am::ObserverList>();
     observers->add(std::make_shared<ProgressObserver>(io.err, io.err_is_tty));
     observers->add(std::make_shared<MetricsJsonl>((fs::path(run_dir) / "metrics.jsonl").string(),

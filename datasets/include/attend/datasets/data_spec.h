@@ -10,6 +10,7 @@
 ///    "canvas": S, "fragments": K, "fragment_size": F, "seed": SEED}
 /// plus, for training augmentation, "shift": P, "rotate": DEG, "scale_jitter": F and
 /// (with any of them, for idx data) "seed". Absent augmentation keys mean none.
+/// "validation": "stratified" (and "seed") unless the split is the last N items.
 
 #include <attend/datasets/source.h>
 
@@ -25,19 +26,33 @@ namespace attend::datasets {
 
 enum class DataKind { kIdx, kScenes };
 enum class SceneKind { kTranslated, kCluttered };
+/// Which training items are held out for validation. kStratified: a seeded random
+/// subset with each class in proportion (largest remainders); kLast: the last N items
+/// of the file (what runs before the option did; skewed when a file is sorted by class).
+enum class ValidationSplit { kStratified, kLast };
 
 /// Names as written in JSON and on the command line.
 const char* to_string(DataKind kind);
 const char* to_string(SceneKind kind);
 /// throws c10::Error listing the valid names.
 SceneKind parse_scene_kind(const std::string& name);
+const char* to_string(ValidationSplit split);
+/// throws c10::Error listing the valid names.
+ValidationSplit parse_validation_split(const std::string& name);
 
-/// Train and validation sources: the last `validation_count` items of the training
-/// split are held out for validation (none when 0). Scenes are drawn afresh every
-/// epoch for training and fixed for validation.
+/// `count` indices of `labels` ([N] int64) drawn per class in proportion to its size
+/// (largest remainders), each class's items shuffled by a stream of `seed`; sorted.
+/// The same arguments give the same indices on every platform.
+/// requires: 0 <= count <= N.
+std::vector<std::int64_t> stratified_indices(const torch::Tensor& labels, std::int64_t count, std::uint64_t seed);
+
+/// Train and validation sources: `validation_count` items of the training split are
+/// held out for validation (none when 0), chosen as DataSpec::validation says. Scenes
+/// are drawn afresh every epoch for training and fixed for validation.
 struct TrainingSources {
   std::shared_ptr<const ImageSource> train;
   std::shared_ptr<const ImageSource> validation;  ///< null when validation_count = 0
+  std::vector<std::int64_t> validation_indices;   ///< which items of the training split, sorted
 };
 
 struct DataSpec {
@@ -54,8 +69,11 @@ struct DataSpec {
   TORCH_ARG(std::int64_t, shift) = 0;
   TORCH_ARG(double, rotate) = 0.0;
   TORCH_ARG(double, scale_jitter) = 0.0;
-  /// Seed of the scenes and of the augmentation draws.
+  /// Seed of the scenes, of the augmentation draws and of the validation subset.
   TORCH_ARG(std::uint64_t, seed) = 1;
+  /// How validation items are chosen (JSON key "validation"; absent = kLast, as
+  /// checkpoints from before the option were split).
+  TORCH_ARG(ValidationSplit, validation) = ValidationSplit::kStratified;
 
  public:
   bool augmented() const { return shift_ > 0 || rotate_ > 0 || scale_jitter_ > 0; }

@@ -36,6 +36,19 @@ struct EnumNames<RamCore> {
   static constexpr std::pair<RamCore, const char*> names[] = {{RamCore::kRnn, "rnn"}, {RamCore::kLstm, "lstm"}};
 };
 
+/// Where the first glimpse looks. kCentre: the image centre (the paper's setting);
+/// kRandom: uniform over the image in passes that sample (training, Monte-Carlo
+/// evaluation) and the centre, the mean of that distribution, in deterministic
+/// passes; kLearned: a learned location (two parameters through tanh), the same for
+/// every image.
+enum class FirstLocation { kCentre, kRandom, kLearned };
+template <>
+struct EnumNames<FirstLocation> {
+  static constexpr const char* what = "first location";
+  static constexpr std::pair<FirstLocation, const char*> names[] = {
+      {FirstLocation::kCentre, "centre"}, {FirstLocation::kRandom, "random"}, {FirstLocation::kLearned, "learned"}};
+};
+
 struct RamOptions {
   TORCH_ARG(std::int64_t, channels) = 1;         ///< image channels C
   TORCH_ARG(std::int64_t, classes) = 10;
@@ -49,6 +62,9 @@ struct RamOptions {
   TORCH_ARG(std::int64_t, hidden) = 256;         ///< core state size
   TORCH_ARG(RamCore, core) = RamCore::kRnn;      ///< ReLU RNN (as in the paper) or LSTM
   TORCH_ARG(double, location_std) = 0.15;        ///< std of the Gaussian policy
+  /// Where l_0 is (JSON key "first_location", absent = centre, as checkpoints from
+  /// before the option were trained).
+  TORCH_ARG(FirstLocation, first_location) = FirstLocation::kCentre;
 
 
  public:
@@ -68,7 +84,7 @@ struct RamStep {
   torch::Tensor baseline;   ///< [B] predicted reward
 };
 
-/// A whole episode.
+/// A whole episode. l_0 depends on RamOptions::first_location.
 struct RamOutput {
   torch::Tensor logits;            ///< [B,classes] class scores from the final state
   torch::Tensor log_probs;         ///< [B,classes] their log-softmax
@@ -97,6 +113,7 @@ class RamImpl : public torch::nn::Cloneable<RamImpl> {
   torch::nn::Linear core_input{nullptr}, core_hidden{nullptr};  // ReLU RNN core
   torch::nn::LSTMCell lstm{nullptr};                             // LSTM core
   torch::nn::Linear location_net{nullptr}, baseline_net{nullptr}, classifier{nullptr};
+  torch::Tensor first_location;  ///< [2] before tanh; registered in FirstLocation::kLearned only
 };
 TORCH_MODULE(Ram);
 
