@@ -99,7 +99,7 @@ void ProgressObserver::finish_line() {
 void ProgressObserver::on_epoch_end(const models::EpochReport& r) {
   finish_line();
   out_ << "epoch " << r.epoch + 1 << "/" << r.epochs << " done in " << format_duration(r.seconds);
-  if (r.eval_seconds > 0) out_ << " (validation " << format_duration(r.eval_seconds) << ")";
+  if (r.eval_seconds >= 0.5) out_ << " (validation " << format_duration(r.eval_seconds) << ")";
   out_ << "  " << fixed(r.examples_per_second, 0) << " ex/s training  loss " << fixed(r.mean_loss, 4);
   for (const auto& [name, value] : r.train_metrics) out_ << "  " << name << " " << fixed(value, 4);
   for (const auto& [name, value] : r.eval_metrics) out_ << "  val_" << name << " " << fixed(value, 4);
