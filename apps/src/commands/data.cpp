@@ -18,7 +18,6 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
-#include <fstream>
 
 namespace attend::cli {
 namespace {
