@@ -8,7 +8,7 @@ namespace attend::cli {
 
 namespace ds = attend::datasets;
 
-po::options_description data_options() {
+po::options_description data_source_options() {
   po::options_description d("Data (an IDX folder, or scenes generated on the fly)", 100);
   d.add_options()
       ("data", po::value<std::string>()->value_name("DIR"),
@@ -19,15 +19,21 @@ po::options_description data_options() {
        "digits the scenes are made of")
       ("canvas", po::value<std::int64_t>()->default_value(60)->value_name("S"), "scene side in pixels")
       ("fragments", po::value<std::int64_t>()->default_value(4)->value_name("K"), "clutter fragments (cluttered)")
-      ("fragment-size", po::value<std::int64_t>()->default_value(8)->value_name("F"), "fragment side in pixels")
+      ("fragment-size", po::value<std::int64_t>()->default_value(8)->value_name("F"), "fragment side in pixels");
+  return d;
+}
+
+po::options_description augmentation_options() {
+  po::options_description d("Training data (augmentation and validation)", 100);
+  d.add_options()
       ("shift", po::value<std::int64_t>()->default_value(0)->value_name("P"),
-       "train: translate every training image by up to P pixels, drawn afresh each epoch (augmentation)")
+       "translate every training image by up to P pixels, drawn afresh each epoch (augmentation)")
       ("rotate", po::value<double>()->default_value(0.0)->value_name("DEG"),
-       "train: rotate every training image by up to DEG degrees about its centre, drawn each epoch")
+       "rotate every training image by up to DEG degrees about its centre, drawn each epoch")
       ("scale-jitter", po::value<double>()->default_value(0.0)->value_name("F"),
-       "train: scale every training image by a factor in [1-F, 1+F], drawn each epoch")
+       "scale every training image by a factor in [1-F, 1+F], drawn each epoch")
       ("val-split", po::value<std::string>()->default_value("stratified")->value_name("S"),
-       "train: which training items --val-count holds out: stratified (a seeded subset with every class in "
+       "which training items --val-count holds out: stratified (a seeded subset with every class in "
        "proportion; indices in <run-dir>/validation.json) or last (the file's last items)");
   return d;
 }

@@ -8,9 +8,13 @@
 
 namespace attend::cli {
 
-/// Adds --data, --scenes, --source, --canvas, --fragments, --fragment-size and the
-/// augmentation options --shift, --rotate, --scale-jitter.
-po::options_description data_options();
+/// --data, --scenes, --source, --canvas, --fragments, --fragment-size: where images
+/// come from (train and eval).
+po::options_description data_source_options();
+
+/// --shift, --rotate, --scale-jitter and --val-split: what training does with them
+/// (train only; data_spec() reads them when present).
+po::options_description augmentation_options();
 
 /// What the options describe. throws UsageError naming the option for
 /// contradictory, missing or out-of-range options.

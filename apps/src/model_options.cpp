@@ -1,5 +1,7 @@
 #include "model_options.h"
 
+#include "validate.h"
+
 #include <boost/make_shared.hpp>
 
 #include <set>
@@ -53,24 +55,6 @@ void add_flag(po::options_description& group, const models::OptionSpec& spec, bo
   group.add(boost::make_shared<po::option_description>(spec.flag.c_str(), value, help.c_str()));
 }
 
-nlohmann::json parse_list(const std::string& text, const std::string& flag) {
-  nlohmann::json out = nlohmann::json::array();
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      const auto v = std::stoll(item, &used);
-      if (used != item.size()) throw std::invalid_argument(item);
-      out.push_back(v);
-    } catch (const std::exception&) {
-      throw UsageError("--" + flag + " must be a comma-separated list of whole numbers, got '" + text + "'");
-    }
-  }
-  if (out.empty()) throw UsageError("--" + flag + " must not be empty");
-  return out;
-}
-
 }  // namespace
 
 po::options_description model_options_for_parsing() {
@@ -116,7 +100,7 @@ nlohmann::json given_model_options(const po::variables_map& vm, const models::Mo
       case Type::kInt: value = vm[spec.flag].as<std::int64_t>(); break;
       case Type::kReal: value = vm[spec.flag].as<double>(); break;
       case Type::kChoice: value = vm[spec.flag].as<std::string>(); break;
-      case Type::kIntList: value = parse_list(vm[spec.flag].as<std::string>(), spec.flag); break;
+      case Type::kIntList: value = parse_int_list(vm[spec.flag].as<std::string>(), spec.flag); break;
     }
     if (const auto problem = spec.problem(value); !problem.empty()) {
       throw UsageError("--" + spec.flag + " " + problem);

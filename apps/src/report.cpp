@@ -14,11 +14,17 @@
 namespace attend::cli {
 
 nlohmann::json evaluation_report(models::Classifier& classifier, const datasets::ImageSource& source,
-                                 const std::string& checkpoint) {
+                                 const std::string& checkpoint, const EvalModes& wanted) {
   nlohmann::json report = {{"checkpoint", checkpoint}, {"kind", classifier.kind()}, {"count", source.size()}};
   std::vector<std::pair<std::string, std::int64_t>> modes{{"deterministic", 0}};
   if (models::model_registry().at(classifier.kind()).capabilities.stochastic_eval) {
-    modes = {{"mean location", 0}, {"M=1", 1}, {"M=10", 10}};
+    modes.clear();
+    if (wanted.mean) modes.emplace_back("mean location", 0);
+    for (const auto m : wanted.samples) {
+      TORCH_CHECK(m >= 1, "evaluation: sampled trajectories must be >= 1, got ", m);
+      modes.emplace_back("M=" + std::to_string(m), m);
+    }
+    TORCH_CHECK(!modes.empty(), "evaluation: no mode to evaluate");
   }
   nlohmann::json results = nlohmann::json::array();
   for (const auto& [name, samples] : modes) {

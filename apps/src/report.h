@@ -8,14 +8,24 @@
 
 #include <iosfwd>
 #include <string>
+#include <vector>
 
 namespace attend::cli {
 
-/// Evaluates `classifier` on `source`. For kinds with stochastic evaluation (the RAM)
-/// three modes: the policy mean (deterministic), M=1 and M=10 sampled trajectories,
-/// drawn from a generator seeded with 0 (reproducible); otherwise one.
+/// Which rows an evaluation report has. For kinds with stochastic evaluation (the
+/// RAM): the policy-mean row when `mean` is set, then one row per entry of `samples`
+/// (M sampled trajectories whose log-probabilities are averaged). Kinds without it
+/// have one deterministic row whatever these say.
+struct EvalModes {
+  bool mean = true;
+  std::vector<std::int64_t> samples{1, 10};
+};
+
+/// Evaluates `classifier` on `source` in `modes`. Each sampled row draws from its own
+/// generator seeded with 0, so its figures are reproducible and do not depend on which
+/// rows come before it.
 nlohmann::json evaluation_report(models::Classifier& classifier, const datasets::ImageSource& source,
-                                 const std::string& checkpoint);
+                                 const std::string& checkpoint, const EvalModes& modes = {});
 
 void print_evaluation(std::ostream& out, const nlohmann::json& report);
 

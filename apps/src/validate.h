@@ -11,6 +11,7 @@
 #include <initializer_list>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace attend::cli {
 
@@ -65,6 +66,26 @@ E require_enum(const po::variables_map& vm, const std::string& name) {
     if (value == valid) return models::parse_enum<E>(value);
   }
   throw UsageError("--" + name + " must be " + models::enum_choices<E>() + ", got '" + value + "'");
+}
+
+/// "1,10,100" as whole numbers; a usage error naming --flag for anything else or an
+/// empty list.
+inline std::vector<std::int64_t> parse_int_list(const std::string& text, const std::string& flag) {
+  std::vector<std::int64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      const auto v = std::stoll(item, &used);
+      if (used != item.size()) throw std::invalid_argument(item);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw UsageError("--" + flag + " must be a comma-separated list of whole numbers, got '" + text + "'");
+    }
+  }
+  if (out.empty()) throw UsageError("--" + flag + " must not be empty");
+  return out;
 }
 
 }  // namespace attend::cli

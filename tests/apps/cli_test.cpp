@@ -255,6 +255,31 @@ TEST(CliTrain, TrainsEvaluatesResumesAndClassifiesWithATrace) {
     for (const auto& v : row) total += v.get<std::int64_t>();
   }
   EXPECT_EQ(total, 12);
+  // Rows: the policy mean, then one per --samples entry; each row's figures do not
+  // depend on the rows before it.
+  std::vector<std::string> modes;
+  for (const auto& row : j["results"]) modes.push_back(row["mode"]);
+  EXPECT_EQ(modes, (std::vector<std::string>{"mean location", "M=1", "M=10"}));
+  const auto chosen = run({"eval", run_dir + "/best.pt", "--json", "--modes", "sampled", "--samples", "3,1,25"});
+  ASSERT_EQ(chosen.code, 0) << chosen.err;
+  const auto rows = nlohmann::json::parse(chosen.out)["results"];
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0]["mode"], "M=3");
+  EXPECT_EQ(rows[2]["samples"], 25);
+  EXPECT_EQ(rows[1]["nll"], j["results"][1]["nll"]) << "M=1 is the same whichever rows come first";
+  const auto mean_only = run({"eval", run_dir + "/best.pt", "--json", "--modes", "mean"});
+  ASSERT_EQ(mean_only.code, 0) << mean_only.err;
+  EXPECT_EQ(nlohmann::json::parse(mean_only.out)["results"].size(), 1u);
+  for (const auto& bad : std::vector<std::vector<std::string>>{{"--samples", "0"},
+                                                              {"--samples", "1,x"},
+                                                              {"--modes", "median"},
+                                                              {"--modes", "mean", "--samples", "5"}}) {
+    std::vector<std::string> args{"eval", run_dir + "/best.pt"};
+    args.insert(args.end(), bad.begin(), bad.end());
+    const auto refused = run(args);
+    EXPECT_EQ(refused.code, 2) << bad[1];
+    EXPECT_TRUE(contains(refused.err, "--" + bad[0].substr(2))) << refused.err;
+  }
 
   // A 20x25 photo is larger than the 10x10 input: resized to fit, then padded.
   cv::Mat big(25, 20, CV_8UC3, cv::Scalar(0, 0, 0));
@@ -381,6 +406,31 @@ TEST(CliTrain, AShortRunLearnsAndEvalAgreesWithItsReport) {
   const auto eval = run({"eval", run_dir + "/best.pt", "--json"});
   ASSERT_EQ(eval.code, 0) << eval.err;
   EXPECT_DOUBLE_EQ(nlohmann::json::parse(eval.out)["results"][0]["accuracy"].get<double>(), accuracy);
+  // A deterministic model has one row; sampling options are refused, not ignored.
+  EXPECT_EQ(nlohmann::json::parse(eval.out)["results"].size(), 1u);
+  const auto sampled = run({"eval", run_dir + "/best.pt", "--samples", "10"});
+  EXPECT_EQ(sampled.code, 2);
+  EXPECT_TRUE(contains(sampled.err, "--samples does not apply to a 'fc' model")) << sampled.err;
+}
+
+// eval's help lists what evaluation uses: where the images come from, not how
+// training augments them.
+TEST(Cli, EvalHelpListsOnlyEvaluationOptions) {
+  const auto help = run({"eval", "--help"});
+  ASSERT_EQ(help.code, 0);
+  for (const char* flag : {"--data", "--scenes", "--canvas", "--split", "--samples", "--modes", "--json"}) {
+    EXPECT_TRUE(contains(help.out, flag)) << flag;
+  }
+  for (const char* flag : {"--shift", "--rotate", "--scale-jitter", "--val-split", "--epochs", "--glimpses"}) {
+    EXPECT_FALSE(contains(help.out, flag)) << flag;
+  }
+  const auto train = run({"train", "--help"});
+  for (const char* flag : {"--shift", "--rotate", "--scale-jitter", "--val-split"}) {
+    EXPECT_TRUE(contains(train.out, flag)) << flag;
+  }
+  const auto refused = run({"eval", "x.pt", "--shift", "4"});
+  EXPECT_EQ(refused.code, 2);
+  EXPECT_TRUE(contains(refused.err, "unknown option --shift")) << refused.err;
 }
 
 // One command's --threads does not outlive it, and --seed is not applied process-wide:

@@ -1,5 +1,6 @@
-// attend eval <checkpoint>: accuracy (deterministic, M=1, M=10 for the RAM) and
-// confusion matrix on a test set.
+// attend eval <checkpoint>: accuracy and confusion matrix on a test set; for
+// stochastic kinds (the RAM) one row per mode: the policy mean and M sampled
+// trajectories for each M of --samples.
 #include "../cli.h"
 #include "../data_options.h"
 #include "../report.h"
@@ -11,10 +12,20 @@
 
 #include <torch/torch.h>
 
+#include <sstream>
+
 namespace attend::cli {
 namespace {
 
 namespace am = attend::models;
+
+std::string stochastic_kinds() {
+  std::string kinds;
+  for (const auto& k : am::model_registry().kinds()) {
+    if (k.capabilities.stochastic_eval) kinds += (kinds.empty() ? "" : ", ") + k.name;
+  }
+  return kinds;
+}
 
 class EvalCommand : public Command {
  public:
@@ -23,6 +34,8 @@ class EvalCommand : public Command {
   std::string usage() const override { return "attend eval <checkpoint> [--data DIR | --scenes KIND] [options]"; }
   std::vector<std::string> examples() const override {
     return {"attend eval out/ram-c60/best.pt", "attend eval out/ram-c60/best.pt --json",
+            "attend eval out/ram-c60/best.pt --samples 1,10,100",
+            "attend eval out/ram-c60/best.pt --modes sampled --samples 50",
             "attend eval out/cnn/best.pt --data out/cluttered-60 --split test"};
   }
   std::vector<po::options_description> options() override {
@@ -30,9 +43,14 @@ class EvalCommand : public Command {
     d.add_options()
         ("checkpoint", po::value<std::string>()->value_name("FILE"), "checkpoint to evaluate (positional)")
         ("split", po::value<std::string>()->default_value("test")->value_name("S"), "train or test")
-        ("json", po::bool_switch(), "print the report as JSON");
-    po::options_description data = data_options();
-    return {d, data};
+        ("json", po::bool_switch(), "print the report as JSON")
+        ("modes", po::value<std::string>()->default_value("mean,sampled")->value_name("LIST"),
+         ("stochastic models (" + stochastic_kinds() + "): rows to report, mean (the policy's mean locations, "
+          "starting at the image centre: deterministic) and/or sampled (one row per --samples)").c_str())
+        ("samples", po::value<std::string>()->default_value("1,10")->value_name("LIST"),
+         "sampled trajectories per image for each sampled row, comma-separated (their class log-probabilities "
+         "are averaged; each row drawn from a generator seeded with 0)");
+    return {d, data_source_options()};
   }
   po::positional_options_description positionals() const override {
     po::positional_options_description p;
@@ -43,8 +61,39 @@ class EvalCommand : public Command {
     if (!vm.count("checkpoint")) throw UsageError("eval: missing the checkpoint to evaluate");
     const auto path = vm["checkpoint"].as<std::string>();
     const auto split = require_one_of(vm, "split", {"train", "test"});
+    EvalModes modes;
+    modes.mean = false;
+    std::stringstream list(vm["modes"].as<std::string>());
+    bool sampled = false;
+    for (std::string mode; std::getline(list, mode, ',');) {
+      if (mode == "mean") {
+        modes.mean = true;
+      } else if (mode == "sampled") {
+        sampled = true;
+      } else {
+        throw UsageError("--modes must be a comma-separated list of mean and sampled, got '" +
+                         vm["modes"].as<std::string>() + "'");
+      }
+    }
+    if (!modes.mean && !sampled) throw UsageError("--modes must name mean, sampled or both");
+    if (!sampled && !vm["samples"].defaulted()) throw UsageError("--samples needs 'sampled' in --modes");
+    modes.samples.clear();
+    if (sampled) {
+      for (const auto m : parse_int_list(vm["samples"].as<std::string>(), "samples")) {
+        if (m < 1 || m > 1000) throw UsageError("--samples must be between 1 and 1000 each, got " + format_number(m));
+        modes.samples.push_back(m);
+      }
+    }
     am::CheckpointInfo info;
     auto classifier = am::load_classifier(path, &info);
+    if (!am::model_registry().at(classifier->kind()).capabilities.stochastic_eval) {
+      for (const char* flag : {"modes", "samples"}) {
+        if (!vm[flag].defaulted()) {
+          throw UsageError(std::string("--") + flag + " does not apply to a '" + classifier->kind() +
+                           "' model: it is deterministic (stochastic kinds: " + stochastic_kinds() + ")");
+        }
+      }
+    }
     // Without data options, evaluate on the test split of the data the model was trained on.
     datasets::DataSpec spec;
     if (vm.count("data") || vm.count("scenes")) {
@@ -59,7 +108,7 @@ class EvalCommand : public Command {
       throw UsageError("eval: the checkpoint does not say what it was trained on; give --data or --scenes");
     }
     const auto source = spec.evaluation_source(split);
-    const auto report = evaluation_report(*classifier, *source, path);
+    const auto report = evaluation_report(*classifier, *source, path, modes);
     if (vm["json"].as<bool>()) {
       io.out << report.dump(2) << "\n";
     } else {

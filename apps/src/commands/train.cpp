@@ -54,11 +54,12 @@ class TrainCommand : public Command {
   std::vector<po::options_description> options() override {
     auto model = model_options_for_parsing();
     model.add_options()("model", po::value<std::string>()->value_name("KIND"), "model kind (positional)");
-    return {model, data_options(), training_options()};
+    return {model, data_source_options(), augmentation_options(), training_options()};
   }
   std::vector<po::options_description> help_options() override {
     auto groups = model_options_for_help();
-    groups.push_back(data_options());
+    groups.push_back(data_source_options());
+    groups.push_back(augmentation_options());
     groups.push_back(training_options());
     return groups;
   }
@@ -134,6 +135,8 @@ class TrainCommand : public Command {
                      {"indices", sources.validation_indices}});
     auto observers = std::make_shared<am::ObserverList>();
     observers->add(std::make_shared<ProgressObserver>(io.err, io.err_is_tty));
+    observers->add(std::make_shared<OverfittingWarning>(
+        io.err, "augment them with --shift, --rotate or --scale-jitter (see 'attend train --help')"));
     observers->add(std::make_shared<MetricsJsonl>((fs::path(run_dir) / "metrics.jsonl").string(),
                                                   require_positive<std::int64_t>(vm, "log-every")));
     am::FitSummary summary;
