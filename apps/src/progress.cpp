@@ -115,6 +115,22 @@ void ProgressObserver::on_train_end(const models::FitSummary& s) {
   out_ << "\n" << std::flush;
 }
 
+OverfittingWarning::OverfittingWarning(std::ostream& out, std::string advice, double margin, std::int64_t epochs)
+    : out_(out), advice_(std::move(advice)), margin_(margin), epochs_(epochs < 1 ? 1 : epochs) {}
+
+void OverfittingWarning::on_epoch_end(const models::EpochReport& r) {
+  const auto train = r.train_metrics.find("accuracy");
+  const auto validation = r.eval_metrics.find("accuracy");
+  if (train == r.train_metrics.end() || validation == r.eval_metrics.end()) return;
+  run_ = train->second - validation->second > margin_ ? run_ + 1 : 0;
+  if (warned_ || run_ < epochs_) return;
+  warned_ = true;
+  out_ << "attend: warning: training accuracy " << fixed(100.0 * train->second, 1) << "% but validation accuracy "
+       << fixed(100.0 * validation->second, 1) << "% for " << count(run_, "epoch")
+       << " in a row: the model is memorising its training images; " << advice_ << "\n"
+       << std::flush;
+}
+
 MetricsJsonl::MetricsJsonl(const std::string& path, std::int64_t every_steps)
     : path_(path), file_(path, std::ios::app), every_(every_steps < 1 ? 1 : every_steps) {
   if (!file_) throw IoError(path, "cannot open for appending");

@@ -46,6 +46,26 @@ class ProgressObserver : public models::TrainingObserver {
   bool line_open_ = false;
 };
 
+/// Warns once when the training accuracy exceeds the validation accuracy by more than
+/// `margin` at `epochs` epoch ends in a row: the model is memorising its training
+/// images. The line names `advice` (the augmentation options). Needs both metrics
+/// named "accuracy"; silent otherwise.
+class OverfittingWarning : public models::TrainingObserver {
+ public:
+  OverfittingWarning(std::ostream& out, std::string advice, double margin = 0.15, std::int64_t epochs = 3);
+
+  void on_epoch_end(const models::EpochReport& report) override;
+  bool warned() const { return warned_; }
+
+ private:
+  std::ostream& out_;
+  std::string advice_;
+  double margin_;
+  std::int64_t epochs_;
+  std::int64_t run_ = 0;  ///< consecutive epochs over the margin
+  bool warned_ = false;
+};
+
 /// Appends one JSON object per line to `path`: {"event":"begin"|"step"|"epoch"|"end",
 /// "time": unix seconds, ...}. Steps are logged every `every_steps`; each line is
 /// flushed so the file is complete up to the last event after a crash.

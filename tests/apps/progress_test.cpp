@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -124,4 +125,39 @@ TEST(MetricsJsonl, AppendsOneParsableLinePerEvent) {
   EXPECT_EQ(lines[4]["status"], "interrupted");
   EXPECT_EQ(lines[5]["resumed"], true);
   EXPECT_GT(lines[5]["time"].get<double>(), 1.7e9);
+}
+
+// Training accuracy far above validation accuracy for several epochs in a row gives
+// one warning naming the cure; a gap that closes again, or a small one, gives none.
+TEST(OverfittingWarning, WarnsOnceAfterSeveralEpochsOfAWideGap) {
+  auto epoch = [](double train, double validation) {
+    am::EpochReport e;
+    e.train_metrics = {{"accuracy", train}};
+    e.eval_metrics = {{"accuracy", validation}};
+    return e;
+  };
+  std::ostringstream out;
+  attend::cli::OverfittingWarning warning(out, "try --shift", /*margin=*/0.15, /*epochs=*/3);
+  warning.on_epoch_end(epoch(0.9, 0.5));
+  warning.on_epoch_end(epoch(0.9, 0.5));
+  warning.on_epoch_end(epoch(0.6, 0.5));  // the run of wide gaps is broken
+  warning.on_epoch_end(epoch(0.9, 0.5));
+  warning.on_epoch_end(epoch(0.9, 0.5));
+  EXPECT_EQ(out.str(), "");
+  EXPECT_FALSE(warning.warned());
+  warning.on_epoch_end(epoch(0.92, 0.27));
+  EXPECT_EQ(out.str(),
+            "attend: warning: training accuracy 92.0% but validation accuracy 27.0% for 3 epochs in a row: the model "
+            "is memorising its training images; try --shift\n");
+  warning.on_epoch_end(epoch(0.95, 0.2));
+  const auto text = out.str();
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << "once per run";
+
+  std::ostringstream quiet;
+  attend::cli::OverfittingWarning healthy(quiet, "try --shift");
+  for (int i = 0; i < 20; ++i) healthy.on_epoch_end(epoch(0.99, 0.97));
+  am::EpochReport no_validation;
+  no_validation.train_metrics = {{"accuracy", 1.0}};
+  for (int i = 0; i < 5; ++i) healthy.on_epoch_end(no_validation);
+  EXPECT_EQ(quiet.str(), "");
 }
