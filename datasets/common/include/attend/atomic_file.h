@@ -115,18 +115,25 @@ class AtomicFile {
   }
 
   /// Syncs the temporary file, renames it over the target and syncs the folder.
+  /// With `durable` false nothing is synced: the target is still never half written
+  /// by this process, but after a power loss it may be missing or empty. Bulk writers
+  /// (thousands of images) pass false and call ::sync() once before writing the file
+  /// that declares the set complete.
   /// throws IoError naming the target (the temporary file is then removed).
-  void commit() {
-    const int fd = ::open(temp_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) fail("cannot reopen the temporary file " + temp_);
-    if (::fsync(fd) != 0) {
-      const int err = errno;
+  void commit(bool durable = true) {
+    if (durable) {
+      const int fd = ::open(temp_.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) fail("cannot reopen the temporary file " + temp_);
+      if (::fsync(fd) != 0) {
+        const int err = errno;
+        ::close(fd);
+        fail("fsync failed", err);
+      }
       ::close(fd);
-      fail("fsync failed", err);
     }
-    ::close(fd);
     if (::rename(temp_.c_str(), path_.c_str()) != 0) fail("cannot rename the temporary file into place");
     committed_ = true;
+    if (!durable) return;
     const std::filesystem::path target(path_);
     const auto dir = target.has_parent_path() ? target.parent_path().string() : std::string(".");
     const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -148,11 +155,11 @@ class AtomicFile {
   bool committed_ = false;
 };
 
-/// Writes `bytes` to `path` atomically (see AtomicFile).
-inline void write_file_atomically(const std::string& path, std::string_view bytes) {
+/// Writes `bytes` to `path` atomically (see AtomicFile; `durable` as for commit()).
+inline void write_file_atomically(const std::string& path, std::string_view bytes, bool durable = true) {
   AtomicFile file(path);
   file.write(bytes);
-  file.commit();
+  file.commit(durable);
 }
 
 }  // namespace attend
