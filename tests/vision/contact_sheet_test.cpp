@@ -55,6 +55,24 @@ TEST(ContactSheet, CaptionsAddARowOfTextUnderEachTile) {
   EXPECT_THROW(av::make_contact_sheet(torch::zeros({2, 2, 8, 8})), c10::Error);
 }
 
+// A caption wider than its tile wraps onto more lines (the sheet grows by whole lines),
+// and boxes are drawn on the tile's pixels at the image's coordinates times the scale.
+TEST(ContactSheet, WrapsLongCaptionsAndDrawsBoxes) {
+  const auto images = torch::zeros({2, 16, 16}, torch::kUInt8);
+  const auto opts = av::ContactSheetOptions().columns(2).scale(2).padding(4);
+  const auto short_sheet = av::make_contact_sheet(images, {"a 3", "a 7"}, opts);
+  const auto long_sheet =
+      av::make_contact_sheet(images, {"a 3 at the top left and a 7 at the center", "a 7"}, opts);
+  EXPECT_EQ(short_sheet.cols, long_sheet.cols) << "wrapping never widens a tile";
+  EXPECT_GT(long_sheet.rows, short_sheet.rows);
+  const auto boxed = av::make_contact_sheet(images, {}, opts, {{{2, 3, 5, 4, ""}}, {}});
+  // Tile 0 starts at (4,4); the box's top-left corner is at (4 + 2*2, 4 + 3*2).
+  const auto corner = boxed.at<cv::Vec3b>(4 + 6, 4 + 4);
+  EXPECT_GT(corner[0] + corner[1] + corner[2], 200) << "a coloured outline on a black tile";
+  EXPECT_EQ(boxed.at<cv::Vec3b>(4 + 8, 4 + 6), cv::Vec3b(0, 0, 0)) << "inside the box stays as it was";
+  EXPECT_THROW(av::make_contact_sheet(images, {}, opts, {{}}), c10::Error) << "one box list per image";
+}
+
 TEST(ImageIo, PngRoundTripIsLosslessAndErrorsNameTheFile) {
   TempDir dir;
   cv::Mat m(9, 13, CV_8UC3);
