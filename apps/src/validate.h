@@ -26,7 +26,7 @@ std::string format_number(T value) {
 template <typename T>
 T require_range(const po::variables_map& vm, const std::string& name, T lo, T hi) {
   const T value = vm[name].as<T>();
-  if (value < lo || value > hi) {
+  if (!(value >= lo && value <= hi)) {  // also refuses nan
     throw UsageError("--" + name + " must be between " + format_number(lo) + " and " + format_number(hi) +
                      ", got " + format_number(value));
   }

@@ -15,7 +15,10 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <gtest/gtest.h>
 
@@ -67,7 +70,101 @@ void write_bars(const std::string& dir) {
   }
 }
 
+/// 28x28 items (random strokes), 40 training and 20 test items, labels (i + i / 10) % 10
+/// (so that the validation items, every tenth, still cover several classes).
+void write_items(const std::string& dir) {
+  for (const auto& [prefix, n] : std::vector<std::pair<std::string, int>>{{"train", 40}, {"t10k", 20}}) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(prefix == "train" ? 5 : 6);
+    auto images = torch::zeros({n, 28, 28}, torch::kUInt8);
+    images.narrow(1, 6, 16).narrow(2, 8, 12).copy_(torch::randint(100, 256, {n, 16, 12}, gen, torch::kUInt8));
+    ds::write_idx(dir + "/" + prefix + "-images-idx3-ubyte", images);
+    const auto i = torch::arange(n);
+    ds::write_idx(dir + "/" + prefix + "-labels-idx1-ubyte", ((i + i.div(10, "floor")) % 10).to(torch::kUInt8));
+  }
+}
+
 }  // namespace
+
+namespace fs = std::filesystem;
+
+// attend data objects writes a caption data set: images, masks, instances, the JSON
+// with the asked counts per split, a contact sheet and a manifest.
+TEST(CliData, ObjectScenesWriteACaptionDataSet) {
+  TempDir dir;
+  write_items(dir.path().string());
+  const auto out = dir.file("objects");
+  const auto r = run({"data", "objects", "--source", dir.path().string(), "--level", "2", "--count", "12",
+                      "--val-count", "3", "--test-count", "5", "--colour", "--background", "noise", "--sheet", "4",
+                      "--out", out});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "wrote 12 train, 3 val and 5 test scenes (64x64, digits, colour, noise)")) << r.out;
+  const auto j = nlohmann::json::parse(std::ifstream(out + "/dataset_objects.json"));
+  ASSERT_EQ(j["images"].size(), 20u);
+  std::map<std::string, int> splits;
+  for (const auto& entry : j["images"]) {
+    ++splits[entry["split"].get<std::string>()];
+    EXPECT_EQ(entry["objects"].size(), 2u);
+    EXPECT_EQ(entry["sentences"].size(), 2u);
+    EXPECT_TRUE(fs::exists(out + "/images/" + entry["filename"].get<std::string>()));
+    EXPECT_TRUE(fs::exists(out + "/" + entry["mask"].get<std::string>()));
+  }
+  EXPECT_EQ(splits, (std::map<std::string, int>{{"test", 5}, {"train", 12}, {"val", 3}}));
+  const auto sheet = cv::imread(out + "/contact-sheet.png");
+  EXPECT_EQ(sheet.cols, 4 + 4 * (64 * 3 + 4)) << "4 tiles of 64 px at scale 3";
+  const auto manifest = nlohmann::json::parse(std::ifstream(out + "/manifest.json"));
+  EXPECT_EQ(manifest["options"]["objects"], nlohmann::json({2, 2}));
+  EXPECT_EQ(manifest["options"]["background"], "noise");
+  // The same command with the same seed writes the same bytes.
+  const auto again = run({"data", "objects", "--source", dir.path().string(), "--level", "2", "--count", "12",
+                          "--val-count", "3", "--test-count", "5", "--colour", "--background", "noise", "--sheet",
+                          "0", "--out", dir.file("again")});
+  ASSERT_EQ(again.code, 0) << again.err;
+  std::stringstream a, b;
+  a << std::ifstream(out + "/dataset_objects.json").rdbuf();
+  b << std::ifstream(dir.file("again/dataset_objects.json")).rdbuf();
+  EXPECT_EQ(a.str(), b.str());
+}
+
+// Bad object-scene options: one line naming the option, exit 2; a source of the wrong
+// size: exit 1 naming the folder.
+TEST(CliData, ObjectScenesRefuseBadOptionsByName) {
+  TempDir dir;
+  write_items(dir.path().string());
+  const auto src = dir.path().string();
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases{
+      {{"--objects", "0"}, "--objects must be a count or a range within 1..9"},
+      {{"--objects", "3-2"}, "--objects must be a count or a range within 1..9"},
+      {{"--objects", "two"}, "--objects must be a count or a range like 1-4"},
+      {{"--level", "4"}, "--level must be between 1 and 3"},
+      {{"--level", "2", "--objects", "2"}, "give --level or --objects, not both"},
+      {{"--size", "2"}, "--size must be a fraction or a range A,B within 0.1..1"},
+      {{"--size", "0.5,0.2"}, "--size must be"},
+      {{"--items", "cats"}, "--items must be one of digits, fashion, both"},
+      {{"--background", "white"}, "--background must be one of black, noise, clutter"},
+      {{"--canvas", "16"}, "--canvas must be between 32 and 1024"},
+      {{"--jitter", "nan"}, "--jitter"},
+      {{"--hold-out", "3 near 7"}, "--hold-out: a held-out triple reads"},
+      {{"--hold-out", "cat left of 7"}, "names 'cat', which is not a class word of digits"},
+      {{"--gzip"}, "--gzip does not apply to object scenes"},
+      {{"--fragment-size", "40"}, "--fragment-size must be between 2 and 28"},
+  };
+  for (const auto& [args, message] : cases) {
+    std::vector<std::string> command{"data", "objects", "--source", src, "--count", "2", "--out", dir.file("o")};
+    command.insert(command.end(), args.begin(), args.end());
+    const auto r = run(command);
+    EXPECT_EQ(r.code, 2) << args[0];
+    EXPECT_TRUE(contains(r.err, message)) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  const auto level_on_digits = run({"data", "cluttered", "--level", "2"});
+  EXPECT_EQ(level_on_digits.code, 2);
+  EXPECT_TRUE(contains(level_on_digits.err, "--level applies to 'attend data objects', not to cluttered scenes"))
+      << level_on_digits.err;
+  write_bars(dir.file("bars"));
+  const auto small = run({"data", "objects", "--source", dir.file("bars"), "--out", dir.file("o")});
+  EXPECT_EQ(small.code, 1);
+  EXPECT_TRUE(contains(small.err, "object scenes are made of 28x28 grey items")) << small.err;
+}
 
 TEST(Cli, HelpListsCommandsGlobalOptionsAndExamples) {
   const auto r = run({"--help"});
@@ -78,7 +175,8 @@ TEST(Cli, HelpListsCommandsGlobalOptionsAndExamples) {
   EXPECT_TRUE(contains(r.out, "Examples:")) << r.out;
   const auto c = run({"data", "--help"});
   EXPECT_EQ(c.code, 0);
-  EXPECT_TRUE(contains(c.out, "--canvas S (=60)")) << c.out;
+  EXPECT_TRUE(contains(c.out, "--canvas S")) << c.out;
+  EXPECT_TRUE(contains(c.out, "(default 60; objects 64)")) << c.out;
   EXPECT_TRUE(contains(c.out, "attend data cluttered")) << c.out;
   EXPECT_EQ(run({"help", "info"}).code, 0);
 }

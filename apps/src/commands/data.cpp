@@ -1,11 +1,12 @@
-// attend data translated|cluttered: generates scene data sets as IDX files plus a
-// contact sheet.
+// attend data translated|cluttered|objects: generates scene data sets (IDX files, or
+// for object scenes a caption data set with masks) plus a contact sheet.
 #include "../cli.h"
 #include "../validate.h"
 
 #include <attend/datasets/data_spec.h>
 #include <attend/datasets/digits.h>
 #include <attend/datasets/idx.h>
+#include <attend/datasets/object_scenes.h>
 #include <attend/datasets/scenes.h>
 #include <attend/atomic_file.h>
 #include <attend/io_error.h>
@@ -17,7 +18,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <cmath>
 #include <filesystem>
+#include <iomanip>
+#include <sstream>
+#include <thread>
 
 namespace attend::cli {
 namespace {
@@ -29,27 +35,70 @@ class DataCommand : public Command {
  public:
   std::string name() const override { return "data"; }
   std::string summary() const override {
-    return "generate translated or cluttered digit scenes as IDX files with a contact sheet";
+    return "generate translated or cluttered digit scenes (IDX) or captioned object scenes with masks";
   }
-  std::string usage() const override { return "attend data <translated|cluttered> [options]"; }
+  std::string usage() const override { return "attend data <translated|cluttered|objects> [options]"; }
+  std::string description() const override {
+    return "translated, cluttered: one digit per scene (Mnih et al. 2014), written as IDX files.\n"
+           "objects: several digits or Fashion-MNIST items per scene with captions, boxes and masks, written as\n"
+           "  PNG images, VOC-style label PNGs, instance PNGs and dataset_objects.json in the layout of\n"
+           "  Karpathy's dataset_coco.json (see docs/data.md). Items of train/val come from the source's train\n"
+           "  file (item i is val when i % 10 == 9), test items from its t10k file.\n";
+  }
   std::vector<std::string> examples() const override {
     return {"attend data translated --canvas 60 --out out/translated-60",
             "attend data cluttered --canvas 100 --fragments 8 --out out/cluttered-100",
-            "attend --seed 7 data cluttered --source data/fashion-mnist --split test --count 500 --out out/fashion"};
+            "attend --seed 7 data cluttered --source data/fashion-mnist --split test --count 500 --out out/fashion",
+            "attend data objects --level 2 --count 20000 --out out/objects-l2",
+            "attend data objects --objects 1-4 --items both --colour --background clutter --canvas 128 "
+            "--out out/objects-128",
+            "attend data objects --level 2 --hold-out '3 left of 7,1 above 2' --out out/objects-heldout"};
   }
   std::vector<po::options_description> options() override {
     po::options_description what("Data set", 100);
     what.add_options()
-        ("kind", po::value<std::string>()->value_name("KIND"), "translated or cluttered (positional)")
+        ("kind", po::value<std::string>()->value_name("KIND"), "translated, cluttered or objects (positional)")
         ("source", po::value<std::string>()->default_value("data/mnist")->value_name("DIR"),
          "folder with MNIST-style IDX files (train-/t10k- images and labels, plain or .gz)")
         ("split", po::value<std::string>()->default_value("both")->value_name("S"), "train, test or both")
         ("count", po::value<std::int64_t>()->default_value(0)->value_name("N"),
-         "scenes per split (0 = one per source digit); digit i mod N is used for scene i")
-        ("canvas", po::value<std::int64_t>()->default_value(60)->value_name("S"), "canvas side in pixels")
+         "scenes per split (0 = one per source digit); digit i mod N is used for scene i. objects: training "
+         "scenes (0 = 5000)")
+        ("canvas", po::value<std::int64_t>()->value_name("S"), "canvas side in pixels (default 60; objects 64)")
         ("fragments", po::value<std::int64_t>()->value_name("K"),
-         "clutter fragments per scene (cluttered: default 4; translated: 0)")
-        ("fragment-size", po::value<std::int64_t>()->default_value(8)->value_name("F"), "fragment side in pixels");
+         "clutter fragments per scene (cluttered: default 4; translated: 0; objects with clutter: 8)")
+        ("fragment-size", po::value<std::int64_t>()->value_name("F"),
+         "fragment side in pixels (default 8; objects: 10, in pixels of the 28x28 item)");
+    po::options_description objects("Object scenes (objects)", 100);
+    objects.add_options()
+        ("level", po::value<std::int64_t>()->value_name("L"),
+         "caption level: 1 one object and its place, 2 two objects and their relation, 3 three objects in "
+         "reading order (sets --objects)")
+        ("objects", po::value<std::string>()->value_name("A[-B]"), "objects per scene, fixed or a range (default 2)")
+        ("items", po::value<std::string>()->default_value("digits")->value_name("I"),
+         "digits (from --source), fashion (from --fashion) or both (20 classes)")
+        ("fashion", po::value<std::string>()->default_value("data/fashion-mnist")->value_name("DIR"),
+         "folder with Fashion-MNIST IDX files")
+        ("size", po::value<std::string>()->default_value("0.35,0.5")->value_name("A,B"),
+         "side of an item's 28x28 frame as a fraction of the canvas, drawn per object")
+        ("jitter", po::value<double>()->default_value(0.8, "0.8")->value_name("J"),
+         "offset of an object from its grid cell's centre, as a fraction of half a cell")
+        ("max-overlap", po::value<double>()->default_value(0.0)->value_name("F"),
+         "largest overlap of two tight boxes as a fraction of the smaller one (0 = none)")
+        ("repeat-classes", po::bool_switch(), "allow two objects of the same class in a scene")
+        ("colour", po::bool_switch(), "RGB scenes, each object and fragment tinted with a random hue")
+        ("background", po::value<std::string>()->default_value("black")->value_name("B"),
+         "black, noise (smooth) or clutter (low-contrast fragments of other items)")
+        ("background-level", po::value<std::int64_t>()->default_value(96)->value_name("V"),
+         "brightest noise or clutter value, 0..255")
+        ("mask-threshold", po::value<std::int64_t>()->default_value(48)->value_name("T"),
+         "an object's pixel is in its mask when its resized value is above T")
+        ("relation-margin", po::value<double>()->default_value(0.0)->value_name("P"),
+         "pixels by which a relation must be clear (0 = canvas/10)")
+        ("hold-out", po::value<std::string>()->value_name("LIST"),
+         "comma-separated triples never shown in training, e.g. '3 left of 7,1 above 2'")
+        ("val-count", po::value<std::int64_t>()->value_name("N"), "validation scenes (default count/10)")
+        ("test-count", po::value<std::int64_t>()->value_name("N"), "test scenes (default count/10)");
     po::options_description output("Output", 100);
     output.add_options()
         ("out", po::value<std::string>()->value_name("DIR"), "output folder (default out/<kind>-<canvas>)")
@@ -58,7 +107,7 @@ class DataCommand : public Command {
          "scenes shown in contact-sheet.png (0 = no sheet)")
         ("png", po::value<std::int64_t>()->default_value(0)->value_name("N"),
          "also write the first N test scenes as png/<index>-label<L>.png");
-    return {what, output};
+    return {what, objects, output};
   }
   po::positional_options_description positionals() const override {
     po::positional_options_description p;
@@ -67,15 +116,23 @@ class DataCommand : public Command {
   }
 
   int run(const po::variables_map& vm, const GlobalOptions& global, Streams& io) override {
-    if (!vm.count("kind")) throw UsageError("data: missing the kind of data set (translated or cluttered)");
+    if (!vm.count("kind")) throw UsageError("data: missing the kind of data set (translated, cluttered or objects)");
     const auto kind = vm["kind"].as<std::string>();
+    if (kind == "objects") return run_objects(vm, global, io);
     if (kind != "translated" && kind != "cluttered") {
-      throw UsageError("data: unknown kind '" + kind + "', expected translated or cluttered");
+      throw UsageError("data: unknown kind '" + kind + "', expected translated, cluttered or objects");
+    }
+    for (const char* flag : {"level", "objects", "size", "jitter", "max-overlap", "repeat-classes", "colour",
+                             "background", "background-level", "mask-threshold", "relation-margin", "hold-out",
+                             "val-count", "test-count", "items", "fashion"}) {
+      if (vm.count(flag) && !vm[flag].defaulted()) {
+        throw UsageError(std::string("--") + flag + " applies to 'attend data objects', not to " + kind + " scenes");
+      }
     }
     const auto split = require_one_of(vm, "split", {"train", "test", "both"});
-    const auto canvas = require_range<std::int64_t>(vm, "canvas", 1, 4096);
+    const auto canvas = vm.count("canvas") ? require_range<std::int64_t>(vm, "canvas", 1, 4096) : 60;
     const auto count = require_range<std::int64_t>(vm, "count", 0, 10'000'000);
-    const auto fragment_size = require_range<std::int64_t>(vm, "fragment-size", 1, 4096);
+    const auto fragment_size = vm.count("fragment-size") ? require_range<std::int64_t>(vm, "fragment-size", 1, 4096) : 8;
     const auto sheet = require_range<std::int64_t>(vm, "sheet", 0, 10'000);
     const auto pngs = require_range<std::int64_t>(vm, "png", 0, 100'000);
     std::int64_t fragments = kind == "cluttered" ? 4 : 0;
@@ -164,6 +221,154 @@ class DataCommand : public Command {
     write_file_atomically(manifest_path, manifest.dump(2) + "\n");
     if (!sheet_path.empty()) io.out << "contact sheet " << sheet_path << "\n";
     return kSuccess;
+  }
+
+ private:
+  int run_objects(const po::variables_map& vm, const GlobalOptions& global, Streams& io) {
+    for (const char* flag : {"split", "gzip", "png"}) {
+      if (!vm[flag].defaulted()) throw UsageError(std::string("--") + flag + " does not apply to object scenes");
+    }
+    auto options = ds::ObjectSceneOptions();
+    if (vm.count("canvas")) options.canvas(require_range<std::int64_t>(vm, "canvas", 32, 1024));
+    if (vm.count("level") && vm.count("objects")) throw UsageError("give --level or --objects, not both");
+    if (vm.count("level")) {
+      const auto level = require_range<std::int64_t>(vm, "level", 1, 3);
+      options.objects_min(level).objects_max(level);
+    }
+    if (vm.count("objects")) {
+      const auto text = vm["objects"].as<std::string>();
+      const auto dash = text.find('-');
+      std::vector<std::int64_t> range;
+      try {
+        range = parse_int_list(dash == std::string::npos ? text : text.substr(0, dash) + "," + text.substr(dash + 1),
+                               "objects");
+      } catch (const UsageError&) {
+        throw UsageError("--objects must be a count or a range like 1-4, got '" + text + "'");
+      }
+      if (range.size() == 1) range.push_back(range[0]);
+      if (range.size() != 2 || range[0] < 1 || range[1] > 9 || range[0] > range[1]) {
+        throw UsageError("--objects must be a count or a range within 1..9, got '" + text + "'");
+      }
+      options.objects_min(range[0]).objects_max(range[1]);
+    }
+    options.items(require_enum_name(vm, "items", {"digits", "fashion", "both"}, ds::parse_object_items));
+    const auto size_text = vm["size"].as<std::string>();
+    const auto comma = size_text.find(',');
+    try {
+      size_t used = 0;
+      const double lo = std::stod(size_text.substr(0, comma), &used);
+      const double hi = comma == std::string::npos ? lo : std::stod(size_text.substr(comma + 1));
+      if (!std::isfinite(lo) || !std::isfinite(hi) || lo < 0.1 || hi > 1.0 || lo > hi) throw std::out_of_range("size");
+      options.size_min(lo).size_max(hi);
+    } catch (const std::exception&) {
+      throw UsageError("--size must be a fraction or a range A,B within 0.1..1 of the canvas, got '" + size_text + "'");
+    }
+    options.jitter(require_range<double>(vm, "jitter", 0.0, 1.0))
+        .max_overlap(require_range<double>(vm, "max-overlap", 0.0, 1.0))
+        .distinct_classes(!vm["repeat-classes"].as<bool>())
+        .colour(vm["colour"].as<bool>())
+        .background(require_enum_name(vm, "background", {"black", "noise", "clutter"}, ds::parse_object_background))
+        .background_level(require_range<std::int64_t>(vm, "background-level", 0, 255))
+        .mask_threshold(require_range<std::int64_t>(vm, "mask-threshold", 0, 254))
+        .relation_margin(require_range<double>(vm, "relation-margin", 0.0, static_cast<double>(options.canvas()) / 2));
+    if (vm.count("fragments")) options.fragments(require_range<std::int64_t>(vm, "fragments", 0, 100));
+    if (vm.count("fragment-size")) options.fragment_size(require_range<std::int64_t>(vm, "fragment-size", 2, 28));
+    if (vm.count("hold-out")) {
+      std::vector<ds::RelationTriple> held;
+      std::stringstream list(vm["hold-out"].as<std::string>());
+      for (std::string item; std::getline(list, item, ',');) {
+        try {
+          held.push_back(ds::RelationTriple::parse(item));
+        } catch (const c10::Error& e) {
+          throw UsageError("--hold-out: " + std::string(e.what_without_backtrace()));
+        }
+      }
+      options.held_out(held);
+    }
+    try {
+      options.validate();
+    } catch (const c10::Error& e) {
+      throw UsageError(std::string(e.what_without_backtrace()));
+    }
+    ds::ObjectSceneCounts counts;
+    counts.train = require_range<std::int64_t>(vm, "count", 0, 10'000'000);
+    if (counts.train == 0) counts.train = 5000;
+    counts.val = vm.count("val-count") ? require_range<std::int64_t>(vm, "val-count", 0, 10'000'000)
+                                       : std::max<std::int64_t>(1, counts.train / 10);
+    counts.test = vm.count("test-count") ? require_range<std::int64_t>(vm, "test-count", 0, 10'000'000)
+                                         : std::max<std::int64_t>(1, counts.train / 10);
+    const auto canvas = options.canvas();
+    const auto total = counts.train + counts.val + counts.test;
+    if (total * canvas * canvas * (options.colour() ? 3 : 1) > (std::int64_t{1} << 36)) {
+      throw UsageError("data: " + std::to_string(total) + " scenes of " + std::to_string(canvas) + "x" +
+                       std::to_string(canvas) + " exceed the 64 GiB limit; lower --count or --canvas");
+    }
+    const auto sheet = require_range<std::int64_t>(vm, "sheet", 0, 10'000);
+    const auto out_dir = vm.count("out") ? vm["out"].as<std::string>() : "out/objects-" + std::to_string(canvas);
+
+    ds::ObjectSources sources;
+    sources.digits_dir = vm["source"].as<std::string>();
+    sources.fashion_dir = vm["fashion"].as<std::string>();
+    const auto start = std::chrono::steady_clock::now();
+    const ds::ObjectSceneGenerator generator(options, global.seed, sources);
+    const int threads = global.threads > 0 ? global.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    nlohmann::json written;
+    try {
+      written = ds::write_object_scenes(generator, counts, out_dir, threads);
+    } catch (const c10::Error& e) {
+      throw UsageError(std::string(e.what_without_backtrace()));
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    io.out << "wrote " << counts.train << " train, " << counts.val << " val and " << counts.test << " test scenes ("
+           << canvas << "x" << canvas << ", " << ds::to_string(options.items()) << ", "
+           << (options.colour() ? "colour" : "grey") << ", " << ds::to_string(options.background()) << ") to "
+           << out_dir << " in " << std::fixed << std::setprecision(1) << seconds << " s\n";
+
+    if (sheet > 0) {
+      // The first test scenes (else whatever comes first), with their boxes and first caption.
+      const auto& images = written["images"];
+      size_t first = 0;
+      while (first < images.size() && images[first]["split"] != "test") ++first;
+      if (first == images.size()) first = 0;
+      const auto shown = std::min<std::int64_t>(sheet, static_cast<std::int64_t>(images.size() - first));
+      std::vector<torch::Tensor> tiles;
+      std::vector<std::string> captions;
+      std::vector<std::vector<vision::SheetBox>> boxes;
+      for (std::int64_t i = 0; i < shown; ++i) {
+        const auto& entry = images[first + static_cast<size_t>(i)];
+        const auto split = ds::parse_object_split(entry["split"].get<std::string>());
+        // The scene is regenerated (a pure function of seed, split and index) rather than re-read.
+        std::int64_t index = entry["imgid"].get<std::int64_t>();
+        if (split == ds::ObjectSplit::kVal) index -= counts.train;
+        if (split == ds::ObjectSplit::kTest) index -= counts.train + counts.val;
+        const auto scene = generator.generate(split, index);
+        tiles.push_back(options.colour() ? scene.image.permute({2, 0, 1}) : scene.image.unsqueeze(0));
+        captions.push_back(entry["sentences"][0]["raw"].get<std::string>());
+        std::vector<vision::SheetBox> list;
+        for (const auto& ob : scene.objects) list.push_back({ob.bbox[0], ob.bbox[1], ob.bbox[2], ob.bbox[3], ob.word});
+        boxes.push_back(list);
+      }
+      const auto columns = canvas <= 64 ? 8 : 6;
+      const auto opts = vision::ContactSheetOptions().columns(columns).scale(canvas <= 64 ? 3 : canvas <= 128 ? 2 : 1);
+      const auto sheet_path = (fs::path(out_dir) / "contact-sheet.png").string();
+      vision::write_image(sheet_path, vision::make_contact_sheet(torch::stack(tiles), captions, opts, boxes));
+      io.out << "contact sheet " << sheet_path << "\n";
+    }
+    nlohmann::json manifest = {{"kind", "objects"},
+                               {"seed", global.seed},
+                               {"options", options.to_json()},
+                               {"sources", {{"digits", sources.digits_dir}, {"fashion", sources.fashion_dir}}},
+                               {"counts", {{"train", counts.train}, {"val", counts.val}, {"test", counts.test}}},
+                               {"dataset", (fs::path(out_dir) / "dataset_objects.json").string()},
+                               {"seconds", seconds}};
+    write_file_atomically((fs::path(out_dir) / "manifest.json").string(), manifest.dump(2) + "\n");
+    return kSuccess;
+  }
+
+  template <typename E>
+  static E require_enum_name(const po::variables_map& vm, const std::string& name,
+                             std::initializer_list<const char*> choices, E (*parse)(const std::string&)) {
+    return parse(require_one_of(vm, name, choices));
   }
 };
 
