@@ -1,0 +1,136 @@
+#pragma once
+/// Show, Attend and Tell (Xu et al. 2015), soft attention: a CNN encoder gives a grid
+/// of annotation vectors a_i; an LSTM decoder attends over them at every word.
+///
+/// For word t (y_0 = <start>), with h_{t-1}, c_{t-1} the LSTM state:
+///   alpha_t = softmax_i(v^T tanh(W_h h_{t-1} + W_a a_i + b))   (additive attention;
+///             the W_a a_i projected once per image)
+///   z_t     = beta_t * sum_i alpha_ti a_i,  beta_t = sigmoid(f_beta(h_{t-1}))  (gate)
+///   h_t, c_t = LSTM([E y_{t-1}; z_t], h_{t-1}, c_{t-1})
+///   p(y_t)  = softmax(L_o(dropout(E y_{t-1} + L_h h_t + L_z z_t)))          (deep output)
+/// h_0 = tanh(f_init,h(mean_i a_i)), c_0 = tanh(f_init,c(mean_i a_i)).
+/// Switches reproduce the common simplified variant: no gate (beta = 1), a plain
+/// output layer (softmax(W dropout(h_t))), zero initial state, and for ablations
+/// uniform attention (alpha fixed at 1/N).
+/// Training loss (teacher forcing on padded batches, nothing counted past a caption's
+/// end): the mean cross-entropy per word plus the doubly stochastic regulariser
+/// lambda * mean_b sum_i (1 - sum_t alpha_bti)^2, t over the caption's steps.
+
+#include <attend/attention/additive.h>
+#include <attend/models/beam_search.h>
+#include <attend/models/enum_names.h>
+
+#include <torch/arg.h>
+#include <torch/nn/cloneable.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/rnn.h>
+#include <torch/nn/pimpl.h>
+
+#include <nlohmann/json.hpp>
+
+#include <vector>
+
+namespace attend::models {
+
+enum class CaptionAttention { kSoft, kUniform };
+template <>
+struct EnumNames<CaptionAttention> {
+  static constexpr const char* what = "caption attention";
+  static constexpr std::pair<CaptionAttention, const char*> names[] = {{CaptionAttention::kSoft, "soft"},
+                                                                       {CaptionAttention::kUniform, "uniform"}};
+};
+
+struct CaptionerOptions {
+  explicit CaptionerOptions(std::int64_t vocab_size = 4) : vocab_size_(vocab_size) {}
+  /// Words, the four specials (<pad> <start> <end> <unk>) included.
+  TORCH_ARG(std::int64_t, vocab_size);
+  /// Image channels (1 grey, 3 RGB).
+  TORCH_ARG(std::int64_t, channels) = 1;
+  /// Encoder blocks (two 3x3 convolutions with ReLU, then 2x2 max pooling) and their
+  /// filters: the grid has stride 2^blocks (3 blocks: 64x64 -> 8x8 cells).
+  TORCH_ARG(std::vector<std::int64_t>, encoder_filters) = std::vector<std::int64_t>{32, 64, 128};
+  TORCH_ARG(std::int64_t, embed_size) = 64;
+  TORCH_ARG(std::int64_t, hidden_size) = 256;
+  TORCH_ARG(std::int64_t, attention_size) = 128;
+  /// h_0, c_0 from the mean annotation (else zeros).
+  TORCH_ARG(bool, init_from_mean) = true;
+  /// The gating scalar beta_t (else 1).
+  TORCH_ARG(bool, gate) = true;
+  /// The deep output layer (else a linear layer on h_t).
+  TORCH_ARG(bool, deep_output) = true;
+  TORCH_ARG(double, dropout) = 0.5;
+  /// lambda of the doubly stochastic regulariser (0 = off).
+  TORCH_ARG(double, doubly_stochastic) = 1.0;
+  TORCH_ARG(CaptionAttention, attention) = CaptionAttention::kSoft;
+
+ public:
+  /// throws c10::Error naming the first invalid option.
+  void validate() const;
+  nlohmann::json to_json() const;
+  /// throws c10::Error naming a missing or invalid field.
+  static CaptionerOptions from_json(const nlohmann::json& j);
+};
+
+/// Teacher-forced outputs for tokens [B,T]: step t reads tokens[:,t] and predicts
+/// tokens[:,t+1], for t < T-1.
+struct CaptionerOutput {
+  torch::Tensor logits;  ///< [B,T-1,V]
+  torch::Tensor alphas;  ///< [B,T-1,N]
+  torch::Tensor betas;   ///< [B,T-1] (ones without the gate)
+};
+
+struct CaptionLoss {
+  torch::Tensor total;              ///< cross_entropy + doubly_stochastic
+  torch::Tensor cross_entropy;      ///< mean per predicted word (<end> included)
+  torch::Tensor doubly_stochastic;  ///< lambda * mean_b sum_i (1 - sum_t alpha)^2
+  std::int64_t words = 0;           ///< predicted tokens counted
+};
+
+class CaptionerImpl : public torch::nn::Cloneable<CaptionerImpl> {
+ public:
+  explicit CaptionerImpl(const CaptionerOptions& options);
+  void reset() override;
+  void pretty_print(std::ostream& stream) const override;
+
+  /// images [B,C,H,W] float -> annotations [B,N,D], N = (H/s)(W/s) cells in reading
+  /// order, s = 2^blocks, D = the last filter count.
+  torch::Tensor encode(const torch::Tensor& images);
+  /// Cells of the grid for an image of height x width: {rows, columns}.
+  std::pair<std::int64_t, std::int64_t> grid(std::int64_t height, std::int64_t width) const;
+  std::int64_t stride() const;
+
+  /// Teacher forcing. requires tokens [B,T] int64, T >= 2, ids < vocab_size.
+  CaptionerOutput forward(const torch::Tensor& images, const torch::Tensor& tokens);
+  /// The training loss. requires lengths [B] int64 in 2..T (<start> and <end> counted).
+  CaptionLoss loss(const torch::Tensor& images, const torch::Tensor& tokens, const torch::Tensor& lengths);
+  /// Greedy (beam 1) or beam search for every image at once (B*k rows per step), in
+  /// evaluation mode and without gradients; each caption with the alpha and beta of
+  /// each of its words.
+  std::vector<DecodedCaption> decode(const torch::Tensor& images, const BeamSearchOptions& search);
+
+  /// One decoding step from the state of rows: the building block of forward and
+  /// decode (exposed for tests). annotations/projected [B,N,*]; h, c [B*q,H] with q
+  /// rows (beams) per image; tokens [B*q].
+  struct Step {
+    torch::Tensor logits, alpha, beta, h, c;
+  };
+  Step step(const torch::Tensor& annotations, const torch::Tensor& projected, const torch::Tensor& tokens,
+            const torch::Tensor& h, const torch::Tensor& c);
+  /// h_0, c_0 [B,H] for annotations [B,N,D].
+  std::pair<torch::Tensor, torch::Tensor> initial_state(const torch::Tensor& annotations);
+
+  CaptionerOptions options;
+  torch::nn::Sequential encoder{nullptr};
+  torch::nn::Embedding embedding{nullptr};
+  attention::AdditiveAttention attention{nullptr};
+  torch::nn::LSTMCell lstm{nullptr};
+  torch::nn::Linear init_h{nullptr}, init_c{nullptr}, f_beta{nullptr};
+  torch::nn::Linear out_h{nullptr}, out_z{nullptr}, out_words{nullptr};  ///< L_h, L_z, L_o (or W)
+  torch::nn::Dropout dropout{nullptr};
+};
+TORCH_MODULE(Captioner);
+
+}  // namespace attend::models

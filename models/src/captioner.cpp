@@ -1,0 +1,257 @@
+#include "attend/models/captioner.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace attend::models {
+
+void CaptionerOptions::validate() const {
+  TORCH_CHECK(vocab_size_ >= 5 && vocab_size_ <= 10'000'000, "captioner: vocabulary size must be in 5..10000000, got ",
+              vocab_size_);
+  TORCH_CHECK(channels_ == 1 || channels_ == 3, "captioner: channels must be 1 or 3, got ", channels_);
+  TORCH_CHECK(!encoder_filters_.empty() && encoder_filters_.size() <= 6, "captioner: 1..6 encoder blocks, got ",
+              encoder_filters_.size());
+  for (auto f : encoder_filters_) TORCH_CHECK(f >= 1 && f <= 4096, "captioner: encoder filters must be in 1..4096");
+  for (auto [name, v] : {std::pair{"embed size", embed_size_}, std::pair{"hidden size", hidden_size_},
+                         std::pair{"attention size", attention_size_}}) {
+    TORCH_CHECK(v >= 1 && v <= 65536, "captioner: ", name, " must be in 1..65536, got ", v);
+  }
+  TORCH_CHECK(std::isfinite(dropout_) && dropout_ >= 0 && dropout_ < 1, "captioner: dropout must be in [0,1), got ",
+              dropout_);
+  TORCH_CHECK(std::isfinite(doubly_stochastic_) && doubly_stochastic_ >= 0,
+              "captioner: the doubly stochastic lambda must be a finite number >= 0, got ", doubly_stochastic_);
+}
+
+nlohmann::json CaptionerOptions::to_json() const {
+  return {{"vocab_size", vocab_size_},
+          {"channels", channels_},
+          {"encoder_filters", encoder_filters_},
+          {"embed_size", embed_size_},
+          {"hidden_size", hidden_size_},
+          {"attention_size", attention_size_},
+          {"init_from_mean", init_from_mean_},
+          {"gate", gate_},
+          {"deep_output", deep_output_},
+          {"dropout", dropout_},
+          {"doubly_stochastic", doubly_stochastic_},
+          {"attention", enum_name(attention_)}};
+}
+
+CaptionerOptions CaptionerOptions::from_json(const nlohmann::json& j) {
+  try {
+    auto o = CaptionerOptions(j.at("vocab_size").get<std::int64_t>())
+                 .channels(j.at("channels").get<std::int64_t>())
+                 .encoder_filters(j.at("encoder_filters").get<std::vector<std::int64_t>>())
+                 .embed_size(j.at("embed_size").get<std::int64_t>())
+                 .hidden_size(j.at("hidden_size").get<std::int64_t>())
+                 .attention_size(j.at("attention_size").get<std::int64_t>())
+                 .init_from_mean(j.at("init_from_mean").get<bool>())
+                 .gate(j.at("gate").get<bool>())
+                 .deep_output(j.at("deep_output").get<bool>())
+                 .dropout(j.at("dropout").get<double>())
+                 .doubly_stochastic(j.at("doubly_stochastic").get<double>())
+                 .attention(parse_enum<CaptionAttention>(j.at("attention").get<std::string>()));
+    o.validate();
+    return o;
+  } catch (const nlohmann::json::exception& e) {
+    TORCH_CHECK(false, "captioner options: ", e.what());
+  }
+}
+
+CaptionerImpl::CaptionerImpl(const CaptionerOptions& o) : options(o) {
+  options.validate();
+  reset();
+}
+
+void CaptionerImpl::reset() {
+  const auto& o = options;
+  encoder = torch::nn::Sequential();
+  std::int64_t in = o.channels();
+  for (auto f : o.encoder_filters()) {
+    encoder->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, f, 3).padding(1)));
+    encoder->push_back(torch::nn::ReLU());
+    encoder->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(f, f, 3).padding(1)));
+    encoder->push_back(torch::nn::ReLU());
+    encoder->push_back(torch::nn::MaxPool2d(2));
+    in = f;
+  }
+  const auto d = in, e = o.embed_size(), h = o.hidden_size();
+  register_module("encoder", encoder);
+  embedding = register_module("embedding", torch::nn::Embedding(o.vocab_size(), e));
+  attention = register_module("attention", attention::AdditiveAttention(h, d, o.attention_size()));
+  lstm = register_module("lstm", torch::nn::LSTMCell(e + d, h));
+  if (o.init_from_mean()) {
+    init_h = register_module("init_h", torch::nn::Linear(d, h));
+    init_c = register_module("init_c", torch::nn::Linear(d, h));
+  }
+  if (o.gate()) f_beta = register_module("f_beta", torch::nn::Linear(h, 1));
+  if (o.deep_output()) {
+    out_h = register_module("out_h", torch::nn::Linear(h, e));
+    out_z = register_module("out_z", torch::nn::Linear(d, e));
+    out_words = register_module("out_words", torch::nn::Linear(e, o.vocab_size()));
+  } else {
+    out_words = register_module("out_words", torch::nn::Linear(h, o.vocab_size()));
+  }
+  dropout = register_module("dropout", torch::nn::Dropout(o.dropout()));
+}
+
+void CaptionerImpl::pretty_print(std::ostream& stream) const {
+  stream << "attend::models::Captioner(vocab=" << options.vocab_size() << ", hidden=" << options.hidden_size()
+         << ", attention=" << enum_name(options.attention()) << (options.gate() ? ", gate" : "")
+         << (options.deep_output() ? ", deep output" : "") << ", lambda=" << options.doubly_stochastic() << ")";
+}
+
+std::int64_t CaptionerImpl::stride() const { return std::int64_t{1} << options.encoder_filters().size(); }
+
+std::pair<std::int64_t, std::int64_t> CaptionerImpl::grid(std::int64_t height, std::int64_t width) const {
+  return {height / stride(), width / stride()};
+}
+
+torch::Tensor CaptionerImpl::encode(const torch::Tensor& images) {
+  TORCH_CHECK(images.dim() == 4 && images.size(1) == options.channels(), "captioner: expected images [B,",
+              options.channels(), ",H,W], got ", images.sizes());
+  TORCH_CHECK(images.size(2) >= stride() && images.size(3) >= stride(), "captioner: images of ", images.size(2), "x",
+              images.size(3), " are smaller than the encoder's stride ", stride());
+  const auto features = encoder->forward(images);  // [B,D,h,w]
+  return features.flatten(2).transpose(1, 2).contiguous();
+}
+
+std::pair<torch::Tensor, torch::Tensor> CaptionerImpl::initial_state(const torch::Tensor& annotations) {
+  const auto b = annotations.size(0);
+  if (!options.init_from_mean()) {
+    auto zeros = torch::zeros({b, options.hidden_size()}, annotations.options());
+    return {zeros, zeros.clone()};
+  }
+  const auto mean = annotations.mean(1);
+  return {torch::tanh(init_h->forward(mean)), torch::tanh(init_c->forward(mean))};
+}
+
+CaptionerImpl::Step CaptionerImpl::step(const torch::Tensor& annotations, const torch::Tensor& projected,
+                                        const torch::Tensor& tokens, const torch::Tensor& h, const torch::Tensor& c) {
+  const auto b = annotations.size(0), n = annotations.size(1);
+  const auto rows = h.size(0);
+  const auto q = rows / b;  // rows (beams) per image
+  Step out;
+  torch::Tensor context;
+  if (options.attention() == CaptionAttention::kSoft) {
+    // [B,q,H] queries against keys projected once per image: the beams share them.
+    const auto attended = attention->forward_projected(h.view({b, q, -1}), projected, annotations);
+    context = attended.context.reshape({rows, -1});
+    out.alpha = attended.weights.reshape({rows, n});
+  } else {
+    context = annotations.mean(1).unsqueeze(1).expand({b, q, annotations.size(2)}).reshape({rows, -1});
+    out.alpha = torch::full({rows, n}, 1.0 / static_cast<double>(n), annotations.options());
+  }
+  out.beta = options.gate() ? torch::sigmoid(f_beta->forward(h)).squeeze(1) : torch::ones({rows}, h.options());
+  const auto z = options.gate() ? context * out.beta.unsqueeze(1) : context;
+  const auto embedded = embedding->forward(tokens);
+  const auto state = lstm->forward(torch::cat({embedded, z}, 1), std::make_tuple(h, c));
+  out.h = std::get<0>(state);
+  out.c = std::get<1>(state);
+  if (options.deep_output()) {
+    out.logits = out_words->forward(dropout->forward(embedded + out_h->forward(out.h) + out_z->forward(z)));
+  } else {
+    out.logits = out_words->forward(dropout->forward(out.h));
+  }
+  return out;
+}
+
+CaptionerOutput CaptionerImpl::forward(const torch::Tensor& images, const torch::Tensor& tokens) {
+  TORCH_CHECK(tokens.dim() == 2 && tokens.size(0) == images.size(0) && tokens.size(1) >= 2 &&
+                  tokens.scalar_type() == torch::kInt64,
+              "captioner: expected tokens [B,T] int64 with T >= 2 for ", images.size(0), " images, got ",
+              tokens.sizes(), " ", tokens.scalar_type());
+  TORCH_CHECK(tokens.numel() == 0 || (tokens.min().item<std::int64_t>() >= 0 &&
+                                      tokens.max().item<std::int64_t>() < options.vocab_size()),
+              "captioner: token ids outside 0..", options.vocab_size() - 1);
+  const auto annotations = encode(images);
+  const auto projected = attention->project_keys(annotations);
+  auto [h, c] = initial_state(annotations);
+  std::vector<torch::Tensor> logits, alphas, betas;
+  for (std::int64_t t = 0; t + 1 < tokens.size(1); ++t) {
+    auto s = step(annotations, projected, tokens.select(1, t), h, c);
+    h = s.h;
+    c = s.c;
+    logits.push_back(s.logits);
+    alphas.push_back(s.alpha);
+    betas.push_back(s.beta);
+  }
+  return {torch::stack(logits, 1), torch::stack(alphas, 1), torch::stack(betas, 1)};
+}
+
+CaptionLoss CaptionerImpl::loss(const torch::Tensor& images, const torch::Tensor& tokens,
+                                const torch::Tensor& lengths) {
+  TORCH_CHECK(lengths.dim() == 1 && lengths.size(0) == tokens.size(0), "captioner: expected lengths [B], got ",
+              lengths.sizes());
+  TORCH_CHECK(lengths.min().item<std::int64_t>() >= 2 && lengths.max().item<std::int64_t>() <= tokens.size(1),
+              "captioner: lengths must be in 2..", tokens.size(1), " (<start> and <end> counted)");
+  const auto out = forward(images, tokens);
+  const auto steps = tokens.size(1) - 1;
+  // Step t predicts token t+1, which belongs to the caption when t+1 < length.
+  const auto valid = torch::arange(steps, lengths.options()).unsqueeze(0) < (lengths - 1).unsqueeze(1);  // [B,T-1]
+  const auto targets = tokens.narrow(1, 1, steps);
+  const auto per_word = torch::nn::functional::cross_entropy(
+      out.logits.reshape({-1, out.logits.size(2)}), targets.reshape({-1}),
+      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  const auto mask = valid.reshape({-1}).to(per_word.scalar_type());
+  CaptionLoss l;
+  l.words = valid.sum().item<std::int64_t>();
+  l.cross_entropy = (per_word * mask).sum() / static_cast<double>(std::max<std::int64_t>(1, l.words));
+  if (options.doubly_stochastic() > 0 && options.attention() == CaptionAttention::kSoft) {
+    const auto attention_sum = (out.alphas * valid.unsqueeze(2).to(out.alphas.scalar_type())).sum(1);  // [B,N]
+    l.doubly_stochastic = options.doubly_stochastic() * (1.0 - attention_sum).pow(2).sum(1).mean();
+  } else {
+    l.doubly_stochastic = torch::zeros({}, l.cross_entropy.options());
+  }
+  l.total = l.cross_entropy + l.doubly_stochastic;
+  return l;
+}
+
+namespace {
+
+/// The captioner as a DecoderState over B*k rows.
+class CaptionerSearch : public DecoderState {
+ public:
+  CaptionerSearch(CaptionerImpl& model, torch::Tensor annotations, std::int64_t beams)
+      : model_(model), annotations_(std::move(annotations)) {
+    projected_ = model_.attention->project_keys(annotations_);
+    auto [h, c] = model_.initial_state(annotations_);
+    h_ = h.repeat_interleave(beams, 0);
+    c_ = c.repeat_interleave(beams, 0);
+  }
+  DecoderStep step(const torch::Tensor& tokens) override {
+    auto s = model_.step(annotations_, projected_, tokens, h_, c_);
+    h_ = s.h;
+    c_ = s.c;
+    return {torch::log_softmax(s.logits, 1), s.alpha, s.beta};
+  }
+  void reorder(const torch::Tensor& rows) override {
+    h_ = h_.index_select(0, rows);
+    c_ = c_.index_select(0, rows);
+  }
+
+ private:
+  CaptionerImpl& model_;
+  torch::Tensor annotations_, projected_, h_, c_;
+};
+
+}  // namespace
+
+std::vector<DecodedCaption> CaptionerImpl::decode(const torch::Tensor& images, const BeamSearchOptions& search) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = is_training();
+  eval();
+  std::vector<DecodedCaption> out;
+  try {
+    CaptionerSearch state(*this, encode(images), search.beam());
+    out = beam_search(state, images.size(0), search);
+  } catch (...) {
+    train(was_training);
+    throw;
+  }
+  train(was_training);
+  return out;
+}
+
+}  // namespace attend::models
