@@ -669,6 +669,11 @@ nlohmann::json write_object_scenes(const ObjectSceneGenerator& generator, const 
     ObjectSplit split;
     std::int64_t index;
   };
+  // A layout the options make impossible shows on the first scenes: fail before
+  // writing thousands of files.
+  if (counts.train > 0) generator.generate(ObjectSplit::kTrain, 0);
+  if (counts.val > 0) generator.generate(ObjectSplit::kVal, 0);
+  if (counts.test > 0) generator.generate(ObjectSplit::kTest, 0);
   std::vector<Job> jobs;
   for (auto [split, n] : {std::pair{ObjectSplit::kTrain, counts.train}, std::pair{ObjectSplit::kVal, counts.val},
                           std::pair{ObjectSplit::kTest, counts.test}}) {
