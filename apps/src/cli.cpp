@@ -239,6 +239,7 @@ std::vector<std::unique_ptr<Command>> make_commands() {
   commands.push_back(make_data_command());
   commands.push_back(make_train_command());
   commands.push_back(make_eval_command());
+  commands.push_back(make_score_command());
   commands.push_back(make_classify_command());
   return commands;
 }

@@ -77,6 +77,7 @@ std::unique_ptr<Command> make_info_command();
 std::unique_ptr<Command> make_data_command();
 std::unique_ptr<Command> make_train_command();
 std::unique_ptr<Command> make_eval_command();
+std::unique_ptr<Command> make_score_command();
 std::unique_ptr<Command> make_classify_command();
 
 /// All commands, in the order `attend --help` lists them.

@@ -166,6 +166,66 @@ TEST(CliData, ObjectScenesRefuseBadOptionsByName) {
   EXPECT_TRUE(contains(small.err, "object scenes are made of 28x28 grey items")) << small.err;
 }
 
+// attend score: the caption metrics of a candidates file against a Karpathy-layout
+// data set; candidates identical to a reference score 1 (BLEU, ROUGE-L), a wrong word
+// less; every image of the split needs exactly one candidate.
+TEST(CliScore, ScoresCandidatesAgainstReferencesAndNamesMissingOnes) {
+  TempDir dir;
+  const nlohmann::json references = {
+      {"dataset", "tiny"},
+      {"images",
+       {{{"filename", "a.png"}, {"imgid", 0}, {"split", "test"},
+         {"sentences", {{{"tokens", {"a", "3", "to", "the", "left", "of", "a", "7"}}, {"raw", "A 3 to the left of a 7."}},
+                        {{"tokens", {"a", "7", "to", "the", "right", "of", "a", "3"}}, {"raw", "a 7 to the right of a 3"}}}}},
+        {{"filename", "b.png"}, {"imgid", 1}, {"split", "test"},
+         {"sentences", {{{"tokens", {"a", "1", "above", "a", "2"}}, {"raw", "a 1 above a 2"}}}}},
+        {{"filename", "c.png"}, {"imgid", 2}, {"split", "val"},
+         {"sentences", {{{"tokens", {"a", "5", "below", "a", "6"}}, {"raw", "a 5 below a 6"}}}}}}}};
+  std::ofstream(dir.file("refs.json")) << references.dump();
+  auto score = [&](const nlohmann::json& candidates, std::vector<std::string> extra = {}) {
+    std::ofstream(dir.file("cands.json")) << candidates.dump();
+    std::vector<std::string> args{"score", "--references", dir.file("refs.json"), "--candidates",
+                                  dir.file("cands.json")};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run(args);
+  };
+  const auto perfect = score({{{"image", "a.png"}, {"caption", "A 3 to the left of a 7"}},
+                              {{"image", 1}, {"caption", "a 1 above a 2."}}},
+                             {"--json"});
+  ASSERT_EQ(perfect.code, 0) << perfect.err;
+  const auto p = nlohmann::json::parse(perfect.out);
+  EXPECT_EQ(p["images"], 2);
+  for (int n = 0; n < 4; ++n) EXPECT_NEAR(p["bleu"][n].get<double>(), 1.0, 1e-6) << n;
+  EXPECT_NEAR(p["rouge_l"].get<double>(), 1.0, 1e-9);
+  const auto wrong = score({{{"image", "a.png"}, {"caption", "a 3 to the left of a 9"}},
+                            {{"image", "b.png"}, {"caption", "a 1 above a 2"}}},
+                           {"--json"});
+  ASSERT_EQ(wrong.code, 0) << wrong.err;
+  const auto w = nlohmann::json::parse(wrong.out);
+  // 12 of 13 unigrams match: BLEU-1 = 12/13 (lengths equal the closest references).
+  EXPECT_NEAR(w["bleu"][0].get<double>(), 12.0 / 13.0, 1e-9);
+  EXPECT_LT(w["cider_d"].get<double>(), p["cider_d"].get<double>());
+  const auto table = score({{{"image", "c.png"}, {"caption", "a 5 below a 6"}}}, {"--split", "val"});
+  ASSERT_EQ(table.code, 0) << table.err;
+  EXPECT_TRUE(contains(table.out, "1 images (val)")) << table.out;
+  EXPECT_TRUE(contains(table.out, "BLEU-4  1.0000")) << table.out;
+
+  const auto missing = score({{{"image", "a.png"}, {"caption", "a 3"}}});
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_TRUE(contains(missing.err, "no caption for image 'b.png' (imgid 1)")) << missing.err;
+  const auto extra = score({{{"image", "a.png"}, {"caption", "a"}}, {{"image", "b.png"}, {"caption", "a"}},
+                            {{"image", "c.png"}, {"caption", "a"}}});
+  EXPECT_EQ(extra.code, 1);
+  EXPECT_TRUE(contains(extra.err, "[2]: image 'c.png' is not in the 'test' split")) << extra.err;
+  const auto twice = score({{{"image", "a.png"}, {"caption", "a"}}, {{"image", 0}, {"caption", "b"}}});
+  EXPECT_TRUE(contains(twice.err, "[1]: a second caption for image '0' (the first is [0])")) << twice.err;
+  std::ofstream(dir.file("cands.json")) << "[{\"image\": ";
+  const auto broken = run({"score", "--references", dir.file("refs.json"), "--candidates", dir.file("cands.json")});
+  EXPECT_EQ(broken.code, 1);
+  EXPECT_TRUE(contains(broken.err, "cands.json: not valid JSON")) << broken.err;
+  EXPECT_EQ(run({"score", "--candidates", dir.file("cands.json")}).code, 2);
+}
+
 TEST(Cli, HelpListsCommandsGlobalOptionsAndExamples) {
   const auto r = run({"--help"});
   EXPECT_EQ(r.code, 0);
