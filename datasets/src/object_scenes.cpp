@@ -7,7 +7,11 @@
 #include <opencv2/imgcodecs.hpp>
 #include <torch/torch.h>
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <cmath>
@@ -654,12 +658,44 @@ std::string png_bytes(const torch::Tensor& image, const std::string& path) {
   return std::string(buffer.begin(), buffer.end());
 }
 
+/// fsync of a folder (makes a removal durable); best effort.
+void sync_folder(const std::string& folder) {
+  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+/// Writes back every dirty page of the file system holding `folder` and reports
+/// write-back errors (ENOSPC, EIO) that the unsynced renames would otherwise hide.
+void sync_filesystem(const std::string& folder) {
+  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw IoError(folder, std::string("cannot open to sync: ") + std::strerror(errno));
+  const int rc = ::syncfs(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) throw IoError(folder, std::string("writing the images failed: ") + std::strerror(err));
+}
+
 }  // namespace
 
 nlohmann::json write_object_scenes(const ObjectSceneGenerator& generator, const ObjectSceneCounts& counts,
-                                   const std::string& folder, int threads) {
+                                   const std::string& folder, int threads, const std::atomic<bool>* stop) {
   namespace fs = std::filesystem;
   TORCH_CHECK(counts.train >= 0 && counts.val >= 0 && counts.test >= 0, "object scenes: negative scene count");
+  // A layout the options make impossible shows on the first scenes: fail before
+  // writing anything.
+  if (counts.train > 0) generator.generate(ObjectSplit::kTrain, 0);
+  if (counts.val > 0) generator.generate(ObjectSplit::kVal, 0);
+  if (counts.test > 0) generator.generate(ObjectSplit::kTest, 0);
+  // An earlier data set in this folder stops being complete before its files change.
+  const auto json_path = (fs::path(folder) / "dataset_objects.json").string();
+  {
+    std::error_code ec;
+    if (fs::remove(json_path, ec)) sync_folder(folder);
+    if (ec) throw IoError(json_path, "cannot remove the earlier data set's JSON: " + ec.message());
+  }
   for (const char* sub : {"images", "masks", "instances"}) {
     std::error_code ec;
     fs::create_directories(fs::path(folder) / sub, ec);
@@ -669,23 +705,21 @@ nlohmann::json write_object_scenes(const ObjectSceneGenerator& generator, const 
     ObjectSplit split;
     std::int64_t index;
   };
-  // A layout the options make impossible shows on the first scenes: fail before
-  // writing thousands of files.
-  if (counts.train > 0) generator.generate(ObjectSplit::kTrain, 0);
-  if (counts.val > 0) generator.generate(ObjectSplit::kVal, 0);
-  if (counts.test > 0) generator.generate(ObjectSplit::kTest, 0);
   std::vector<Job> jobs;
   for (auto [split, n] : {std::pair{ObjectSplit::kTrain, counts.train}, std::pair{ObjectSplit::kVal, counts.val},
                           std::pair{ObjectSplit::kTest, counts.test}}) {
     for (std::int64_t i = 0; i < n; ++i) jobs.push_back({split, i});
   }
   std::vector<nlohmann::json> entries(jobs.size());
-  std::vector<std::int64_t> caption_counts(jobs.size());
   std::exception_ptr failure;
   std::mutex failure_mutex;
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t j = next++; j < jobs.size(); j = next++) {
+      if (stop != nullptr && stop->load()) {
+        next = jobs.size();
+        break;
+      }
       try {
         const auto scene = generator.generate(jobs[j].split, jobs[j].index);
         char name[32];
@@ -724,7 +758,6 @@ nlohmann::json write_object_scenes(const ObjectSceneGenerator& generator, const 
                                {"predicate", scene.relation->predicate},
                                {"object", scene.relation->object}};
         }
-        caption_counts[j] = static_cast<std::int64_t>(scene.captions.size());
         entries[j] = std::move(entry);
       } catch (...) {
         std::lock_guard<std::mutex> lock(failure_mutex);
@@ -738,6 +771,21 @@ nlohmann::json write_object_scenes(const ObjectSceneGenerator& generator, const 
   work();
   for (auto& t : pool) t.join();
   if (failure) std::rethrow_exception(failure);
+  if (stop != nullptr && stop->load()) {
+    throw DataSetInterrupted(folder + ": stopped before every scene was written; no dataset_objects.json");
+  }
+  // Files of an earlier, larger data set in this folder are not part of this one.
+  for (const char* sub : {"images", "masks", "instances"}) {
+    std::error_code ec;
+    for (fs::directory_iterator it(fs::path(folder) / sub, ec), end; !ec && it != end; it.increment(ec)) {
+      const auto name = it->path().filename().string();
+      if (name.size() == 10 && name.compare(6, 4, ".png") == 0 &&
+          name.find_first_not_of("0123456789") == 6 && std::stoull(name.substr(0, 6)) >= jobs.size()) {
+        std::error_code ignored;
+        fs::remove(it->path(), ignored);
+      }
+    }
+  }
 
   // Sentence ids in image order, as in Karpathy's files.
   std::int64_t sentid = 0;
@@ -759,9 +807,8 @@ nlohmann::json write_object_scenes(const ObjectSceneGenerator& generator, const 
                         {"options", generator.options().to_json()},
                         {"images", std::move(images)}};
   // The images reach the disk before the JSON that declares the set complete.
-  ::sync();
-  const auto path = (fs::path(folder) / "dataset_objects.json").string();
-  write_file_atomically(path, out.dump() + "\n");
+  sync_filesystem(folder);
+  write_file_atomically(json_path, out.dump() + "\n");
   return out;
 }
 

@@ -35,7 +35,12 @@ std::vector<DecodedCaption> beam_search(DecoderState& state, std::int64_t batch,
     const auto v = out.log_probs.size(1);
     TORCH_CHECK(options.end_token() >= 0 && options.end_token() < v, "beam_search: end token ", options.end_token(),
                 " outside a vocabulary of ", v);
-    auto step = out.log_probs.to(torch::kFloat64).view({batch, k, v}).clone();
+    TORCH_CHECK(k <= v, "beam_search: a beam of ", k, " is wider than the vocabulary of ", v);
+    TORCH_CHECK(!out.alpha.defined() || (out.alpha.dim() == 2 && out.alpha.size(0) == rows),
+                "beam_search: the decoder returned alpha of shape ", out.alpha.sizes(), " for ", rows, " rows");
+    TORCH_CHECK(!out.beta.defined() || (out.beta.dim() == 1 && out.beta.size(0) == rows),
+                "beam_search: the decoder returned beta of shape ", out.beta.sizes(), " for ", rows, " rows");
+    auto step = out.log_probs.to(torch::kFloat64).reshape({batch, k, v}).clone();
     // A finished beam continues only by repeating <end> at no cost, keeping its score.
     const auto done = finished.unsqueeze(2).expand({batch, k, v});
     step.masked_fill_(done, -inf);
@@ -60,12 +65,12 @@ std::vector<DecodedCaption> beam_search(DecoderState& state, std::int64_t batch,
     token_history = torch::cat(std::vector<torch::Tensor>{follow(token_history), token.unsqueeze(2)}, 2);
     if (out.alpha.defined()) {
       const auto n = out.alpha.size(1);
-      const auto alpha = out.alpha.to(torch::kFloat32).view({batch, k, 1, n});
+      const auto alpha = out.alpha.to(torch::kFloat32).reshape({batch, k, 1, n});
       const auto chosen_alpha = alpha.gather(1, parent.view({batch, k, 1, 1}).expand({batch, k, 1, n}));
       alpha_history = alpha_history.defined() ? torch::cat(std::vector<torch::Tensor>{follow(alpha_history), chosen_alpha}, 2) : chosen_alpha;
     }
     if (out.beta.defined()) {
-      const auto beta = out.beta.to(torch::kFloat32).view({batch, k}).gather(1, parent).unsqueeze(2);
+      const auto beta = out.beta.to(torch::kFloat32).reshape({batch, k}).gather(1, parent).unsqueeze(2);
       beta_history = beta_history.defined() ? torch::cat(std::vector<torch::Tensor>{follow(beta_history), beta}, 2) : beta;
     }
     if (finished.all().item<bool>()) break;

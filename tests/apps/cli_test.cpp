@@ -147,6 +147,13 @@ TEST(CliData, ObjectScenesRefuseBadOptionsByName) {
       {{"--hold-out", "cat left of 7"}, "names 'cat', which is not a class word of digits"},
       {{"--gzip"}, "--gzip does not apply to object scenes"},
       {{"--fragment-size", "40"}, "--fragment-size must be between 2 and 28"},
+      {{"--size", "0.3x"}, "--size must be"},
+      {{"--size", "0.2,0.3,0.4"}, "--size must be"},
+      {{"--objects", "2-"}, "--objects must be a count or a range like 1-4"},
+      {{"--level", "1", "--hold-out", "3 left of 7"}, "--hold-out applies to two-object scenes, and these have 1-1"},
+      {{"--level", "3", "--relation-margin", "4"}, "--relation-margin applies to two-object scenes"},
+      {{"--background-level", "50"}, "--background-level applies to --background noise or clutter"},
+      {{"--background", "noise", "--fragments", "3"}, "--fragments applies to --background clutter"},
   };
   for (const auto& [args, message] : cases) {
     std::vector<std::string> command{"data", "objects", "--source", src, "--count", "2", "--out", dir.file("o")};

@@ -9,6 +9,8 @@
 #include <test_support.h>
 
 #include <algorithm>
+#include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -347,14 +349,19 @@ TEST(ObjectScenes, WrittenFilesMatchTheScenesAndDoNotDependOnThreads) {
   const auto j = ds::write_object_scenes(*g, {6, 2, 3}, one.path().string(), 1);
   ds::write_object_scenes(*g, {6, 2, 3}, two.path().string(), 2);
   ASSERT_EQ(j["images"].size(), 11u);
+  auto bytes = [](const std::string& path) {
+    std::stringstream s;
+    s << std::ifstream(path, std::ios::binary).rdbuf();
+    return s.str();
+  };
   for (const auto& entry : j["images"]) {
-    for (const char* field : {"mask", "instances"}) {
-      std::stringstream sa, sb;
-      sa << std::ifstream(one.file(entry[field].get<std::string>()), std::ios::binary).rdbuf();
-      sb << std::ifstream(two.file(entry[field].get<std::string>()), std::ios::binary).rdbuf();
-      EXPECT_EQ(sa.str(), sb.str());
+    for (const auto& file : {"images/" + entry["filename"].get<std::string>(), entry["mask"].get<std::string>(),
+                             entry["instances"].get<std::string>()}) {
+      EXPECT_FALSE(bytes(one.file(file)).empty()) << file;
+      EXPECT_EQ(bytes(one.file(file)), bytes(two.file(file))) << file;
     }
   }
+  EXPECT_EQ(bytes(one.file("dataset_objects.json")), bytes(two.file("dataset_objects.json")));
   // Image 7 is val scene 1: its PNG decodes to the scene's RGB bytes.
   const auto& entry = j["images"][7];
   EXPECT_EQ(entry["split"], "val");
@@ -410,4 +417,25 @@ TEST(ObjectScenes, WrittenDataSetReadsBackThroughTheCaptionReader) {
       EXPECT_EQ(cv::countNonZero(ds::read_object_mask(entry.objects[k], entry, set)), visible);
     }
   }
+}
+
+// Writing a smaller set into a folder that holds a larger one leaves only the new
+// set: its JSON and no numbered file of the old one beyond it.
+TEST(ObjectScenes, RewritingAFolderLeavesOnlyTheNewDataSet) {
+  const auto g = make_generator(ds::ObjectSceneOptions().objects_min(1).objects_max(2));
+  TempDir dir;
+  ds::write_object_scenes(*g, {8, 2, 2}, dir.path().string(), 2);
+  ASSERT_TRUE(std::filesystem::exists(dir.file("images/000011.png")));
+  ds::write_object_scenes(*g, {3, 1, 1}, dir.path().string(), 1);
+  const auto j = nlohmann::json::parse(std::ifstream(dir.file("dataset_objects.json")));
+  EXPECT_EQ(j["images"].size(), 5u);
+  for (const char* sub : {"images", "masks", "instances"}) {
+    std::size_t files = 0;
+    for (const auto& f : std::filesystem::directory_iterator(dir.file(sub))) files += f.is_regular_file();
+    EXPECT_EQ(files, 5u) << sub;
+  }
+  // A stop request: no JSON, and the error says so.
+  std::atomic<bool> stop{true};
+  EXPECT_THROW(ds::write_object_scenes(*g, {3, 1, 1}, dir.path().string(), 2, &stop), ds::DataSetInterrupted);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("dataset_objects.json")));
 }

@@ -21,7 +21,11 @@ class ScriptedDecoder : public am::DecoderState {
   using Table = std::map<std::vector<std::int64_t>, std::map<std::int64_t, double>>;
   ScriptedDecoder(std::int64_t images, std::int64_t beams, std::int64_t vocab, Table table, std::int64_t fallback)
       : vocab_(vocab), table_(std::move(table)), fallback_(fallback),
-        prefixes_(static_cast<size_t>(images * beams)), beams_(beams) {}
+        prefixes_(static_cast<size_t>(images * beams)), beams_(beams) {
+    // Which image each row's state belongs to: follows reorder(), so a row that took
+    // another image's state shows it.
+    for (std::int64_t r = 0; r < images * beams; ++r) origin_.push_back(r / beams);
+  }
 
   am::DecoderStep step(const torch::Tensor& tokens) override {
     const auto rows = tokens.size(0);
@@ -37,15 +41,21 @@ class ScriptedDecoder : public am::DecoderState {
         for (const auto& [token, p] : it->second) log_probs[r][token] = static_cast<float>(std::log(p));
       }
       alpha[r][0] = static_cast<float>(prefix.size());
-      alpha[r][1] = static_cast<float>(r / beams_);
+      alpha[r][1] = static_cast<float>(origin_[static_cast<size_t>(r)]);
     }
     ++steps_;
     return {log_probs, alpha, torch::full({rows}, 0.5f)};
   }
   void reorder(const torch::Tensor& rows) override {
     std::vector<std::vector<std::int64_t>> next;
-    for (std::int64_t r = 0; r < rows.size(0); ++r) next.push_back(prefixes_[static_cast<size_t>(rows[r].item<std::int64_t>())]);
+    std::vector<std::int64_t> origin;
+    for (std::int64_t r = 0; r < rows.size(0); ++r) {
+      const auto from = static_cast<size_t>(rows[r].item<std::int64_t>());
+      next.push_back(prefixes_[from]);
+      origin.push_back(origin_[from]);
+    }
     prefixes_ = next;
+    origin_ = origin;
   }
 
  private:
@@ -54,6 +64,7 @@ class ScriptedDecoder : public am::DecoderState {
   std::int64_t fallback_;
   std::vector<std::vector<std::int64_t>> prefixes_;
   std::int64_t beams_;
+  std::vector<std::int64_t> origin_;
   std::int64_t steps_ = 0;
 };
 
@@ -89,7 +100,7 @@ TEST(BeamSearch, FindsTheBestSequenceGreedyMisses) {
 // Rows are image-major and images never mix: three images searched together give
 // what one gives alone, and each caption's alphas come from its own image's rows.
 TEST(BeamSearch, BatchedImagesEqualImagesSearchedAlone) {
-  ScriptedDecoder::Table table{{{}, {{20, 0.5}, {21, 0.3}, {22, 0.2}}},
+  ScriptedDecoder::Table table{{{}, {{20, 0.3}, {21, 0.2}, {22, 0.5}}},
                                {{20}, {{kEnd, 0.3}, {30, 0.7}}},
                                {{21}, {{kEnd, 0.9}, {31, 0.1}}},
                                {{22}, {{32, 1.0}}},
@@ -103,12 +114,15 @@ TEST(BeamSearch, BatchedImagesEqualImagesSearchedAlone) {
     EXPECT_EQ(caption.tokens, one[0].tokens);
     EXPECT_DOUBLE_EQ(caption.log_prob, one[0].log_prob);
   }
-  // Each image's alphas come from its own rows (alpha[1] is the row's image).
+  // Each image's alphas come from states of its own rows at every word (alpha[1] is
+  // the image a row's state started from).
   for (std::int64_t b = 0; b < 3; ++b) {
-    EXPECT_EQ(all[static_cast<size_t>(b)].alphas[0][1].item<float>(), static_cast<float>(b));
+    const auto& alphas = all[static_cast<size_t>(b)].alphas;
+    for (std::int64_t t = 0; t < alphas.size(0); ++t) EXPECT_EQ(alphas[t][1].item<float>(), static_cast<float>(b));
   }
-  // 21 <end>: 0.3 * 0.9 = 0.27 beats 22 32 <end>: 0.2, 20 30 <end>: 0.175, 20 <end>: 0.15.
-  EXPECT_EQ(one[0].tokens, (std::vector<std::int64_t>{21}));
+  // 22 32 <end>: 0.5 beats 21 <end>: 0.18, 20 30 <end>: 0.105, 20 <end>: 0.09; two
+  // words, so the second word's alpha comes from a state the search reordered.
+  EXPECT_EQ(one[0].tokens, (std::vector<std::int64_t>{22, 32}));
 }
 
 // A vocabulary of 100,000 words: the chosen beam and token are split correctly from
@@ -162,4 +176,6 @@ TEST(BeamSearch, RefusesBadOptions) {
   EXPECT_THROW(am::beam_search(state, 1, am::BeamSearchOptions().beam(0)), c10::Error);
   EXPECT_THROW(am::beam_search(state, 1, am::BeamSearchOptions().max_length(0)), c10::Error);
   EXPECT_THROW(am::beam_search(state, 1, am::BeamSearchOptions().length_penalty(-1)), c10::Error);
+  ScriptedDecoder narrow(1, 6, 5, {}, kEnd);
+  EXPECT_THROW(am::beam_search(narrow, 1, am::BeamSearchOptions().beam(6)), c10::Error) << "6 beams, 5 words";
 }

@@ -1,6 +1,7 @@
 // attend data translated|cluttered|objects: generates scene data sets (IDX files, or
 // for object scenes a caption data set with masks) plus a contact sheet.
 #include "../cli.h"
+#include "../interrupt.h"
 #include "../validate.h"
 
 #include <attend/datasets/data_spec.h>
@@ -240,6 +241,7 @@ class DataCommand : public Command {
       const auto dash = text.find('-');
       std::vector<std::int64_t> range;
       try {
+        if (dash != std::string::npos && (dash == 0 || dash + 1 == text.size())) throw UsageError("");
         range = parse_int_list(dash == std::string::npos ? text : text.substr(0, dash) + "," + text.substr(dash + 1),
                                "objects");
       } catch (const UsageError&) {
@@ -255,9 +257,15 @@ class DataCommand : public Command {
     const auto size_text = vm["size"].as<std::string>();
     const auto comma = size_text.find(',');
     try {
-      size_t used = 0;
-      const double lo = std::stod(size_text.substr(0, comma), &used);
-      const double hi = comma == std::string::npos ? lo : std::stod(size_text.substr(comma + 1));
+      // Each side must be a whole number text: "0.3x" or a third value is refused.
+      auto number = [](const std::string& text) {
+        size_t used = 0;
+        const double v = std::stod(text, &used);
+        if (used != text.size()) throw std::invalid_argument(text);
+        return v;
+      };
+      const double lo = number(size_text.substr(0, comma));
+      const double hi = comma == std::string::npos ? lo : number(size_text.substr(comma + 1));
       if (!std::isfinite(lo) || !std::isfinite(hi) || lo < 0.1 || hi > 1.0 || lo > hi) throw std::out_of_range("size");
       options.size_min(lo).size_max(hi);
     } catch (const std::exception&) {
@@ -290,6 +298,23 @@ class DataCommand : public Command {
     } catch (const c10::Error& e) {
       throw UsageError(std::string(e.what_without_backtrace()));
     }
+    // Options that would be accepted and then do nothing are refused.
+    const bool pairs = options.objects_min() <= 2 && options.objects_max() >= 2;
+    for (const char* flag : {"hold-out", "relation-margin"}) {
+      if (vm.count(flag) && !vm[flag].defaulted() && !pairs) {
+        throw UsageError(std::string("--") + flag + " applies to two-object scenes, and these have " +
+                         std::to_string(options.objects_min()) + "-" + std::to_string(options.objects_max()) +
+                         " objects");
+      }
+    }
+    if (!vm["background-level"].defaulted() && options.background() == ds::ObjectBackground::kBlack) {
+      throw UsageError("--background-level applies to --background noise or clutter");
+    }
+    for (const char* flag : {"fragments", "fragment-size"}) {
+      if (vm.count(flag) && options.background() != ds::ObjectBackground::kClutter) {
+        throw UsageError(std::string("--") + flag + " applies to --background clutter");
+      }
+    }
     ds::ObjectSceneCounts counts;
     counts.train = require_range<std::int64_t>(vm, "count", 0, 10'000'000);
     if (counts.train == 0) counts.train = 5000;
@@ -312,11 +337,22 @@ class DataCommand : public Command {
     const auto start = std::chrono::steady_clock::now();
     const ds::ObjectSceneGenerator generator(options, global.seed, sources);
     const int threads = global.threads > 0 ? global.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    nlohmann::json written;
+    // The options' layouts must be possible: the first scene of each split says so
+    // before anything is written (a usage error); a later failure is a failure.
     try {
-      written = ds::write_object_scenes(generator, counts, out_dir, threads);
+      if (counts.train > 0) generator.generate(ds::ObjectSplit::kTrain, 0);
+      if (counts.val > 0) generator.generate(ds::ObjectSplit::kVal, 0);
+      if (counts.test > 0) generator.generate(ds::ObjectSplit::kTest, 0);
     } catch (const c10::Error& e) {
       throw UsageError(std::string(e.what_without_backtrace()));
+    }
+    nlohmann::json written;
+    try {
+      // Ctrl-C stops the writers; the folder then has no dataset_objects.json.
+      InterruptScope interrupt;
+      written = ds::write_object_scenes(generator, counts, out_dir, threads, &interrupt.flag());
+    } catch (const ds::DataSetInterrupted& e) {
+      throw Interrupted(e.what());
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     io.out << "wrote " << counts.train << " train, " << counts.val << " val and " << counts.test << " test scenes ("

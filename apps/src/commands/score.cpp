@@ -75,9 +75,18 @@ class ScoreCommand : public Command {
     }
     if (images.empty()) throw IoError(references_path, "no images in split '" + split + "'");
     std::map<std::string, size_t> by_name, by_id;
+    // A candidate names its image by file name or imgid: both must be unambiguous.
     for (size_t i = 0; i < images.size(); ++i) {
-      by_name[images[i]->filename] = i;
-      by_id[std::to_string(images[i]->imgid)] = i;
+      const auto id = std::to_string(images[i]->imgid);
+      if (const auto [it, fresh] = by_name.emplace(images[i]->filename, i); !fresh) {
+        throw IoError(references_path, "two images of the split are named '" + images[i]->filename + "' (imgid " +
+                                           std::to_string(images[it->second]->imgid) + " and " + id +
+                                           "); candidates could not say which they caption");
+      }
+      if (const auto [it, fresh] = by_id.emplace(id, i); !fresh) {
+        throw IoError(references_path, "two images of the split have imgid " + id + " ('" +
+                                           images[it->second]->filename + "' and '" + images[i]->filename + "')");
+      }
     }
 
     std::ifstream in(candidates_path);

@@ -136,7 +136,8 @@ class TrainCommand : public Command {
     auto observers = std::make_shared<am::ObserverList>();
     observers->add(std::make_shared<ProgressObserver>(io.err, io.err_is_tty));
     observers->add(std::make_shared<OverfittingWarning>(
-        io.err, "augment them with --shift, --rotate or --scale-jitter (see 'attend train --help')"));
+        io.err, std::string(spec.augmented() ? "augment them more" : "augment them") +
+                    " with --shift, --rotate or --scale-jitter (see 'attend train --help')"));
     observers->add(std::make_shared<MetricsJsonl>((fs::path(run_dir) / "metrics.jsonl").string(),
                                                   require_positive<std::int64_t>(vm, "log-every")));
     am::FitSummary summary;

@@ -4,19 +4,20 @@
 /// data on which captioning, saliency and weakly supervised segmentation can be
 /// *checked*, because where every object is, is known.
 ///
-/// How a scene is made (every step integer arithmetic on a counter-based stream, so a
-/// seed gives the same bytes on every machine):
+/// How a scene is made (pixels in integer arithmetic; the few double steps (sizes,
+/// offsets, comparisons) are compiled without FMA contraction; all randomness from a
+/// counter-based stream; so a seed gives the same bytes on every machine):
 /// 1. The number of objects n is drawn from [objects_min, objects_max]; their items
 ///    from the split's pool (distinct classes if asked).
 /// 2. Each item's 28x28 frame is resized (bilinear, 16.16 fixed point) to a side drawn
 ///    from [size_min, size_max] x canvas. Its mask is the resized pixels whose value is
 ///    above `mask_threshold`; its tight box bounds that mask.
-/// 3. Each object gets a cell of the 3x3 grid (distinct cells when n >= 3) and its
+/// 3. Each object gets its own cell of the 3x3 grid (never two in a cell) and its
 ///    tight box's centre is put at the cell's centre plus a uniform offset of up to
 ///    `jitter` x half a cell on each axis, moved inward if the box would leave the
 ///    canvas. A layout is redrawn (up to `max_attempts` times) when a centre left its
 ///    cell, two tight boxes overlap by more than `max_overlap` of the smaller box's area,
-///    cells repeat where they must not, or (two objects) the relation is ambiguous.
+///    or (two objects) the relation is ambiguous.
 /// 4. The background is painted (black, smooth noise, or low-contrast clutter fragments
 ///    cut from other items of the same split), then the objects in order, each over
 ///    what is below it: out = (a*colour + (255-a)*below)/255 with a the resized pixel.
@@ -58,6 +59,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -244,8 +246,20 @@ struct ObjectSceneCounts {
 /// durably: a data set whose JSON exists is complete.
 /// Image ids run train, then val, then test; scene i of a split is generate(split, i).
 /// `threads` > 1 draws and encodes scenes in parallel (the bytes do not depend on it).
-/// returns the JSON written. throws attend::IoError naming a file that cannot be written.
+/// An earlier data set in `folder` loses its JSON before any file changes, and its
+/// numbered PNGs beyond this set's are removed at the end. When `stop` becomes true
+/// the writers stop and DataSetInterrupted is thrown (no JSON is written).
+/// returns the JSON written. throws c10::Error when the first scene of a split has no
+/// valid layout (before anything is written), attend::IoError naming a file that
+/// cannot be written or a write-back failure.
 nlohmann::json write_object_scenes(const ObjectSceneGenerator& generator, const ObjectSceneCounts& counts,
-                                   const std::string& folder, int threads = 1);
+                                   const std::string& folder, int threads = 1,
+                                   const std::atomic<bool>* stop = nullptr);
+
+/// write_object_scenes was stopped through its flag.
+class DataSetInterrupted : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 }  // namespace attend::datasets

@@ -61,7 +61,8 @@ struct DecodedCaption {
 /// finished, the best unfinished one (never an empty result for lack of <end>).
 /// Indices into the [k*V] candidates are split into beam and token in int64, so any
 /// vocabulary size works.
-/// requires: batch >= 1, beam >= 1, max_length >= 1, a finite length_penalty >= 0.
+/// requires: batch >= 1, 1 <= beam <= vocabulary size, max_length >= 1, a finite
+/// length_penalty >= 0; the decoder's outputs of the shapes above.
 std::vector<DecodedCaption> beam_search(DecoderState& state, std::int64_t batch, const BeamSearchOptions& options);
 
 }  // namespace attend::models
