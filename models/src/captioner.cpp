@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace attend::models {
@@ -113,7 +114,15 @@ torch::Tensor CaptionerImpl::encode(const torch::Tensor& images) {
               options.channels(), ",H,W], got ", images.sizes());
   TORCH_CHECK(images.size(2) >= stride() && images.size(3) >= stride(), "captioner: images of ", images.size(2), "x",
               images.size(3), " are smaller than the encoder's stride ", stride());
-  const auto features = encoder->forward(images);  // [B,D,h,w]
+  // A few images at a time: the first block's activations of a whole batch (33 MB for
+  // 64 grey 64x64 images) leave the caches and, above glibc's mmap threshold, are
+  // faulted in afresh at every call; 8 at a time ran 7x faster (bench/caption_bench).
+  constexpr std::int64_t kChunk = 8;
+  std::vector<torch::Tensor> parts;
+  for (std::int64_t begin = 0; begin < images.size(0); begin += kChunk) {
+    parts.push_back(encoder->forward(images.narrow(0, begin, std::min(kChunk, images.size(0) - begin))));
+  }
+  const auto features = parts.size() == 1 ? parts[0] : torch::cat(parts, 0);  // [B,D,h,w]
   return features.flatten(2).transpose(1, 2).contiguous();
 }
 
