@@ -366,11 +366,16 @@ ObjectScene ObjectSceneGenerator::generate(ObjectSplit split, std::int64_t index
   const double margin = o.relation_margin() > 0 ? o.relation_margin() : static_cast<double>(s) / 10.0;
   const std::int64_t offset_of_source[2] = {0, o.items() == ObjectItems::kBoth ? 10 : 0};
 
-  auto draw_item = [&](Sprite& sp) {
+  // Items are contiguous uint8 [N,28,28] and int64 labels (init): read them in place,
+  // not through a tensor view per draw.
+  auto item_pixels = [&](const Sprite& sp) {
+    return items[static_cast<size_t>(sp.source)].images.data_ptr<std::uint8_t>() + sp.item * 28 * 28;
+  };
+    auto draw_item = [&](Sprite& sp) {
     sp.source = pools.size() == 2 ? rng.uniform_int(2) : 0;
     const auto& pool = pools[static_cast<size_t>(sp.source)];
     sp.item = pool[static_cast<size_t>(rng.uniform_int(static_cast<std::int64_t>(pool.size())))];
-    sp.label = items[static_cast<size_t>(sp.source)].labels[sp.item].item<std::int64_t>() +
+    sp.label = items[static_cast<size_t>(sp.source)].labels.data_ptr<std::int64_t>()[sp.item] +
                offset_of_source[sp.source];
   };
 
@@ -394,7 +399,7 @@ ObjectScene ObjectSceneGenerator::generate(ObjectSplit split, std::int64_t index
       }
       const double fraction = o.size_min() + rng.uniform() * (o.size_max() - o.size_min());
       sp.side = std::max<std::int64_t>(8, static_cast<std::int64_t>(std::lround(fraction * static_cast<double>(s))));
-      const auto* src = items[static_cast<size_t>(sp.source)].images[sp.item].data_ptr<std::uint8_t>();
+      const auto* src = item_pixels(sp);
       sp.pixels = resize_square(src, 28, sp.side);
       std::int64_t x0 = sp.side, y0 = sp.side, x1 = -1, y1 = -1;
       for (std::int64_t y = 0; y < sp.side; ++y) {
@@ -502,7 +507,7 @@ ObjectScene ObjectSceneGenerator::generate(ObjectSplit split, std::int64_t index
       const double fraction = o.size_min() + rng.uniform() * (o.size_max() - o.size_min());
       const auto side = std::max<std::int64_t>(8, std::lround(fraction * static_cast<double>(s)));
       const auto pixels =
-          resize_square(items[static_cast<size_t>(sp.source)].images[sp.item].data_ptr<std::uint8_t>(), 28, side);
+          resize_square(item_pixels(sp), 28, side);
       const auto fs = std::min(side, std::max<std::int64_t>(2, o.fragment_size() * side / 28));
       const auto sx = rng.uniform_int(side - fs + 1), sy = rng.uniform_int(side - fs + 1);
       const auto px = rng.uniform_int(s - fs + 1), py = rng.uniform_int(s - fs + 1);
