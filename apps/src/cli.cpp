@@ -187,7 +187,9 @@ int dispatch(int argc, const char* const argv[], std::ostream& out, std::ostream
     for (const auto& c : commands) names += (names.empty() ? "" : ", ") + c->name();
     throw UsageError("unknown command '" + wanted + "' (commands: " + names + ")");
   }
-  Command& command = **it;
+  Command& command = split.command == "help"
+                         ? (**it).resolve(std::vector<std::string>(split.rest.begin() + 1, split.rest.end()))
+                         : (**it).resolve(split.rest);
   if (split.command == "help") {
     print_command_help(out, command);
     return kSuccess;
@@ -241,6 +243,7 @@ std::vector<std::unique_ptr<Command>> make_commands() {
   commands.push_back(make_eval_command());
   commands.push_back(make_score_command());
   commands.push_back(make_classify_command());
+  commands.push_back(make_caption_command());
   return commands;
 }
 

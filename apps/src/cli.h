@@ -69,6 +69,10 @@ class Command {
   virtual std::string description() const { return ""; }
   /// Positional arguments, by option name.
   virtual po::positional_options_description positionals() const { return {}; }
+  /// The command that handles `args` (the words after the command's): this one, or a
+  /// more specific one that then parses, helps and runs in its place (`train
+  /// captioner`, `eval` of a captioner's checkpoint). Must not throw.
+  virtual Command& resolve(const std::vector<std::string>& /*args*/) { return *this; }
   /// Runs with parsed options; returns an exit code or throws.
   virtual int run(const po::variables_map& vm, const GlobalOptions& global, Streams& io) = 0;
 };
@@ -79,6 +83,10 @@ std::unique_ptr<Command> make_train_command();
 std::unique_ptr<Command> make_eval_command();
 std::unique_ptr<Command> make_score_command();
 std::unique_ptr<Command> make_classify_command();
+std::unique_ptr<Command> make_caption_command();
+/// `attend train captioner` and `attend eval` of a captioner (reached through resolve).
+std::unique_ptr<Command> make_caption_train_command();
+std::unique_ptr<Command> make_caption_eval_command();
 
 /// All commands, in the order `attend --help` lists them.
 std::vector<std::unique_ptr<Command>> make_commands();

@@ -57,10 +57,11 @@ void add_flag(po::options_description& group, const models::OptionSpec& spec, bo
 
 }  // namespace
 
-po::options_description model_options_for_parsing() {
+po::options_description model_options_for_parsing(const std::function<bool(const models::ModelKind&)>& include) {
   po::options_description group("Model", kWidth);
   std::set<std::string> seen;
   for (const auto& kind : models::model_registry().kinds()) {
+    if (include && !include(kind)) continue;
     for (const auto& spec : kind.options) {
       if (seen.insert(spec.flag).second) add_flag(group, spec, /*with_default=*/false, spec.help);
     }
@@ -68,9 +69,11 @@ po::options_description model_options_for_parsing() {
   return group;
 }
 
-std::vector<po::options_description> model_options_for_help() {
+std::vector<po::options_description> model_options_for_help(
+    const std::function<bool(const models::ModelKind&)>& include) {
   std::vector<po::options_description> groups;
   for (const auto& kind : models::model_registry().kinds()) {
+    if (include && !include(kind)) continue;
     po::options_description group("Model options of '" + kind.name + "'", kWidth);
     for (const auto& spec : kind.options) add_flag(group, spec, /*with_default=*/true, spec.help);
     groups.push_back(group);

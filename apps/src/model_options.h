@@ -9,16 +9,20 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <vector>
 
 namespace attend::cli {
 
 /// Every registered kind's flags, typed and without defaults (for parsing; a flag
 /// shared by several kinds appears once).
-po::options_description model_options_for_parsing();
+/// `include` picks the kinds (default: all).
+po::options_description model_options_for_parsing(
+    const std::function<bool(const models::ModelKind&)>& include = nullptr);
 
-/// One group per kind with its defaults, for help.
-std::vector<po::options_description> model_options_for_help();
+/// One group per kind with its defaults, for help; `include` as above.
+std::vector<po::options_description> model_options_for_help(
+    const std::function<bool(const models::ModelKind&)>& include = nullptr);
 
 /// The options of `kind` the user gave on the command line, as JSON keyed like the
 /// kind's options (absent ones are left to the kind's defaults).

@@ -352,6 +352,17 @@ const std::vector<std::int64_t>& ObjectSceneGenerator::pool(ObjectSplit split, s
 
 std::int64_t ObjectSceneGenerator::classes() const { return static_cast<std::int64_t>(words_.size()); }
 
+std::vector<std::string> object_caption_words(ObjectItems items) {
+  std::vector<std::string> words{"a", "an", "at", "the", "to", "of", "and", "above", "below"};
+  for (const auto* place : kPlaces) {
+    for (const auto& w : split_words(place)) {
+      if (std::find(words.begin(), words.end(), w) == words.end()) words.push_back(w);
+    }
+  }
+  for (const auto& w : object_words(items)) words.push_back(w);
+  return words;
+}
+
 ObjectScene ObjectSceneGenerator::generate(ObjectSplit split, std::int64_t index, std::int64_t epoch) const {
   TORCH_CHECK(index >= 0, "object scenes: negative scene index ", index);
   const auto& o = options_;

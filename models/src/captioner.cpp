@@ -1,5 +1,7 @@
 #include "attend/models/captioner.h"
 
+#include <attend/attention/hard.h>
+
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -22,6 +24,13 @@ void CaptionerOptions::validate() const {
               dropout_);
   TORCH_CHECK(std::isfinite(doubly_stochastic_) && doubly_stochastic_ >= 0,
               "captioner: the doubly stochastic lambda must be a finite number >= 0, got ", doubly_stochastic_);
+  TORCH_CHECK(std::isfinite(entropy_) && entropy_ >= 0, "captioner: the entropy weight must be a finite number >= 0, got ",
+              entropy_);
+  TORCH_CHECK(std::isfinite(baseline_decay_) && baseline_decay_ >= 0 && baseline_decay_ < 1,
+              "captioner: the baseline decay must be in [0,1), got ", baseline_decay_);
+  TORCH_CHECK(attention_ != CaptionAttention::kNone || init_from_mean_,
+              "captioner: without attention the image enters only through the initial state; it needs init from "
+              "the mean annotation");
 }
 
 nlohmann::json CaptionerOptions::to_json() const {
@@ -36,7 +45,9 @@ nlohmann::json CaptionerOptions::to_json() const {
           {"deep_output", deep_output_},
           {"dropout", dropout_},
           {"doubly_stochastic", doubly_stochastic_},
-          {"attention", enum_name(attention_)}};
+          {"attention", enum_name(attention_)},
+          {"entropy", entropy_},
+          {"baseline_decay", baseline_decay_}};
 }
 
 CaptionerOptions CaptionerOptions::from_json(const nlohmann::json& j) {
@@ -52,7 +63,9 @@ CaptionerOptions CaptionerOptions::from_json(const nlohmann::json& j) {
                  .deep_output(j.at("deep_output").get<bool>())
                  .dropout(j.at("dropout").get<double>())
                  .doubly_stochastic(j.at("doubly_stochastic").get<double>())
-                 .attention(parse_enum<CaptionAttention>(j.at("attention").get<std::string>()));
+                 .attention(parse_enum<CaptionAttention>(j.at("attention").get<std::string>()))
+                 .entropy(j.at("entropy").get<double>())
+                 .baseline_decay(j.at("baseline_decay").get<double>());
     o.validate();
     return o;
   } catch (const nlohmann::json::exception& e) {
@@ -78,23 +91,25 @@ void CaptionerImpl::reset() {
     in = f;
   }
   const auto d = in, e = o.embed_size(), h = o.hidden_size();
+  const bool context = o.attention() != CaptionAttention::kNone;
   register_module("encoder", encoder);
   embedding = register_module("embedding", torch::nn::Embedding(o.vocab_size(), e));
   attention = register_module("attention", attention::AdditiveAttention(h, d, o.attention_size()));
-  lstm = register_module("lstm", torch::nn::LSTMCell(e + d, h));
+  lstm = register_module("lstm", torch::nn::LSTMCell(context ? e + d : e, h));
   if (o.init_from_mean()) {
     init_h = register_module("init_h", torch::nn::Linear(d, h));
     init_c = register_module("init_c", torch::nn::Linear(d, h));
   }
-  if (o.gate()) f_beta = register_module("f_beta", torch::nn::Linear(h, 1));
+  if (o.gate() && context) f_beta = register_module("f_beta", torch::nn::Linear(h, 1));
   if (o.deep_output()) {
     out_h = register_module("out_h", torch::nn::Linear(h, e));
-    out_z = register_module("out_z", torch::nn::Linear(d, e));
+    if (context) out_z = register_module("out_z", torch::nn::Linear(d, e));
     out_words = register_module("out_words", torch::nn::Linear(e, o.vocab_size()));
   } else {
     out_words = register_module("out_words", torch::nn::Linear(h, o.vocab_size()));
   }
   dropout = register_module("dropout", torch::nn::Dropout(o.dropout()));
+  reward_baseline = register_buffer("reward_baseline", torch::zeros({2}));
 }
 
 void CaptionerImpl::pretty_print(std::ostream& stream) const {
@@ -138,28 +153,52 @@ std::pair<torch::Tensor, torch::Tensor> CaptionerImpl::initial_state(const torch
 
 CaptionerImpl::Step CaptionerImpl::step(const torch::Tensor& annotations, const torch::Tensor& projected,
                                         const torch::Tensor& tokens, const torch::Tensor& h, const torch::Tensor& c) {
-  const auto b = annotations.size(0), n = annotations.size(1);
+  const auto b = annotations.size(0), n = annotations.size(1), d = annotations.size(2);
   const auto rows = h.size(0);
   const auto q = rows / b;  // rows (beams) per image
   Step out;
   torch::Tensor context;
-  if (options.attention() == CaptionAttention::kSoft) {
-    // [B,q,H] queries against keys projected once per image: the beams share them.
-    const auto attended = attention->forward_projected(h.view({b, q, -1}), projected, annotations);
-    context = attended.context.reshape({rows, -1});
-    out.alpha = attended.weights.reshape({rows, n});
-  } else {
-    context = annotations.mean(1).unsqueeze(1).expand({b, q, annotations.size(2)}).reshape({rows, -1});
-    out.alpha = torch::full({rows, n}, 1.0 / static_cast<double>(n), annotations.options());
+  switch (options.attention()) {
+    case CaptionAttention::kSoft: {
+      // [B,q,H] queries against keys projected once per image: the beams share them.
+      const auto attended = attention->forward_projected(h.view({b, q, -1}), projected, annotations);
+      context = attended.context.reshape({rows, d});
+      out.alpha = attended.weights.reshape({rows, n});
+      break;
+    }
+    case CaptionAttention::kHard: {
+      const auto attended = attention->forward_projected(h.view({b, q, -1}), projected, annotations);
+      out.alpha = attended.weights.reshape({rows, n});
+      // alpha is the policy; log alpha as logits gives the same distribution.
+      const auto policy = attention::categorical_policy(torch::log(out.alpha.clamp_min(1e-30)), {}, is_training(),
+                                                        sampler);
+      const auto image_of_row = torch::arange(rows, policy.index.options()).div(q, "floor");
+      context = annotations.index({image_of_row, policy.index});  // [rows,D]
+      out.location_log_prob = policy.log_prob;
+      out.entropy = policy.entropy;
+      break;
+    }
+    case CaptionAttention::kUniform:
+      context = annotations.mean(1).unsqueeze(1).expand({b, q, d}).reshape({rows, d});
+      out.alpha = torch::full({rows, n}, 1.0 / static_cast<double>(n), annotations.options());
+      break;
+    case CaptionAttention::kNone:
+      break;
   }
-  out.beta = options.gate() ? torch::sigmoid(f_beta->forward(h)).squeeze(1) : torch::ones({rows}, h.options());
-  const auto z = options.gate() ? context * out.beta.unsqueeze(1) : context;
   const auto embedded = embedding->forward(tokens);
-  const auto state = lstm->forward(torch::cat({embedded, z}, 1), std::make_tuple(h, c));
+  torch::Tensor z;
+  if (context.defined()) {
+    out.beta = options.gate() ? torch::sigmoid(f_beta->forward(h)).squeeze(1) : torch::ones({rows}, h.options());
+    z = options.gate() ? context * out.beta.unsqueeze(1) : context;
+  }
+  const auto input = z.defined() ? torch::cat({embedded, z}, 1) : embedded;
+  const auto state = lstm->forward(input, std::make_tuple(h, c));
   out.h = std::get<0>(state);
   out.c = std::get<1>(state);
   if (options.deep_output()) {
-    out.logits = out_words->forward(dropout->forward(embedded + out_h->forward(out.h) + out_z->forward(z)));
+    auto deep = embedded + out_h->forward(out.h);
+    if (z.defined()) deep = deep + out_z->forward(z);
+    out.logits = out_words->forward(dropout->forward(deep));
   } else {
     out.logits = out_words->forward(dropout->forward(out.h));
   }
@@ -177,16 +216,29 @@ CaptionerOutput CaptionerImpl::forward(const torch::Tensor& images, const torch:
   const auto annotations = encode(images);
   const auto projected = attention->project_keys(annotations);
   auto [h, c] = initial_state(annotations);
-  std::vector<torch::Tensor> logits, alphas, betas;
+  std::vector<torch::Tensor> logits, alphas, betas, log_probs, entropies;
   for (std::int64_t t = 0; t + 1 < tokens.size(1); ++t) {
     auto s = step(annotations, projected, tokens.select(1, t), h, c);
     h = s.h;
     c = s.c;
     logits.push_back(s.logits);
-    alphas.push_back(s.alpha);
-    betas.push_back(s.beta);
+    if (s.alpha.defined()) alphas.push_back(s.alpha);
+    if (s.beta.defined()) betas.push_back(s.beta);
+    if (s.location_log_prob.defined()) {
+      log_probs.push_back(s.location_log_prob);
+      entropies.push_back(s.entropy);
+    }
   }
-  return {torch::stack(logits, 1), torch::stack(alphas, 1), torch::stack(betas, 1)};
+  CaptionerOutput out;
+  out.logits = torch::stack(logits, 1);
+  if (!alphas.empty()) out.alphas = torch::stack(alphas, 1);
+  out.betas = betas.empty() ? torch::ones({tokens.size(0), tokens.size(1) - 1}, out.logits.options())
+                            : torch::stack(betas, 1);
+  if (!log_probs.empty()) {
+    out.location_log_probs = torch::stack(log_probs, 1);
+    out.entropies = torch::stack(entropies, 1);
+  }
+  return out;
 }
 
 CaptionLoss CaptionerImpl::loss(const torch::Tensor& images, const torch::Tensor& tokens,
@@ -207,13 +259,37 @@ CaptionLoss CaptionerImpl::loss(const torch::Tensor& images, const torch::Tensor
   CaptionLoss l;
   l.words = valid.sum().item<std::int64_t>();
   l.cross_entropy = (per_word * mask).sum() / static_cast<double>(std::max<std::int64_t>(1, l.words));
+  const auto zero = torch::zeros({}, l.cross_entropy.options());
+  const auto words = static_cast<double>(std::max<std::int64_t>(1, l.words));
+  const auto valid_f = valid.to(per_word.scalar_type());
+  l.doubly_stochastic = zero;
+  l.reinforce = zero;
+  l.entropy = zero;
   if (options.doubly_stochastic() > 0 && options.attention() == CaptionAttention::kSoft) {
-    const auto attention_sum = (out.alphas * valid.unsqueeze(2).to(out.alphas.scalar_type())).sum(1);  // [B,N]
-    l.doubly_stochastic = options.doubly_stochastic() * (1.0 - attention_sum).pow(2).sum(1).mean();
-  } else {
-    l.doubly_stochastic = torch::zeros({}, l.cross_entropy.options());
+    const auto attention_sum = (out.alphas * valid_f.unsqueeze(2)).sum(1);  // [B,N]
+    l.doubly_stochastic = options.doubly_stochastic() * (1.0 - attention_sum).pow(2).sum() / words;
   }
   l.total = l.cross_entropy + l.doubly_stochastic;
+  if (out.location_log_probs.defined()) {
+    l.entropy = (out.entropies * valid_f).sum() / words;
+    if (is_training()) {
+      // Reward: each caption's log-likelihood under the cells it drew.
+      const auto reward = -(per_word.detach().view({tokens.size(0), steps}) * valid_f).sum(1);  // [B]
+      const double mean_reward = reward.mean().item<double>();
+      // The first batch has no history: its own mean is the baseline.
+      const bool seen = reward_baseline[1].item<double>() > 0;
+      const double baseline = seen ? reward_baseline[0].item<double>() : mean_reward;
+      {
+        torch::NoGradGuard no_grad;
+        const double decay = options.baseline_decay();
+        reward_baseline[0].fill_(seen ? decay * baseline + (1 - decay) * mean_reward : mean_reward);
+        reward_baseline[1].add_(1);
+      }
+      const auto advantage = (reward - baseline).unsqueeze(1);  // [B,1]
+      l.reinforce = -(advantage * out.location_log_probs * valid_f).sum() / words;
+      l.total = l.total + l.reinforce - options.entropy() * l.entropy;
+    }
+  }
   return l;
 }
 

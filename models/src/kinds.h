@@ -11,6 +11,7 @@ ModelKind ram_kind();   // ram_kind.cpp
 ModelKind soft_kind();  // soft_kind.cpp
 ModelKind cnn_kind();   // plain_kinds.cpp
 ModelKind fc_kind();    // plain_kinds.cpp
+ModelKind captioner_kind();  // captioner_kind.cpp
 
 /// Fraction of rows whose highest score is the target.
 double accuracy(const torch::Tensor& scores, const torch::Tensor& targets);

@@ -20,6 +20,7 @@ void add_builtin_kinds(ModelRegistry& registry) {
   registry.add(soft_kind());
   registry.add(cnn_kind());
   registry.add(fc_kind());
+  registry.add(captioner_kind());
 }
 
 std::string number(double v) {

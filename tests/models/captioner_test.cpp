@@ -1,5 +1,6 @@
 #include <attend/models/captioner.h>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <gtest/gtest.h>
@@ -48,9 +49,9 @@ TEST(Captioner, TeacherForcingGivesDistributionsOverTheGrid) {
   EXPECT_TRUE(torch::allclose(uniform->forward(images, tokens_for({5, 3}, 6)).alphas, torch::full({2, 5, 12}, 1.0 / 12)));
 }
 
-// The loss is the mean cross-entropy over the predicted words of each caption plus
-// lambda * mean_b sum_i (1 - sum_t alpha)^2 over the caption's steps; what lies past a
-// caption's end changes nothing.
+// The loss is the paper's per-caption loss, sum_t -log p(y_t) + lambda * sum_i (1 -
+// sum_t alpha_ti)^2 over the caption's steps, summed over the batch and divided by the
+// number of words; what lies past a caption's end changes nothing.
 TEST(Captioner, LossMasksPaddingAndAddsTheDoublyStochasticTerm) {
   torch::manual_seed(1);
   am::Captioner model(small_options().doubly_stochastic(0.7));
@@ -73,8 +74,8 @@ TEST(Captioner, LossMasksPaddingAndAddsTheDoublyStochasticTerm) {
     reg += (1 - sum_alpha).pow(2).sum().item<double>();
   }
   EXPECT_NEAR(l.cross_entropy.item<double>(), ce / 10, 1e-5);
-  EXPECT_NEAR(l.doubly_stochastic.item<double>(), 0.7 * reg / 3, 1e-5);
-  EXPECT_NEAR(l.total.item<double>(), ce / 10 + 0.7 * reg / 3, 1e-5);
+  EXPECT_NEAR(l.doubly_stochastic.item<double>(), 0.7 * reg / 10, 1e-5);
+  EXPECT_NEAR(l.total.item<double>(), (ce + 0.7 * reg) / 10, 1e-5);
   // Padding replaced by other words: the same loss.
   auto noisy = tokens.clone();
   noisy[1][4] = 9;
@@ -165,4 +166,64 @@ TEST(Captioner, OptionsRoundTripAndRefuseNonsense) {
   auto j = o.to_json();
   j.erase("gate");
   EXPECT_THROW(am::CaptionerOptions::from_json(j), c10::Error);
+}
+
+// Hard attention: in training each word reads one cell drawn from alpha (the draws
+// follow the sampler's seed), the REINFORCE term is -sum_b (R_b - b) sum_t log
+// alpha(s_bt) / words with R_b the caption's log-likelihood, and its gradient reaches
+// the attention's parameters; in evaluation the argmax cell is read, deterministically.
+TEST(Captioner, HardAttentionSamplesCellsAndLearnsThemByReinforce) {
+  torch::manual_seed(5);
+  am::Captioner model(small_options().attention(am::CaptionAttention::kHard).entropy(0.0).baseline_decay(0.5));
+  const auto images = torch::rand({3, 1, 8, 8});
+  const std::vector<std::int64_t> lengths{5, 3, 4};
+  const auto tokens = tokens_for(lengths, 5);
+  const auto lengths_t = torch::tensor(lengths, torch::kInt64);
+  model->sampler = at::make_generator<at::CPUGeneratorImpl>(11);
+  const auto first = model->forward(images, tokens);
+  ASSERT_TRUE(first.location_log_probs.defined());
+  ASSERT_EQ(first.location_log_probs.sizes(), (std::vector<std::int64_t>{3, 4}));
+  model->sampler = at::make_generator<at::CPUGeneratorImpl>(11);
+  const auto again = model->forward(images, tokens);
+  EXPECT_TRUE(torch::equal(first.logits, again.logits));  // same draws, same words
+
+  // The REINFORCE term by hand, from the same draws. The first batch's baseline is its
+  // own mean reward.
+  model->sampler = at::make_generator<at::CPUGeneratorImpl>(12);
+  const auto out = model->forward(images, tokens);
+  model->sampler = at::make_generator<at::CPUGeneratorImpl>(12);
+  const auto l = model->loss(images, tokens, lengths_t);
+  const auto per_word = torch::nn::functional::cross_entropy(
+      out.logits.reshape({-1, 12}), tokens.narrow(1, 1, 4).reshape({-1}),
+      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone)).view({3, 4});
+  const auto valid = (torch::arange(4).unsqueeze(0) < (lengths_t - 1).unsqueeze(1)).to(torch::kFloat32);
+  const auto reward = -(per_word * valid).sum(1);
+  const auto expected = -((reward - reward.mean()).unsqueeze(1) * out.location_log_probs * valid).sum() / 9.0;
+  EXPECT_NEAR(l.reinforce.item<double>(), expected.item<double>(), 1e-5);
+  EXPECT_NEAR(model->reward_baseline[0].item<double>(), reward.mean().item<double>(), 1e-5);
+  EXPECT_EQ(model->reward_baseline[1].item<double>(), 1.0);
+  l.total.backward();
+  EXPECT_GT(model->attention->parameters()[0].grad().abs().sum().item<double>(), 0.0);
+
+  // Evaluation: the argmax cell, whatever the sampler.
+  model->eval();
+  model->sampler = at::make_generator<at::CPUGeneratorImpl>(1);
+  const auto a = model->forward(images, tokens).logits;
+  model->sampler = at::make_generator<at::CPUGeneratorImpl>(2);
+  EXPECT_TRUE(torch::equal(a, model->forward(images, tokens).logits));
+}
+
+// Without attention the decoder has no context input and no attention weights; the
+// image reaches it only through h_0, c_0, which it therefore requires.
+TEST(Captioner, NoAttentionUsesTheImageOnlyThroughTheInitialState) {
+  torch::manual_seed(6);
+  am::Captioner model(small_options().attention(am::CaptionAttention::kNone));
+  const auto images = torch::rand({2, 1, 8, 8});
+  const auto out = model->forward(images, tokens_for({4, 3}, 4));
+  EXPECT_FALSE(out.alphas.defined());
+  EXPECT_TRUE(torch::equal(out.betas, torch::ones({2, 3})));
+  EXPECT_EQ(model->lstm->options.input_size(), 8);  // the embedding alone
+  const auto decoded = model->decode(images, am::BeamSearchOptions().beam(2).max_length(3));
+  EXPECT_FALSE(decoded[0].alphas.defined());
+  EXPECT_THROW(am::Captioner(small_options().attention(am::CaptionAttention::kNone).init_from_mean(false)), c10::Error);
 }

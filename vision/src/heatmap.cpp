@@ -51,4 +51,44 @@ cv::Mat draw_alignment(const torch::Tensor& weights, const std::vector<std::stri
   return out;
 }
 
+cv::Mat overlay_heatmap(const torch::Tensor& image, const torch::Tensor& weights, const OverlayOptions& options) {
+  TORCH_CHECK(image.defined() && image.dim() == 3 && (image.size(0) == 1 || image.size(0) == 3) && image.numel() > 0,
+              "overlay_heatmap: expected an image [C,H,W] with C = 1 or 3, got ",
+              image.defined() ? c10::str(image.sizes()) : std::string("an undefined tensor"));
+  TORCH_CHECK(weights.defined() && weights.dim() == 2 && weights.is_floating_point() && weights.numel() > 0,
+              "overlay_heatmap: expected floating point weights [h,w], got ",
+              weights.defined() ? c10::str(weights.sizes()) : std::string("an undefined tensor"));
+  TORCH_CHECK(options.opacity() >= 0 && options.opacity() <= 1, "overlay_heatmap: opacity must be in [0,1]");
+  const int h = static_cast<int>(image.size(1)), w = static_cast<int>(image.size(2));
+  auto pixels = image.detach().cpu();
+  if (pixels.is_floating_point()) pixels = pixels.clamp(0, 1).mul(255).round();
+  pixels = pixels.to(torch::kUInt8);
+  if (pixels.size(0) == 1) pixels = pixels.expand({3, h, w});
+  const auto hwc = pixels.permute({1, 2, 0}).contiguous();
+  cv::Mat rgb(h, w, CV_8UC3, hwc.data_ptr<std::uint8_t>());
+  cv::Mat bgr;
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+
+  auto map = weights.detach().to(torch::kFloat32).cpu().clamp_min(0);
+  if (options.normalise()) map = map / map.max().clamp_min(1e-12);
+  const auto levels = map.clamp(0, 1).mul(255).round().to(torch::kUInt8).contiguous();
+  cv::Mat small(static_cast<int>(levels.size(0)), static_cast<int>(levels.size(1)), CV_8UC1,
+                levels.data_ptr<std::uint8_t>());
+  cv::Mat large;
+  cv::resize(small, large, cv::Size(w, h), 0, 0, options.smooth() ? cv::INTER_LINEAR : cv::INTER_NEAREST);
+  cv::Mat coloured;
+  cv::applyColorMap(large, coloured, options.colormap());
+  cv::Mat out;
+  cv::addWeighted(coloured, options.opacity(), bgr, 1.0 - options.opacity(), 0.0, out);
+  return out;
+}
+
+torch::Tensor overlay_heatmap_rgb(const torch::Tensor& image, const torch::Tensor& weights,
+                                  const OverlayOptions& options) {
+  const auto bgr = overlay_heatmap(image, weights, options);
+  cv::Mat rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  return torch::from_blob(rgb.data, {rgb.rows, rgb.cols, 3}, torch::kUInt8).permute({2, 0, 1}).clone();
+}
+
 }  // namespace attend::vision

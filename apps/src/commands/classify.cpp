@@ -1,6 +1,7 @@
 // attend classify <checkpoint> <image>...: predictions for image files, and for a
 // RAM the glimpse trace of each.
 #include "../cli.h"
+#include "../image_files.h"
 #include "../validate.h"
 
 #include <attend/io_error.h>
@@ -61,27 +62,7 @@ class ClassifyCommand : public Command {
   int run(const po::variables_map& vm, const GlobalOptions& global, Streams& io) override {
     if (!vm.count("checkpoint")) throw UsageError("classify: missing the checkpoint");
     if (!vm.count("images")) throw UsageError("classify: no image files given");
-    // A folder stands for the image files in it (png, jpg, jpeg, bmp, pgm, ppm, tif, tiff), sorted.
-    std::vector<std::string> images;
-    for (const auto& arg : vm["images"].as<std::vector<std::string>>()) {
-      std::error_code ec;
-      if (!fs::is_directory(arg, ec)) {
-        images.push_back(arg);
-        continue;
-      }
-      std::vector<std::string> found;
-      for (const auto& entry : fs::directory_iterator(arg, ec)) {
-        auto ext = entry.path().extension().string();
-        std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
-        if (entry.is_regular_file() && (ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp" ||
-                                        ext == ".pgm" || ext == ".ppm" || ext == ".tif" || ext == ".tiff")) {
-          found.push_back(entry.path().string());
-        }
-      }
-      if (found.empty()) throw IoError(arg, "folder holds no image files");
-      std::sort(found.begin(), found.end());
-      images.insert(images.end(), found.begin(), found.end());
-    }
+    const auto images = image_files(vm["images"].as<std::vector<std::string>>());
     const auto samples = require_range<std::int64_t>(vm, "samples", 0, 1000);
     const auto top = require_range<std::int64_t>(vm, "top", 1, 1000);
     auto classifier = am::load_classifier(vm["checkpoint"].as<std::string>());

@@ -30,7 +30,9 @@ std::string stochastic_kinds() {
 class EvalCommand : public Command {
  public:
   std::string name() const override { return "eval"; }
-  std::string summary() const override { return "evaluate a trained classifier: accuracy and confusion matrix"; }
+  std::string summary() const override {
+    return "evaluate a trained model: a classifier's accuracy and confusion matrix, a captioner's caption metrics";
+  }
   std::string usage() const override { return "attend eval <checkpoint> [--data DIR | --scenes KIND] [options]"; }
   std::vector<std::string> examples() const override {
     return {"attend eval out/ram-c60/best.pt", "attend eval out/ram-c60/best.pt --json",
@@ -56,6 +58,21 @@ class EvalCommand : public Command {
     po::positional_options_description p;
     p.add("checkpoint", 1);
     return p;
+  }
+  Command& resolve(const std::vector<std::string>& args) override {
+    // A captioner's checkpoint is evaluated by the captioners' command.
+    if (args.empty() || args.front().rfind("-", 0) == 0) return *this;
+    try {
+      const auto info = am::read_checkpoint_info(args.front());
+      const auto* kind = am::model_registry().find(info.model.kind);
+      if (kind != nullptr && kind->capabilities.caption) {
+        if (!caption_command_) caption_command_ = make_caption_eval_command();
+        return *caption_command_;
+      }
+    } catch (const std::exception&) {
+      // Unreadable: the classifiers' command reports it.
+    }
+    return *this;
   }
   int run(const po::variables_map& vm, const GlobalOptions& global, Streams& io) override {
     if (!vm.count("checkpoint")) throw UsageError("eval: missing the checkpoint to evaluate");
@@ -116,6 +133,9 @@ class EvalCommand : public Command {
     }
     return kSuccess;
   }
+
+ private:
+  std::unique_ptr<Command> caption_command_;
 };
 
 }  // namespace

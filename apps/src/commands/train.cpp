@@ -6,6 +6,7 @@
 #include "../model_options.h"
 #include "../progress.h"
 #include "../report.h"
+#include "../training_options.h"
 #include "../validate.h"
 
 #include <attend/io_error.h>
@@ -21,6 +22,8 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace am = attend::models;
+
+bool classifies(const am::ModelKind& kind) { return kind.capabilities.classify; }
 
 class TrainCommand : public Command {
  public:
@@ -40,9 +43,22 @@ class TrainCommand : public Command {
   std::string description() const override {
     std::string text = "Model kinds:\n";
     for (const auto& k : am::model_registry().kinds()) {
-      text += "  " + k.name + std::string(k.name.size() < 8 ? 8 - k.name.size() : 1, ' ') + k.summary + "\n";
+      text += "  " + k.name + std::string(k.name.size() < 10 ? 10 - k.name.size() : 1, ' ') + k.summary + "\n";
     }
-    return text;
+    return text + "The options below are the classifiers'; a captioner's: 'attend train captioner --help'.\n";
+  }
+  Command& resolve(const std::vector<std::string>& args) override {
+    // The first word that is not an option (nor an option's value) names the kind.
+    for (const auto& a : args) {
+      if (a.rfind("-", 0) == 0) break;
+      const auto* kind = am::model_registry().find(a);
+      if (kind != nullptr && kind->capabilities.caption) {
+        if (!caption_command_) caption_command_ = make_caption_train_command();
+        return *caption_command_;
+      }
+      break;
+    }
+    return *this;
   }
   std::vector<std::string> examples() const override {
     return {"attend train ram --scenes cluttered --canvas 60 --fragments 4 --glimpses 8 --glimpse-size 12 "
@@ -52,15 +68,15 @@ class TrainCommand : public Command {
             "attend train ram --run-dir out/ram-c60 --scenes cluttered --epochs 150   # continue a run"};
   }
   std::vector<po::options_description> options() override {
-    auto model = model_options_for_parsing();
+    auto model = model_options_for_parsing(classifies);
     model.add_options()("model", po::value<std::string>()->value_name("KIND"), "model kind (positional)");
-    return {model, data_source_options(), augmentation_options(), training_options()};
+    return {model, data_source_options(), augmentation_options(), classifier_training_options()};
   }
   std::vector<po::options_description> help_options() override {
-    auto groups = model_options_for_help();
+    auto groups = model_options_for_help(classifies);
     groups.push_back(data_source_options());
     groups.push_back(augmentation_options());
-    groups.push_back(training_options());
+    groups.push_back(classifier_training_options());
     return groups;
   }
   po::positional_options_description positionals() const override {
@@ -85,28 +101,7 @@ class TrainCommand : public Command {
     const auto val_count = require_range<std::int64_t>(vm, "val-count", 0, 10'000'000);
     const auto user_options = given_model_options(vm, *kind);
 
-    auto training = am::TrainOptions()
-                        .epochs(require_range<std::int64_t>(vm, "epochs", 1, 100000))
-                        .batch_size(require_range<std::int64_t>(vm, "batch", 1, 65536))
-                        .optimizer(require_enum<am::OptimizerKind>(vm, "optimizer"))
-                        .lr(require_finite(vm, "lr"))
-                        .momentum(require_finite(vm, "momentum"))
-                        .weight_decay(require_finite(vm, "weight-decay"))
-                        .schedule(require_enum<am::Schedule>(vm, "schedule"))
-                        .step_epochs(require_positive<std::int64_t>(vm, "step-epochs"))
-                        .gamma(require_finite(vm, "gamma"))
-                        .clip_norm(require_finite(vm, "clip"))
-                        .patience(require_range<std::int64_t>(vm, "patience", 0, 100000))
-                        .eval_samples(require_range<std::int64_t>(vm, "eval-samples", 0, 1000))
-                        .seed(global.seed)
-                        .run_dir(run_dir)
-                        .resume(!vm["no-resume"].as<bool>())
-                        .checkpoint_every(require_range<std::int64_t>(vm, "checkpoint-every", 0, 1'000'000'000));
-    try {
-      training.validate();
-    } catch (const c10::Error& e) {
-      throw UsageError(e.what_without_backtrace());
-    }
+    const auto training = parse_training_options(vm, global, run_dir);
 
     const auto sources = training_sources(spec, val_count);
     // Load the test split now: a missing one should stop us before training, not after.
@@ -165,35 +160,9 @@ class TrainCommand : public Command {
     return kSuccess;
   }
 
+
  private:
-  static po::options_description training_options() {
-    po::options_description training("Training", 100);
-    training.add_options()
-        ("run-dir", po::value<std::string>()->value_name("DIR"), "checkpoints and metrics.jsonl (required)")
-        ("epochs", po::value<std::int64_t>()->default_value(10)->value_name("N"), "epochs")
-        ("batch", po::value<std::int64_t>()->default_value(128)->value_name("B"), "batch size")
-        ("optimizer", po::value<std::string>()->default_value("adam")->value_name("O"),
-         ("optimizer: " + am::enum_choices<am::OptimizerKind>() + " (sgd with momentum)").c_str())
-        ("lr", po::value<double>()->default_value(1e-3)->value_name("R"), "learning rate")
-        ("momentum", po::value<double>()->default_value(0.9, "0.9")->value_name("M"), "sgd momentum")
-        ("weight-decay", po::value<double>()->default_value(0.0)->value_name("W"), "L2 weight decay")
-        ("schedule", po::value<std::string>()->default_value("constant")->value_name("S"),
-         ("learning-rate schedule: " + am::enum_choices<am::Schedule>()).c_str())
-        ("step-epochs", po::value<std::int64_t>()->default_value(10)->value_name("N"), "step schedule period")
-        ("gamma", po::value<double>()->default_value(0.1, "0.1")->value_name("G"), "step schedule factor")
-        ("clip", po::value<double>()->default_value(0.0)->value_name("N"), "clip gradient norm (0 = off)")
-        ("val-count", po::value<std::int64_t>()->default_value(500)->value_name("N"),
-         "training items held out for validation and best.pt (0 = none)")
-        ("patience", po::value<std::int64_t>()->default_value(0)->value_name("N"),
-         "stop after N epochs without a better validation accuracy (0 = never)")
-        ("eval-samples", po::value<std::int64_t>()->default_value(0)->value_name("M"),
-         "stochastic models (ram): Monte-Carlo trajectories for validation (0 = policy mean)")
-        ("no-resume", po::bool_switch(), "start afresh even if the run folder holds last.pt")
-        ("checkpoint-every", po::value<std::int64_t>()->default_value(0)->value_name("N"),
-         "also checkpoint every N steps (0 = at epoch ends)")
-        ("log-every", po::value<std::int64_t>()->default_value(20)->value_name("N"), "metrics.jsonl step interval");
-    return training;
-  }
+  std::unique_ptr<Command> caption_command_;
 };
 
 }  // namespace

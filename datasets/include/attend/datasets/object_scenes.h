@@ -171,6 +171,10 @@ struct ObjectScene {
 /// sneaker bag boot, or both lists).
 std::vector<std::string> object_words(ObjectItems items);
 
+/// Every word a scene caption of `items` can use: the object words, the places and
+/// relations, the articles and "and" (a captioner's vocabulary for these scenes).
+std::vector<std::string> object_caption_words(ObjectItems items);
+
 /// Where the source files are.
 struct ObjectSources {
   std::string digits_dir = "data/mnist";

@@ -11,10 +11,20 @@
 /// h_0 = tanh(f_init,h(mean_i a_i)), c_0 = tanh(f_init,c(mean_i a_i)).
 /// Switches reproduce the common simplified variant: no gate (beta = 1), a plain
 /// output layer (softmax(W dropout(h_t))), zero initial state, and for ablations
-/// uniform attention (alpha fixed at 1/N).
+/// uniform attention (alpha fixed at 1/N: z_t is the mean annotation) and no
+/// attention (no z_t: the image enters only through h_0, c_0).
+/// Hard attention (the paper's stochastic variant): the same alpha_t is a categorical
+/// policy over the cells; in training a cell s_t ~ alpha_t is drawn (from `sampler`)
+/// and z_t = beta_t a_{s_t}; in evaluation s_t = argmax alpha_t.
 /// Training loss (teacher forcing on padded batches, nothing counted past a caption's
-/// end): the mean cross-entropy per word plus the doubly stochastic regulariser
-/// lambda * mean_b sum_i (1 - sum_t alpha_bti)^2, t over the caption's steps.
+/// end): the paper's per-caption loss -sum_t log p(y_t) + lambda sum_i (1 - sum_t
+/// alpha_ti)^2 (t over the caption's steps; the regulariser for soft attention only),
+/// summed over the batch and divided by the number of words in it. (Dividing the
+/// regulariser by the batch instead would weigh it caption-length times more than
+/// the paper does; with 8x8 cells and 7-word captions it would swamp the words.) For hard attention, REINFORCE instead: with the reward R_b the
+/// caption's log-likelihood log p(y_b | s_b) and b a moving average of R (decay
+/// `baseline_decay`, kept in the buffer "reward_baseline" and so in checkpoints),
+///   - sum_b (R_b - b) sum_t log alpha_t(s_bt) / words - entropy * mean_t H(alpha_t).
 
 #include <attend/attention/additive.h>
 #include <attend/models/beam_search.h>
@@ -31,16 +41,19 @@
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
 #include <vector>
 
 namespace attend::models {
 
-enum class CaptionAttention { kSoft, kUniform };
+enum class CaptionAttention { kSoft, kHard, kUniform, kNone };
 template <>
 struct EnumNames<CaptionAttention> {
   static constexpr const char* what = "caption attention";
   static constexpr std::pair<CaptionAttention, const char*> names[] = {{CaptionAttention::kSoft, "soft"},
-                                                                       {CaptionAttention::kUniform, "uniform"}};
+                                                                       {CaptionAttention::kHard, "hard"},
+                                                                       {CaptionAttention::kUniform, "uniform"},
+                                                                       {CaptionAttention::kNone, "none"}};
 };
 
 struct CaptionerOptions {
@@ -65,6 +78,10 @@ struct CaptionerOptions {
   /// lambda of the doubly stochastic regulariser (0 = off).
   TORCH_ARG(double, doubly_stochastic) = 1.0;
   TORCH_ARG(CaptionAttention, attention) = CaptionAttention::kSoft;
+  /// Hard attention: weight of the policy's entropy bonus.
+  TORCH_ARG(double, entropy) = 0.01;
+  /// Hard attention: decay of the moving-average reward baseline, in [0,1).
+  TORCH_ARG(double, baseline_decay) = 0.9;
 
  public:
   /// throws c10::Error naming the first invalid option.
@@ -80,12 +97,16 @@ struct CaptionerOutput {
   torch::Tensor logits;  ///< [B,T-1,V]
   torch::Tensor alphas;  ///< [B,T-1,N]
   torch::Tensor betas;   ///< [B,T-1] (ones without the gate)
+  torch::Tensor location_log_probs;  ///< [B,T-1] hard attention: log alpha_t(s_t); else undefined
+  torch::Tensor entropies;           ///< [B,T-1] hard attention: H(alpha_t); else undefined
 };
 
 struct CaptionLoss {
   torch::Tensor total;              ///< cross_entropy + doubly_stochastic
   torch::Tensor cross_entropy;      ///< mean per predicted word (<end> included)
-  torch::Tensor doubly_stochastic;  ///< lambda * mean_b sum_i (1 - sum_t alpha)^2
+  torch::Tensor doubly_stochastic;  ///< lambda * sum_b sum_i (1 - sum_t alpha)^2 / words
+  torch::Tensor reinforce;          ///< hard attention in training: the REINFORCE term (else 0)
+  torch::Tensor entropy;            ///< hard attention: mean policy entropy per word (else 0)
   std::int64_t words = 0;           ///< predicted tokens counted
 };
 
@@ -103,6 +124,7 @@ class CaptionerImpl : public torch::nn::Cloneable<CaptionerImpl> {
   std::int64_t stride() const;
 
   /// Teacher forcing. requires tokens [B,T] int64, T >= 2, ids < vocab_size.
+  /// (alphas undefined for attention none.)
   CaptionerOutput forward(const torch::Tensor& images, const torch::Tensor& tokens);
   /// The training loss. requires lengths [B] int64 in 2..T (<start> and <end> counted).
   CaptionLoss loss(const torch::Tensor& images, const torch::Tensor& tokens, const torch::Tensor& lengths);
@@ -116,6 +138,7 @@ class CaptionerImpl : public torch::nn::Cloneable<CaptionerImpl> {
   /// rows (beams) per image; tokens [B*q].
   struct Step {
     torch::Tensor logits, alpha, beta, h, c;
+    torch::Tensor location_log_prob, entropy;  ///< hard attention only
   };
   Step step(const torch::Tensor& annotations, const torch::Tensor& projected, const torch::Tensor& tokens,
             const torch::Tensor& h, const torch::Tensor& c);
@@ -130,6 +153,10 @@ class CaptionerImpl : public torch::nn::Cloneable<CaptionerImpl> {
   torch::nn::Linear init_h{nullptr}, init_c{nullptr}, f_beta{nullptr};
   torch::nn::Linear out_h{nullptr}, out_z{nullptr}, out_words{nullptr};  ///< L_h, L_z, L_o (or W)
   torch::nn::Dropout dropout{nullptr};
+  /// Hard attention: [value, updates] of the moving-average reward baseline.
+  torch::Tensor reward_baseline;
+  /// Hard attention draws its cells from this generator in training (default: LibTorch's).
+  std::optional<at::Generator> sampler;
 };
 TORCH_MODULE(Captioner);
 

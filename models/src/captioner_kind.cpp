@@ -1,0 +1,117 @@
+// Model kind "captioner": Show, Attend and Tell with its vocabulary in its options.
+#include "kinds.h"
+
+#include <attend/io_error.h>
+#include <attend/models/caption_model.h>
+#include <attend/models/trainer.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+namespace attend::models {
+
+ModelKind captioner_kind() {
+  ModelKind k;
+  k.name = "captioner";
+  k.summary = "Show, Attend and Tell: a CNN feature grid and an LSTM decoder attending over it (captions)";
+  k.capabilities.caption = true;
+  k.options = {
+      int_list_option("filters", "filters", {32, 64, 128}, 1, 4096,
+                      "encoder: filters of each block (two 3x3 conv + ReLU, 2x2 max-pool); the attention grid has "
+                      "stride 2^blocks (3 blocks: 64x64 -> 8x8 cells)"),
+      int_option("embed", "embed", 64, 1, 65536, "word embedding size"),
+      int_option("hidden", "hidden", 256, 1, 65536, "LSTM state size"),
+      int_option("attention_size", "attention-size", 128, 1, 65536, "additive attention's hidden size"),
+      choice_option("attention", "attention", {"soft", "hard", "uniform", "none"},
+                    "soft (weighted mean of the cells), hard (one sampled cell per word, REINFORCE), uniform "
+                    "(alpha fixed at 1/N) or none (the image only through the initial state)",
+                    "A"),
+      choice_option("init", "init", {"mean", "zero"}, "initial LSTM state: an MLP of the mean annotation, or zeros",
+                    "I"),
+      choice_option("gate", "gate", {"on", "off"}, "the gating scalar beta_t on the context", "G"),
+      choice_option("output", "output", {"deep", "linear"},
+                    "deep output layer L_o(E y + L_h h + L_z z), or a linear layer on h", "O"),
+      real_option("dropout", "dropout", 0.5, 0.0, 0.95, "dropout before the output layer", false, "P"),
+      real_option("lambda", "lambda", 1.0, 0.0, 1000.0, "weight of the doubly stochastic regulariser (soft)", false,
+                  "L"),
+      real_option("entropy", "entropy", 0.01, 0.0, 100.0, "hard attention: weight of the entropy bonus", false, "E"),
+      real_option("baseline_decay", "baseline-decay", 0.9, 0.0, 0.999,
+                  "hard attention: decay of the moving-average reward baseline", false, "D"),
+      int_option("max_length", "max-length", 22, 3, 1000,
+                 "longest caption in tokens with <start> and <end>; longer training captions are cut (with a "
+                 "warning), and decoding stops there"),
+  };
+  k.make = [](const nlohmann::json& options) -> std::unique_ptr<Model> {
+    return std::make_unique<CaptionModel>(options);
+  };
+  return k;
+}
+
+CaptionModel::CaptionModel(const nlohmann::json& o) : options_(o) {
+  TORCH_CHECK(o.contains("vocabulary"), "captioner: the options hold no vocabulary");
+  vocabulary_ = datasets::Vocabulary::from_json({{"words", o.at("vocabulary")}});
+  channels_ = o.at("channels").get<std::int64_t>();
+  height_ = o.at("height").get<std::int64_t>();
+  width_ = o.at("width").get<std::int64_t>();
+  max_length_ = o.at("max_length").get<std::int64_t>();
+  TORCH_CHECK(max_length_ >= 3, "captioner: max_length must be at least 3, got ", max_length_);
+  auto net_options = CaptionerOptions(vocabulary_.size())
+                         .channels(channels_)
+                         .encoder_filters(o.at("filters").get<std::vector<std::int64_t>>())
+                         .embed_size(o.at("embed").get<std::int64_t>())
+                         .hidden_size(o.at("hidden").get<std::int64_t>())
+                         .attention_size(o.at("attention_size").get<std::int64_t>())
+                         .attention(parse_enum<CaptionAttention>(o.at("attention").get<std::string>()))
+                         .init_from_mean(o.at("init").get<std::string>() == "mean")
+                         .gate(o.at("gate").get<std::string>() == "on")
+                         .deep_output(o.at("output").get<std::string>() == "deep")
+                         .dropout(o.at("dropout").get<double>())
+                         .doubly_stochastic(o.at("lambda").get<double>())
+                         .entropy(o.at("entropy").get<double>())
+                         .baseline_decay(o.at("baseline_decay").get<double>());
+  net = Captioner(net_options);
+  const auto stride = net->stride();
+  TORCH_CHECK(height_ >= stride && width_ >= stride, "captioner: images of ", height_, "x", width_,
+              " are smaller than the encoder's stride ", stride, " (fewer --filters blocks)");
+  sampler_ = at::make_generator<at::CPUGeneratorImpl>(0);
+  net->sampler = sampler_;
+}
+
+std::vector<DecodedCaption> CaptionModel::caption(const torch::Tensor& images, BeamSearchOptions search) {
+  TORCH_CHECK(images.dim() == 4 && images.size(1) == channels_ && images.size(2) == height_ &&
+                  images.size(3) == width_,
+              "captioner: expected images [B,", channels_, ",", height_, ",", width_, "], got ", images.sizes());
+  search.max_length(std::min(search.max_length(), max_length_ - 1))
+      .start_token(datasets::Vocabulary::kStart)
+      .end_token(datasets::Vocabulary::kEnd);
+  return net->decode(images, search);
+}
+
+std::vector<std::string> CaptionModel::words(const DecodedCaption& caption) const {
+  return vocabulary_.decode(caption.tokens);
+}
+
+std::unique_ptr<CaptionModel> load_captioner(const std::string& path, CheckpointInfo* info_out) {
+  const auto info = read_checkpoint_info(path);
+  const auto* kind = model_registry().find(info.model.kind);
+  if (kind == nullptr || !kind->capabilities.caption) {
+    throw IoError(path, "holds a '" + info.model.kind + "' model, not a captioner");
+  }
+  std::unique_ptr<CaptionModel> model;
+  try {
+    ScopedSeed untouched(0);
+    auto built = make_model(info.model.kind, info.model.options);
+    model.reset(dynamic_cast<CaptionModel*>(built.get()));
+    TORCH_CHECK(model != nullptr, "kind '", info.model.kind, "' says it captions but builds no CaptionModel");
+    built.release();
+  } catch (const c10::Error& e) {
+    throw IoError(path, std::string("stored options are invalid: ") + e.what_without_backtrace());
+  }
+  LoadOptions load;
+  load.expected_kind = info.model.kind;
+  auto loaded = load_checkpoint(path, model->module(), nullptr, load);
+  if (info_out != nullptr) *info_out = loaded;
+  return model;
+}
+
+}  // namespace attend::models

@@ -1,0 +1,168 @@
+#include <attend/io_error.h>
+#include <attend/models/caption_train.h>
+#include <attend/models/checkpoint.h>
+#include <attend/models/registry.h>
+
+#include <torch/torch.h>
+
+#include <gtest/gtest.h>
+
+#include "test_support.h"
+
+namespace am = attend::models;
+namespace ds = attend::datasets;
+using attend::testing::TempDir;
+
+namespace {
+
+/// Bars of varying size as 28x28 items, label (i + i / 10) % 10 (every tenth item
+/// still covers all classes, so the val split has them all).
+ds::Digits bars(std::int64_t n, std::int64_t salt) {
+  auto images = torch::zeros({n, 28, 28}, torch::kUInt8);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto x0 = 4 + (i + salt) % 5, y0 = 3 + i % 3;
+    images[i].narrow(0, y0, 18).narrow(1, x0, 16).fill_(static_cast<std::uint8_t>(120 + i % 100));
+  }
+  const auto i = torch::arange(n, torch::kInt64);
+  return {images, (i + i.div(10, "floor")) % 10};
+}
+
+std::shared_ptr<const ds::ObjectSceneGenerator> generator() {
+  return std::make_shared<const ds::ObjectSceneGenerator>(ds::ObjectSceneOptions().canvas(32), 3,
+                                                          std::vector<ds::Digits>{bars(200, 0)},
+                                                          std::vector<ds::Digits>{bars(60, 1)});
+}
+
+/// A small captioner's options for 32x32 grey scenes (stride 4: an 8x8 grid).
+nlohmann::json small_options(const std::string& attention = "soft") {
+  const auto& kind = am::model_registry().at("captioner");
+  auto o = am::complete_options(kind,
+                                {{"filters", {4, 8}}, {"embed", 8}, {"hidden", 16}, {"attention_size", 8},
+                                 {"attention", attention}, {"dropout", 0.0}},
+                                am::InputShape{1, 32, 32});
+  o["vocabulary"] = ds::Vocabulary::build({ds::object_caption_words(ds::ObjectItems::kDigits)}).words();
+  return o;
+}
+
+}  // namespace
+
+// Cells of 4 px over an 8x8 image; the box [2,6) x [0,4) covers half of cells 0 and 1.
+TEST(CaptionGrounding, BoxMassCountsPartialCellsByArea) {
+  const auto alpha = torch::tensor({0.1f, 0.2f, 0.3f, 0.4f});
+  auto [mass, hit] = am::box_attention(alpha, 2, 2, 4, {2, 0, 4, 4});
+  EXPECT_NEAR(mass, 0.5 * 0.1 + 0.5 * 0.2, 1e-7);
+  EXPECT_FALSE(hit);  // the argmax cell (3) has its centre at (6, 6)
+  std::tie(mass, hit) = am::box_attention(alpha, 2, 2, 4, {4, 4, 4, 4});
+  EXPECT_NEAR(mass, 0.4, 1e-7);
+  EXPECT_TRUE(hit);
+  // A box over the whole image holds all the mass.
+  EXPECT_NEAR(am::box_attention(alpha, 2, 2, 4, {0, 0, 8, 8}).first, 1.0, 1e-7);
+  EXPECT_THROW(am::box_attention(torch::ones({3}), 2, 2, 4, {0, 0, 1, 1}), c10::Error);
+}
+
+TEST(CaptionGrounding, ParsesObjectsPlacesAndRelations) {
+  const std::vector<std::string> names{"3", "7", "8", "1"};
+  auto p = am::parse_scene_caption({"a", "3", "to", "the", "left", "of", "an", "8"}, names);
+  EXPECT_EQ(p.objects, (std::vector<std::string>{"3", "8"}));
+  ASSERT_TRUE(p.relation.has_value());
+  EXPECT_EQ(p.relation->str(), ds::RelationTriple({"3", "left of", "8"}).str());
+  p = am::parse_scene_caption({"a", "7", "below", "a", "1"}, names);
+  ASSERT_TRUE(p.relation.has_value());
+  EXPECT_EQ(p.relation->canonical().str(), ds::RelationTriple({"1", "above", "7"}).str());
+  p = am::parse_scene_caption({"a", "3", "at", "the", "top", "left", "and", "a", "7", "at", "the", "center"}, names);
+  EXPECT_EQ(p.objects, (std::vector<std::string>{"3", "7"}));
+  EXPECT_EQ(p.places, (std::vector<std::string>{"top left", "center"}));
+  EXPECT_FALSE(p.relation.has_value());
+  // Words that name nothing are not objects; a caption without objects parses empty.
+  p = am::parse_scene_caption({"a", "the", "left"}, names);
+  EXPECT_TRUE(p.objects.empty());
+}
+
+// The registry builds a captioner from its options (vocabulary included); a
+// checkpoint alone rebuilds the same model, and another kind's checkpoint is refused.
+TEST(CaptionModel, CheckpointAloneCaptionsTheSame) {
+  TempDir dir;
+  torch::manual_seed(0);
+  auto built = am::make_model("captioner", small_options());
+  auto& model = dynamic_cast<am::CaptionModel&>(*built);
+  EXPECT_EQ(model.options(), small_options());
+  EXPECT_EQ(model.grid(), (std::pair<std::int64_t, std::int64_t>{8, 8}));
+  am::CheckpointInfo info;
+  info.model = {model.kind(), model.options()};
+  am::save_checkpoint(dir.file("c.pt"), info, model.module());
+  const auto loaded = am::load_captioner(dir.file("c.pt"));
+  const auto images = torch::rand({3, 1, 32, 32});
+  const auto a = model.caption(images, am::BeamSearchOptions().beam(2));
+  const auto b = loaded->caption(images, am::BeamSearchOptions().beam(2));
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].tokens, b[i].tokens);
+    EXPECT_LE(a[i].tokens.size(), static_cast<size_t>(model.max_length() - 2));
+  }
+  EXPECT_EQ(loaded->vocabulary(), model.vocabulary());
+
+  auto options = small_options();
+  options.erase("vocabulary");
+  EXPECT_THROW(am::make_model("captioner", options), c10::Error);
+  auto cnn = am::make_classifier("cnn", am::complete_options(am::model_registry().at("cnn"), {}, {1, 28, 28}));
+  info.model = {"cnn", cnn->options()};
+  am::save_checkpoint(dir.file("cnn.pt"), info, cnn->module());
+  try {
+    am::load_captioner(dir.file("cnn.pt"));
+    FAIL() << "loaded a cnn as a captioner";
+  } catch (const attend::IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("holds a 'cnn' model, not a captioner"), std::string::npos) << e.what();
+  }
+}
+
+// Under uniform attention every word's map is 1/N, so the grounding measured on it is
+// exactly the chance level printed beside it; scores lie where they must.
+TEST(CaptionEvaluation, UniformAttentionGroundsAtChance) {
+  torch::manual_seed(1);
+  auto built = am::make_model("captioner", small_options("uniform"));
+  auto& model = dynamic_cast<am::CaptionModel&>(*built);
+  const ds::SceneCaptionSource test(generator(), ds::ObjectSplit::kTest, 12);
+  const auto e = am::evaluate_captioner(model, test, am::CaptionEvalOptions().beam(2).batch_size(5));
+  EXPECT_EQ(e.count, 12);
+  EXPECT_TRUE(e.has_objects);
+  EXPECT_EQ(e.relation_count, 12);
+  ASSERT_GT(e.teacher_forced.words, 0);  // two object words per reference
+  EXPECT_EQ(e.teacher_forced.words, 24);
+  EXPECT_NEAR(e.teacher_forced.mass, e.teacher_forced.chance_mass, 1e-6);
+  EXPECT_GT(e.teacher_forced.chance_mass, 0.0);
+  EXPECT_LT(e.teacher_forced.chance_mass, 0.5);
+  for (double v : {e.exact_match, e.object_accuracy, e.relation_accuracy, e.scores.bleu[3]}) {
+    EXPECT_GE(v, 0.0);
+    EXPECT_LE(v, 1.0);
+  }
+  const auto j = am::to_json(e, true);
+  EXPECT_EQ(j["captions"].size(), 12u);
+  EXPECT_EQ(j["grounding"]["teacher_forced"]["words"], 24);
+}
+
+// Two epochs straight equal one epoch, stopped, and resumed for the second: the
+// chosen references, the batches and the weights all follow from (seed, epoch, step).
+TEST(CaptionTraining, ResumesBitExactlyAndKeepsTheBestOnValidation) {
+  TempDir dir;
+  const ds::SceneCaptionSource train(generator(), ds::ObjectSplit::kTrain, 24);
+  const ds::SceneCaptionSource val(generator(), ds::ObjectSplit::kVal, 6);
+  auto run = [&](const std::string& run_dir, std::int64_t epochs) {
+    torch::manual_seed(2);
+    auto built = am::make_model("captioner", small_options());
+    auto& model = dynamic_cast<am::CaptionModel&>(*built);
+    const auto options = am::TrainOptions().epochs(epochs).batch_size(8).lr(3e-3).seed(5).run_dir(run_dir);
+    const auto summary = am::train_captioner(model, train, &val, options, am::CaptionMonitor::kCider);
+    return std::make_pair(std::move(built), summary);
+  };
+  auto [straight, s1] = run(dir.file("straight"), 2);
+  EXPECT_EQ(s1.global_step, 6);
+  EXPECT_TRUE(std::filesystem::exists(dir.file("straight/best.pt")));
+  run(dir.file("resumed"), 1);
+  auto [resumed, s2] = run(dir.file("resumed"), 2);
+  EXPECT_EQ(s2.global_step, 6);
+  const auto a = straight->module().parameters(), b = resumed->module().parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+  const auto info = am::read_checkpoint_info(dir.file("straight/last.pt"));
+  EXPECT_EQ(info.training["monitor"], "cider");
+  EXPECT_TRUE(info.state["has_best"].get<bool>()) << info.state.dump();
+}
