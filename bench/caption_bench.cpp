@@ -3,6 +3,7 @@
 // model is untrained, so every caption runs to max_length (12 tokens): both sides do
 // the same number of steps. Vocabulary 23 (the words of level-2 object scenes).
 //   OMP_WAIT_POLICY=PASSIVE build/bench/caption_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+#include <attend/models/beam_search.h>
 #include <attend/models/captioner.h>
 
 #include <benchmark/benchmark.h>
@@ -91,6 +92,100 @@ void BM_EncodeChunked(benchmark::State& state) {
 BENCHMARK(BM_EncodeChunked)->Arg(1)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_EncodeBatched)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_EncodeOneAtATime)->Unit(benchmark::kMillisecond);
+
+namespace {
+
+/// The search alone over annotations encoded beforehand: the decoder steps on B*k
+/// rows (or k rows, image by image), without the encoder both sides share.
+class StepState : public am::DecoderState {
+ public:
+  StepState(am::CaptionerImpl& model, torch::Tensor annotations, std::int64_t beams)
+      : model_(model), annotations_(std::move(annotations)) {
+    projected_ = model_.attention->project_keys(annotations_);
+    auto [h, c] = model_.initial_state(annotations_);
+    h_ = h.repeat_interleave(beams, 0);
+    c_ = c.repeat_interleave(beams, 0);
+  }
+  am::DecoderStep step(const torch::Tensor& tokens) override {
+    auto s = model_.step(annotations_, projected_, tokens, h_, c_);
+    h_ = s.h;
+    c_ = s.c;
+    return {torch::log_softmax(s.logits, 1), s.alpha, s.beta};
+  }
+  void reorder(const torch::Tensor& rows) override {
+    h_ = h_.index_select(0, rows);
+    c_ = c_.index_select(0, rows);
+  }
+
+ private:
+  am::CaptionerImpl& model_;
+  torch::Tensor annotations_, projected_, h_, c_;
+};
+
+void BM_SearchOnly(benchmark::State& state) {
+  at::set_num_threads(1);
+  auto model = make_captioner();
+  torch::NoGradGuard g;
+  const auto annotations = model->encode(images());
+  const auto search = am::BeamSearchOptions().beam(3).max_length(12);
+  const bool batched = state.range(0) == 1;
+  for (auto _ : state) {
+    if (batched) {
+      StepState s(*model, annotations, 3);
+      benchmark::DoNotOptimize(am::beam_search(s, kImages, search).data());
+    } else {
+      for (std::int64_t i = 0; i < kImages; ++i) {
+        StepState s(*model, annotations.narrow(0, i, 1), 3);
+        benchmark::DoNotOptimize(am::beam_search(s, 1, search).data());
+      }
+    }
+  }
+  state.counters["images/s"] = benchmark::Counter(static_cast<double>(kImages), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+/// One teacher-forced training step (forward, backward, Adam) on 64 captions of 11
+/// tokens, the same model and sizes as bench/caption_reference.py (vocabulary 28).
+void BM_TeacherForcedStep(benchmark::State& state) {
+  at::set_num_threads(static_cast<int>(state.range(0)));
+  torch::manual_seed(0);
+  am::Captioner model(am::CaptionerOptions(28));
+  torch::optim::Adam adam(model->parameters(), 1e-3);
+  const auto x = images();
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(2);
+  auto tokens = torch::randint(4, 28, {kImages, 11}, gen, torch::kInt64);
+  tokens.select(1, 0).fill_(1);
+  tokens.select(1, 10).fill_(2);
+  const auto lengths = torch::full({kImages}, 11, torch::kInt64);
+  for (auto _ : state) {
+    adam.zero_grad();
+    model->loss(x, tokens, lengths).total.backward();
+    adam.step();
+  }
+  state.counters["captions/s"] = benchmark::Counter(static_cast<double>(kImages), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+/// One decoding step of the soft decoder for 64 images x 3 beams (192 rows), through
+/// the fused additive kernel (no gradients, float32).
+void BM_DecodingStep(benchmark::State& state) {
+  at::set_num_threads(1);
+  auto model = make_captioner();
+  torch::NoGradGuard g;
+  const auto annotations = model->encode(images());
+  const auto projected = model->attention->project_keys(annotations);
+  auto [h, c] = model->initial_state(annotations);
+  h = h.repeat_interleave(3, 0);
+  c = c.repeat_interleave(3, 0);
+  const auto tokens = torch::full({kImages * 3}, 5, torch::kInt64);
+  for (auto _ : state) benchmark::DoNotOptimize(model->step(annotations, projected, tokens, h, c).logits.data_ptr());
+}
+
+}  // namespace
+
+// {1 = batched, 0 = one image at a time}
+BENCHMARK(BM_SearchOnly)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond);
+// {threads}
+BENCHMARK(BM_TeacherForcedStep)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_DecodingStep)->Unit(benchmark::kMicrosecond);
 
 // The attend binary's allocator settings (apps/src/main.cpp), so the figures are what
 // users of the CLI get.

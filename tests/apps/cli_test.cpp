@@ -546,11 +546,18 @@ TEST(CliTrain, BadInputsGiveUsageOrFailureCodes) {
 TEST(CliTrain, HelpListsEveryRegisteredKindWithItsOptions) {
   const auto help = run({"train", "--help"});
   ASSERT_EQ(help.code, 0);
+  // Classifiers' options in 'train --help'; a captioner's in 'train captioner --help'.
+  const auto caption_help = run({"train", "captioner", "--help"});
+  ASSERT_EQ(caption_help.code, 0);
+  EXPECT_TRUE(contains(caption_help.out, "--scenes")) << caption_help.out;
+  EXPECT_FALSE(contains(caption_help.out, "Model options of 'ram'")) << caption_help.out;
   for (const auto& kind : attend::models::model_registry().kinds()) {
     EXPECT_TRUE(contains(help.out, "  " + kind.name + " ")) << kind.name;
-    EXPECT_TRUE(contains(help.out, "Model options of '" + kind.name + "'")) << kind.name;
-    for (const auto& option : kind.options) EXPECT_TRUE(contains(help.out, "--" + option.flag)) << option.flag;
+    const auto& text = kind.capabilities.caption ? caption_help.out : help.out;
+    EXPECT_TRUE(contains(text, "Model options of '" + kind.name + "'")) << kind.name;
+    for (const auto& option : kind.options) EXPECT_TRUE(contains(text, "--" + option.flag)) << option.flag;
   }
+  EXPECT_FALSE(contains(help.out, "--embed")) << help.out;
   EXPECT_TRUE(contains(help.out, "--std arg (=0.15)") || contains(help.out, "--std S (=0.15)")) << help.out;
   EXPECT_TRUE(contains(help.out, "--filters LIST (=32,64)")) << help.out;
 }
@@ -658,4 +665,121 @@ TEST(Cli, UnknownOptionsSuggestTheClosestOneAndPointToTheCommandsHelp) {
   EXPECT_EQ(far.err, "attend: unknown option --colour (see 'attend eval --help')\n");
   const auto missing = run({"train", "fc", "--data", dir.path().string()});
   EXPECT_TRUE(contains(missing.err, "(see 'attend train --help')")) << missing.err;
+}
+
+// A captioner end to end on generated scenes: train (with validation and a test
+// report), eval agrees with the report, caption prints the same words as --json and
+// draws each word's map; files written by 'attend data objects' train too.
+TEST(CliCaption, TrainsEvaluatesAndCaptionsWithAttentionGrids) {
+  TempDir dir;
+  const auto source = dir.file("items");
+  fs::create_directories(source);
+  write_items(source);
+  const auto run_dir = dir.file("run");
+  const std::vector<std::string> small{"--filters", "4,8", "--embed", "8", "--hidden", "16", "--attention-size", "8"};
+  std::vector<std::string> train{"train", "captioner", "--scenes", "objects", "--source", source, "--canvas", "32",
+                                 "--level", "2", "--count", "32", "--val-count", "8", "--test-count", "8",
+                                 "--epochs", "2", "--batch", "16", "--run-dir", run_dir};
+  train.insert(train.end(), small.begin(), small.end());
+  const auto trained = run(train);
+  ASSERT_EQ(trained.code, 0) << trained.err;
+  EXPECT_TRUE(contains(trained.out, "BLEU-4")) << trained.out;
+  EXPECT_TRUE(contains(trained.err, "8x8 attention grid")) << trained.err;
+  std::ifstream report_file(run_dir + "/eval.json");
+  const auto report = nlohmann::json::parse(report_file);
+  EXPECT_EQ(report["count"], 8);
+  EXPECT_EQ(report["captions"].size(), 8u);
+  std::ifstream metrics(run_dir + "/metrics.jsonl");
+  std::string line, all;
+  while (std::getline(metrics, line)) all += line;
+  EXPECT_TRUE(contains(all, "\"cider\"")) << all;
+
+  // eval of best.pt on the same test scenes says what the report said.
+  const auto evaluated = run({"eval", run_dir + "/best.pt", "--json", "--captions", dir.file("captions.json")});
+  ASSERT_EQ(evaluated.code, 0) << evaluated.err;
+  const auto j = nlohmann::json::parse(evaluated.out);
+  EXPECT_DOUBLE_EQ(j["bleu4"].get<double>(), report["bleu4"].get<double>());
+  EXPECT_DOUBLE_EQ(j["cider_d"].get<double>(), report["cider_d"].get<double>());
+  EXPECT_TRUE(j.contains("grounding"));
+  std::ifstream captions_file(dir.file("captions.json"));
+  const auto captions = nlohmann::json::parse(captions_file);
+  ASSERT_EQ(captions.size(), 8u);
+  EXPECT_EQ(captions[0]["caption"], report["captions"][0]["caption"]);
+
+  // caption: an image written by 'attend data objects' with the same scenes.
+  const auto data = run({"data", "objects", "--source", source, "--canvas", "32", "--level", "2", "--count", "16",
+                         "--out", dir.file("objects")});
+  ASSERT_EQ(data.code, 0) << data.err;
+  const auto image = dir.file("objects/images/000016.png");
+  const auto plain = run({"caption", run_dir + "/best.pt", image, "--attention", dir.file("maps")});
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  const auto as_json = run({"caption", run_dir + "/best.pt", image, "--json"});
+  ASSERT_EQ(as_json.code, 0) << as_json.err;
+  const auto c = nlohmann::json::parse(as_json.out);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_TRUE(contains(plain.out, image + ": " + c[0]["caption"].get<std::string>())) << plain.out;
+  EXPECT_EQ(c[0]["grid"], nlohmann::json({8, 8}));
+  for (const auto& w : c[0]["words"]) {
+    ASSERT_EQ(w["attention"].size(), 64u);
+    double sum = 0;
+    for (const auto& a : w["attention"]) sum += a.get<double>();
+    EXPECT_NEAR(sum, 1.0, 1e-4);
+  }
+  if (!c[0]["words"].empty()) {
+    const auto sheet = cv::imread(dir.file("maps/000016.attention.png"));
+    ASSERT_FALSE(sheet.empty());
+    EXPECT_GE(sheet.cols, 32 * 3);  // panels of the 32x32 image, magnified
+  }
+
+  // The caption file trains too (grey images; --channels 3 converts them, said once).
+  std::vector<std::string> files{"train", "captioner", "--data", dir.file("objects/dataset_objects.json"),
+                                 "--channels", "3", "--epochs", "1", "--batch", "8", "--run-dir", dir.file("run2")};
+  files.insert(files.end(), small.begin(), small.end());
+  const auto from_files = run(files);
+  ASSERT_EQ(from_files.code, 0) << from_files.err;
+  EXPECT_TRUE(contains(from_files.err, "converted to colour for a colour model")) << from_files.err;
+}
+
+TEST(CliCaption, BadInputsGiveOneLineAndTheRightCode) {
+  TempDir dir;
+  const auto source = dir.file("items");
+  fs::create_directories(source);
+  write_items(source);
+  const auto run_dir = dir.file("run");
+  const auto trained = run({"train", "captioner", "--scenes", "objects", "--source", source, "--canvas", "32",
+                            "--level", "1", "--count", "8", "--val-count", "0", "--test-count", "4", "--epochs", "1",
+                            "--filters", "4", "--embed", "4", "--hidden", "8", "--attention-size", "4", "--run-dir",
+                            run_dir});
+  ASSERT_EQ(trained.code, 0) << trained.err;
+  std::ofstream(dir.file("not-an-image.png")) << "hello";
+  std::ofstream(dir.file("bad.json")) << R"({"images": [{"filename": "a.png"}]})";
+  const std::vector<std::tuple<std::vector<std::string>, int, std::string>> cases{
+      {{"train", "captioner", "--scenes", "objects"}, 2, "--run-dir is required"},
+      {{"train", "captioner", "--run-dir", run_dir}, 2, "give exactly one of --data FILE"},
+      {{"train", "captioner", "--scenes", "objects", "--data", "x.json", "--run-dir", run_dir}, 2, "exactly one of"},
+      {{"train", "captioner", "--scenes", "clutter", "--run-dir", run_dir}, 2, "--scenes"},
+      {{"train", "captioner", "--scenes", "objects", "--attention", "sharp", "--run-dir", run_dir}, 2, "--attention"},
+      {{"train", "captioner", "--scenes", "objects", "--hidden", "0", "--run-dir", run_dir}, 2, "--hidden"},
+      {{"train", "captioner", "--data", dir.file("none.json"), "--run-dir", run_dir}, 1, "none.json"},
+      {{"train", "captioner", "--data", dir.file("bad.json"), "--run-dir", run_dir}, 1, "split"},
+      {{"train", "captioner", "--data", dir.file("bad.json"), "--level", "2", "--run-dir", run_dir}, 2,
+       "--level applies to --scenes objects"},
+      {{"train", "ram", "--embed", "8", "--scenes", "cluttered", "--run-dir", run_dir}, 2, "unknown option --embed"},
+      {{"caption", run_dir + "/last.pt", dir.file("missing.png")}, 1, "missing.png"},
+      {{"caption", run_dir + "/last.pt", dir.file("not-an-image.png")}, 1, "not-an-image.png"},
+      {{"caption", run_dir + "/last.pt", dir.file("not-an-image.png"), "--beam", "0"}, 2, "--beam"},
+      {{"caption", dir.file("nothing.pt"), dir.file("not-an-image.png")}, 1, "nothing.pt"},
+      {{"caption", run_dir + "/last.pt"}, 2, "no image files"},
+      {{"classify", run_dir + "/last.pt", dir.file("not-an-image.png")}, 1, "not an image classifier"},
+      {{"eval", run_dir + "/last.pt", "--split", "train"}, 2, "--split"},
+      {{"eval", run_dir + "/last.pt", "--split", "val"}, 2, "no 'val' split"},
+  };
+  for (const auto& [args, code, message] : cases) {
+    const auto r = run(args);
+    std::string joined;
+    for (const auto& a : args) joined += a + " ";
+    EXPECT_EQ(r.code, code) << joined << "\n" << r.err;
+    EXPECT_TRUE(contains(r.err, message)) << joined << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << joined << "\n" << r.err;
+  }
 }
