@@ -28,6 +28,10 @@ void CaptionerOptions::validate() const {
               entropy_);
   TORCH_CHECK(std::isfinite(baseline_decay_) && baseline_decay_ >= 0 && baseline_decay_ < 1,
               "captioner: the baseline decay must be in [0,1), got ", baseline_decay_);
+  TORCH_CHECK(external_features_ >= 0 && external_features_ <= 65536,
+              "captioner: external feature channels must be in 0..65536, got ", external_features_);
+  TORCH_CHECK(external_stride_ >= 1 && external_stride_ <= 4096, "captioner: external stride must be in 1..4096, got ",
+              external_stride_);
   TORCH_CHECK(attention_ != CaptionAttention::kNone || init_from_mean_,
               "captioner: without attention the image enters only through the initial state; it needs init from "
               "the mean annotation");
@@ -46,6 +50,8 @@ nlohmann::json CaptionerOptions::to_json() const {
           {"dropout", dropout_},
           {"doubly_stochastic", doubly_stochastic_},
           {"attention", enum_name(attention_)},
+          {"external_features", external_features_},
+          {"external_stride", external_stride_},
           {"entropy", entropy_},
           {"baseline_decay", baseline_decay_}};
 }
@@ -64,6 +70,8 @@ CaptionerOptions CaptionerOptions::from_json(const nlohmann::json& j) {
                  .dropout(j.at("dropout").get<double>())
                  .doubly_stochastic(j.at("doubly_stochastic").get<double>())
                  .attention(parse_enum<CaptionAttention>(j.at("attention").get<std::string>()))
+                 .external_features(j.value("external_features", std::int64_t{0}))
+                 .external_stride(j.value("external_stride", std::int64_t{8}))
                  .entropy(j.at("entropy").get<double>())
                  .baseline_decay(j.at("baseline_decay").get<double>());
     o.validate();
@@ -82,15 +90,26 @@ void CaptionerImpl::reset() {
   const auto& o = options;
   encoder = torch::nn::Sequential();
   std::int64_t in = o.channels();
-  for (auto f : o.encoder_filters()) {
-    encoder->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, f, 3).padding(1)));
+  // He initialisation: LibTorch's default (uniform with variance 1/(3 fan_in)) shrinks
+  // the signal by about 6x per ReLU layer, and after six layers the annotations were
+  // too faint for the decoder to learn from (training stalled at the grammar).
+  auto conv = [](std::int64_t from, std::int64_t to) {
+    torch::nn::Conv2d c(torch::nn::Conv2dOptions(from, to, 3).padding(1));
+    torch::NoGradGuard no_grad;
+    torch::nn::init::kaiming_normal_(c->weight, 0.0, torch::kFanIn, torch::kReLU);
+    c->bias.zero_();
+    return c;
+  };
+  for (auto f : o.external_features() > 0 ? std::vector<std::int64_t>{} : o.encoder_filters()) {
+    encoder->push_back(conv(in, f));
     encoder->push_back(torch::nn::ReLU());
-    encoder->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(f, f, 3).padding(1)));
+    encoder->push_back(conv(f, f));
     encoder->push_back(torch::nn::ReLU());
     encoder->push_back(torch::nn::MaxPool2d(2));
     in = f;
   }
-  const auto d = in, e = o.embed_size(), h = o.hidden_size();
+  const auto d = o.external_features() > 0 ? o.external_features() : in;
+  const auto e = o.embed_size(), h = o.hidden_size();
   const bool context = o.attention() != CaptionAttention::kNone;
   register_module("encoder", encoder);
   embedding = register_module("embedding", torch::nn::Embedding(o.vocab_size(), e));
@@ -118,7 +137,10 @@ void CaptionerImpl::pretty_print(std::ostream& stream) const {
          << (options.deep_output() ? ", deep output" : "") << ", lambda=" << options.doubly_stochastic() << ")";
 }
 
-std::int64_t CaptionerImpl::stride() const { return std::int64_t{1} << options.encoder_filters().size(); }
+std::int64_t CaptionerImpl::stride() const {
+  return options.external_features() > 0 ? options.external_stride()
+                                         : std::int64_t{1} << options.encoder_filters().size();
+}
 
 std::pair<std::int64_t, std::int64_t> CaptionerImpl::grid(std::int64_t height, std::int64_t width) const {
   return {height / stride(), width / stride()};
@@ -135,7 +157,17 @@ torch::Tensor CaptionerImpl::encode(const torch::Tensor& images) {
   constexpr std::int64_t kChunk = 8;
   std::vector<torch::Tensor> parts;
   for (std::int64_t begin = 0; begin < images.size(0); begin += kChunk) {
-    parts.push_back(encoder->forward(images.narrow(0, begin, std::min(kChunk, images.size(0) - begin))));
+    const auto chunk = images.narrow(0, begin, std::min(kChunk, images.size(0) - begin));
+    if (options.external_features() > 0) {
+      TORCH_CHECK(static_cast<bool>(external_encoder), "captioner: the external encoder is not set");
+      auto map = external_encoder(chunk);
+      TORCH_CHECK(map.dim() == 4 && map.size(0) == chunk.size(0) && map.size(1) == options.external_features(),
+                  "captioner: the external encoder gave ", map.sizes(), " for ", chunk.sizes(),
+                  ", not a feature map [B,", options.external_features(), ",h,w]");
+      parts.push_back(map.to(torch::kFloat32));
+    } else {
+      parts.push_back(encoder->forward(chunk));
+    }
   }
   const auto features = parts.size() == 1 ? parts[0] : torch::cat(parts, 0);  // [B,D,h,w]
   return features.flatten(2).transpose(1, 2).contiguous();

@@ -6,7 +6,12 @@
 #include <attend/models/trainer.h>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <torch/script.h>
 #include <torch/torch.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <optional>
 
 namespace attend::models {
 
@@ -47,6 +52,36 @@ ModelKind captioner_kind() {
   return k;
 }
 
+namespace {
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+/// Runs the named method or child module of a TorchScript module on images.
+std::function<torch::Tensor(const torch::Tensor&)> script_runner(torch::jit::Module script, const std::string& output,
+                                                                 const std::string& file) {
+  if (output == "forward" || script.find_method(output)) {
+    return [script, output, file](const torch::Tensor& x) mutable {
+      auto result = script.get_method(output)({x});
+      if (!result.isTensor()) throw IoError(file, "its " + output + " returns a " + result.tagKind() + ", not a tensor");
+      return result.toTensor();
+    };
+  }
+  for (const auto& child : script.named_children()) {
+    if (child.name == output) {
+      return [module = child.value, output, file](const torch::Tensor& x) mutable {
+        auto result = module.forward({x});
+        if (!result.isTensor()) {
+          throw IoError(file, "its child module " + output + " returns a " + result.tagKind() + ", not a tensor");
+        }
+        return result.toTensor();
+      };
+    }
+  }
+  throw IoError(file, "has no method and no child module named '" + output + "' (see --encoder-output)");
+}
+
+}  // namespace
+
 CaptionModel::CaptionModel(const nlohmann::json& o) : options_(o) {
   TORCH_CHECK(o.contains("vocabulary"), "captioner: the options hold no vocabulary");
   vocabulary_ = datasets::Vocabulary::from_json({{"words", o.at("vocabulary")}});
@@ -69,7 +104,60 @@ CaptionModel::CaptionModel(const nlohmann::json& o) : options_(o) {
                          .doubly_stochastic(o.at("lambda").get<double>())
                          .entropy(o.at("entropy").get<double>())
                          .baseline_decay(o.at("baseline_decay").get<double>());
+  std::optional<torch::jit::Module> script;
+  std::function<torch::Tensor(const torch::Tensor&)> run;
+  bool fine_tune = false;
+  if (o.contains("encoder") && !o.at("encoder").is_null()) {
+    const auto& e = o.at("encoder");
+    const auto file = e.at("file").get<std::string>();
+    const auto output = e.at("output").get<std::string>();
+    fine_tune = e.at("fine_tune").get<bool>();
+    try {
+      script = torch::jit::load(file);
+    } catch (const c10::Error& error) {
+      std::error_code ec;
+      throw IoError(file, std::filesystem::exists(file, ec)
+                              ? "not a TorchScript file (save one with torch.jit.script(model).save(path))"
+                              : "TorchScript encoder file does not exist");
+    }
+    script->eval();
+    run = script_runner(*script, output, file);
+    torch::Tensor probe;
+    try {
+      torch::NoGradGuard no_grad;
+      probe = run(torch::zeros({1, channels_, height_, width_}));
+    } catch (const c10::Error& error) {
+      throw IoError(file, "its " + output + " fails on a [1," + std::to_string(channels_) + "," +
+                              std::to_string(height_) + "," + std::to_string(width_) +
+                              "] image: " + first_line(error.what_without_backtrace()));
+    }
+    if (probe.dim() != 4 || probe.size(2) < 1 || probe.size(3) < 1) {
+      throw IoError(file, "its " + output + " gives a " + std::to_string(probe.dim()) + "-D output " +
+                              c10::str(probe.sizes()) + ", not a feature map [B,C,H,W] (choose another --encoder-output)");
+    }
+    net_options.external_features(probe.size(1)).external_stride(std::max<std::int64_t>(1, height_ / probe.size(2)));
+  }
   net = Captioner(net_options);
+  if (script) {
+    auto* owner = net.get();
+    net->external_encoder = [script = *script, run, fine_tune, owner](const torch::Tensor& x) mutable {
+      if (fine_tune) {
+        script.train(owner->is_training());
+        return run(x);
+      }
+      torch::NoGradGuard frozen;
+      return run(x);
+    };
+    for (const auto& p : script->named_parameters()) {
+      if (fine_tune) {
+        auto name = "script_encoder_" + p.name;
+        std::replace(name.begin(), name.end(), '.', '_');
+        net->register_parameter(name, p.value);
+      } else {
+        p.value.set_requires_grad(false);
+      }
+    }
+  }
   const auto stride = net->stride();
   TORCH_CHECK(height_ >= stride && width_ >= stride, "captioner: images of ", height_, "x", width_,
               " are smaller than the encoder's stride ", stride, " (fewer --filters blocks)");

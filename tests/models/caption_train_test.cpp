@@ -166,3 +166,57 @@ TEST(CaptionTraining, ResumesBitExactlyAndKeepsTheBestOnValidation) {
   EXPECT_EQ(info.training["monitor"], "cider");
   EXPECT_TRUE(info.state["has_best"].get<bool>()) << info.state.dump();
 }
+
+// A user's TorchScript backbone as the encoder: its method or child module gives the
+// grid (two stride-2 convolutions: 32x32 -> 8x8, 8 channels), frozen or fine-tuned;
+// outputs that are not feature maps, missing files and unknown names are refused
+// naming the file.
+TEST(CaptionModel, TorchScriptEncoderByMethodOrChildFrozenOrFineTuned) {
+  const std::string file = std::string(ATTEND_TEST_DATA) + "/torchscript/backbone.pt";
+  auto with_encoder = [&](const std::string& path, const std::string& output, bool fine_tune) {
+    auto o = small_options();
+    o["encoder"] = {{"file", path}, {"output", output}, {"fine_tune", fine_tune}};
+    return o;
+  };
+  torch::manual_seed(3);
+  auto frozen_model = am::make_model("captioner", with_encoder(file, "features", false));
+  auto& frozen = dynamic_cast<am::CaptionModel&>(*frozen_model);
+  EXPECT_EQ(frozen.grid(), (std::pair<std::int64_t, std::int64_t>{8, 8}));
+  EXPECT_EQ(frozen.net->stride(), 4);
+  const auto images = torch::rand({2, 1, 32, 32});
+  const auto annotations = frozen.net->encode(images);
+  EXPECT_EQ(annotations.sizes(), (std::vector<std::int64_t>{2, 64, 8}));
+  torch::manual_seed(3);
+  auto child_model = am::make_model("captioner", with_encoder(file, "body", false));
+  EXPECT_TRUE(torch::equal(dynamic_cast<am::CaptionModel&>(*child_model).net->encode(images), annotations));
+
+  torch::manual_seed(3);
+  auto tuned_model = am::make_model("captioner", with_encoder(file, "features", true));
+  auto& tuned = dynamic_cast<am::CaptionModel&>(*tuned_model);
+  // Fine-tuning adds the backbone's 6 tensors (body and head) to the trained
+  // parameters; frozen, none.
+  EXPECT_EQ(tuned.module().parameters().size(), frozen.module().parameters().size() + 6);
+  const auto tokens = torch::tensor({{1, 5, 6, 2}, {1, 7, 2, 0}}, torch::kInt64);
+  tuned.net->loss(images, tokens, torch::tensor({4, 3}, torch::kInt64)).total.backward();
+  for (const auto& p : tuned.module().named_parameters()) {
+    if (p.key().rfind("script_encoder_body", 0) == 0) {
+      EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0.0) << p.key();
+    }
+  }
+  frozen.net->loss(images, tokens, torch::tensor({4, 3}, torch::kInt64)).total.backward();  // nothing to train there
+
+  auto refused = [&](const nlohmann::json& options, const std::string& message) {
+    try {
+      am::make_model("captioner", options);
+      ADD_FAILURE() << "accepted: " << message;
+    } catch (const attend::IoError& e) {
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+    }
+  };
+  refused(with_encoder(file, "forward", false), "gives a 2-D output");
+  refused(with_encoder(std::string(ATTEND_TEST_DATA) + "/torchscript/flat.pt", "forward", false), "2-D output");
+  refused(with_encoder(file, "nosuch", false), "no method and no child module named 'nosuch'");
+  refused(with_encoder("/nonexistent/backbone.pt", "forward", false), "does not exist");
+  refused(with_encoder(std::string(ATTEND_TEST_DATA) + "/torchscript/make_encoders.py", "forward", false),
+          "not a TorchScript file");
+}

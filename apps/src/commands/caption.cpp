@@ -11,6 +11,7 @@
 #include "../training_options.h"
 #include "../validate.h"
 
+#include <attend/atomic_file.h>
 #include <attend/io_error.h>
 #include <attend/models/caption_train.h>
 #include <attend/models/registry.h>
@@ -22,6 +23,8 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <iomanip>
 #include <sstream>
 #include <thread>
@@ -107,7 +110,14 @@ class CaptionTrainCommand : public Command {
            "validation images are captioned greedily and scored; best.pt keeps the best --monitor score and\n"
            "--patience stops early on it. The vocabulary and every option are stored in the checkpoints, so a\n"
            "checkpoint alone is enough for 'attend caption'. At the end the best checkpoint is evaluated on the\n"
-           "test split (eval.json).\n";
+           "test split (eval.json).\n"
+           "\n"
+           "A backbone of your own (--encoder): export it from Python with\n"
+           "    torch.jit.script(model).save('backbone.pt')     (or torch.jit.trace(model, example).save(...))\n"
+           "and name with --encoder-output the method (add @torch.jit.export to it) or child module that returns\n"
+           "the [B,C,H,W] feature map, e.g. 'features' for torchvision's VGG; the grid is its H x W. Images reach\n"
+           "it as floats in [0,1] (RGB with --channels 3): normalise inside the module if it expects other\n"
+           "statistics. It is copied into the run folder (encoder.pt), which the checkpoints refer to.\n";
   }
   std::vector<std::string> examples() const override {
     return {"attend train captioner --scenes objects --level 2 --epochs 15 --run-dir out/captioner-l2",
@@ -121,12 +131,14 @@ class CaptionTrainCommand : public Command {
     model.add_options()("model", po::value<std::string>()->value_name("KIND"), "model kind (positional)");
     std::vector<po::options_description> groups{model};
     for (auto& g : caption_data_options()) groups.push_back(g);
+    groups.push_back(encoder_options());
     groups.push_back(training_options());
     groups.push_back(decoding_options("Test evaluation after training"));
     return groups;
   }
   std::vector<po::options_description> help_options() override {
     auto groups = model_options_for_help(captions);
+    groups.push_back(encoder_options());
     for (auto& g : caption_data_options()) groups.push_back(g);
     groups.push_back(training_options());
     groups.push_back(decoding_options("Test evaluation after training"));
@@ -147,6 +159,13 @@ class CaptionTrainCommand : public Command {
     const auto min_count = require_range<std::int64_t>(vm, "min-count", 1, 1'000'000);
     const auto evaluation = eval_options(vm);
     const auto user_options = given_model_options(vm, kind);
+    if (!vm.count("encoder")) {
+      for (const char* flag : {"encoder-output", "fine-tune-encoder"}) {
+        if (!vm[flag].defaulted()) throw UsageError(std::string("--") + flag + " needs --encoder FILE");
+      }
+    } else if (user_options.contains("filters")) {
+      throw UsageError("--filters shapes the built-in encoder; it does not apply with --encoder");
+    }
     const auto description = caption_data_description(vm, global.seed);
 
     // The options first (a mistake there should not wait for the images to load).
@@ -167,6 +186,24 @@ class CaptionTrainCommand : public Command {
     } catch (const c10::Error& e) {
       throw UsageError(e.what_without_backtrace());
     }
+    if (vm.count("encoder")) {
+      // The run folder keeps its own copy, so its checkpoints stay usable.
+      const auto copy = fs::absolute(fs::path(run_dir) / "encoder.pt").lexically_normal();
+      std::error_code ec;
+      fs::create_directories(run_dir, ec);
+      if (ec) throw IoError(run_dir, "cannot create run folder: " + ec.message());
+      const auto given = vm["encoder"].as<std::string>();
+      if (!fs::exists(given, ec)) throw IoError(given, "TorchScript encoder file does not exist");
+      if (!fs::equivalent(given, copy, ec)) {
+        std::ifstream in(given, std::ios::binary);
+        const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+        if (!in.good() && !in.eof()) throw IoError(given, "cannot read the file");
+        write_file_atomically(copy.string(), bytes);
+      }
+      options["encoder"] = {{"file", copy.string()},
+                            {"output", vm["encoder-output"].as<std::string>()},
+                            {"fine_tune", vm["fine-tune-encoder"].as<bool>()}};
+    }
     if (data.over_long > 0) {
       io.err << "attend: warning: " << data.over_long << " training caption" << (data.over_long == 1 ? " has" : "s have")
              << " more than " << max_length - 2 << " words and will be cut (raise --max-length)\n";
@@ -177,6 +214,9 @@ class CaptionTrainCommand : public Command {
       model = std::make_unique<am::CaptionModel>(options);
     } catch (const c10::Error& e) {
       throw UsageError(e.what_without_backtrace());
+    }
+    if (model->grid().first < 1 || model->grid().second < 1) {
+      throw UsageError("the images are too small for this encoder");
     }
     io.err << "attend: " << describe_caption_data(description) << "; vocabulary of " << model->vocabulary().size()
            << " words; " << model->grid().first << "x" << model->grid().second << " attention grid\n";
@@ -214,6 +254,15 @@ class CaptionTrainCommand : public Command {
   }
 
  private:
+  static po::options_description encoder_options() {
+    po::options_description e("Encoder (a TorchScript backbone instead of the built-in CNN)", 100);
+    e.add_options()
+        ("encoder", po::value<std::string>()->value_name("FILE"), "TorchScript module whose output is the feature grid")
+        ("encoder-output", po::value<std::string>()->default_value("forward")->value_name("NAME"),
+         "its method or child module that returns [B,C,H,W]")
+        ("fine-tune-encoder", po::bool_switch(), "train the backbone's weights too (default: frozen)");
+    return e;
+  }
   static po::options_description training_options() {
     auto t = common_training_options(
         "stop after N epochs without a better validation --monitor score (0 = never)", 64, 1e-3);

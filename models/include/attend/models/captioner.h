@@ -41,6 +41,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -78,6 +79,12 @@ struct CaptionerOptions {
   /// lambda of the doubly stochastic regulariser (0 = off).
   TORCH_ARG(double, doubly_stochastic) = 1.0;
   TORCH_ARG(CaptionAttention, attention) = CaptionAttention::kSoft;
+  /// > 0: the annotations come from an external encoder (a user's TorchScript
+  /// backbone, set as CaptionerImpl::external_encoder) with this many channels, and
+  /// there is no built-in encoder; encoder_filters is then unused.
+  TORCH_ARG(std::int64_t, external_features) = 0;
+  /// The external encoder's stride in pixels (image side / grid side).
+  TORCH_ARG(std::int64_t, external_stride) = 8;
   /// Hard attention: weight of the policy's entropy bonus.
   TORCH_ARG(double, entropy) = 0.01;
   /// Hard attention: decay of the moving-average reward baseline, in [0,1).
@@ -157,6 +164,8 @@ class CaptionerImpl : public torch::nn::Cloneable<CaptionerImpl> {
   torch::Tensor reward_baseline;
   /// Hard attention draws its cells from this generator in training (default: LibTorch's).
   std::optional<at::Generator> sampler;
+  /// With options.external_features > 0: images [B,C,H,W] -> feature map [B,D,h,w].
+  std::function<torch::Tensor(const torch::Tensor&)> external_encoder;
 };
 TORCH_MODULE(Captioner);
 
