@@ -354,6 +354,64 @@ CaptionEvaluation evaluate_captioner(CaptionModel& model, const ds::CaptionSourc
   return e;
 }
 
+InterventionResult attention_intervention(CaptionModel& model, const ds::CaptionSource& source,
+                                          std::int64_t batch_size) {
+  TORCH_CHECK(model.net->options.attention() == CaptionAttention::kSoft,
+              "intervention: the model must have soft attention, not ", enum_name(model.net->options.attention()));
+  check_fits(model, source, "evaluation");
+  torch::NoGradGuard no_grad;
+  ModeGuard evaluating(model.module(), false);
+  auto& net = *model.net;
+  const auto& vocab = model.vocabulary();
+  InterventionResult r;
+  std::int64_t second = 0, first = 0, uniform_second = 0, uniform_first = 0;
+  for (std::int64_t begin = 0; begin < source.size(); begin += batch_size) {
+    const auto items = source.get(range_indices(begin, std::min(source.size(), begin + batch_size)), 0);
+    const auto decoded = model.caption(items.images, BeamSearchOptions().beam(1).max_length(model.max_length() - 1));
+    for (size_t i = 0; i < decoded.size(); ++i) {
+      const auto words = model.words(decoded[i]);
+      const auto matched = matched_objects(words, items.targets[i]);
+      if (matched.size() < 2 || !decoded[i].alphas.defined()) continue;
+      const auto [t1, o1] = matched[0];
+      const auto [t2, o2] = matched[1];
+      const auto image = items.images.narrow(0, static_cast<std::int64_t>(i), 1);
+      const auto annotations = net.encode(image);
+      const auto projected = net.attention->project_keys(annotations);
+      // Replay the caption's prefix, then step t1 with the replaced map.
+      auto [h, c] = net.initial_state(annotations);
+      auto token = torch::full({1}, ds::Vocabulary::kStart, torch::kInt64);
+      for (std::int64_t t = 0; t < t1; ++t) {
+        const auto s = net.step(annotations, projected, token, h, c);
+        h = s.h;
+        c = s.c;
+        token = torch::full({1}, decoded[i].tokens[static_cast<size_t>(t)], torch::kInt64);
+      }
+      const auto n = annotations.size(1);
+      auto said = [&](const torch::Tensor& alpha) {
+        const auto s = net.step(annotations, projected, token, h, c, alpha.view({1, n}));
+        return vocab.word(s.logits.argmax(1).item<std::int64_t>());
+      };
+      const auto& w1 = items.targets[i].objects[static_cast<size_t>(o1)].word;
+      const auto& w2 = items.targets[i].objects[static_cast<size_t>(o2)].word;
+      const auto moved = said(decoded[i].alphas[t2]);
+      const auto flat = said(torch::full({n}, 1.0f / static_cast<float>(n)));
+      ++r.images;
+      second += moved == w2;
+      first += moved == w1;
+      uniform_second += flat == w2;
+      uniform_first += flat == w1;
+    }
+  }
+  if (r.images > 0) {
+    const auto n = static_cast<double>(r.images);
+    r.says_second = static_cast<double>(second) / n;
+    r.says_first = static_cast<double>(first) / n;
+    r.uniform_says_second = static_cast<double>(uniform_second) / n;
+    r.uniform_says_first = static_cast<double>(uniform_first) / n;
+  }
+  return r;
+}
+
 nlohmann::json to_json(const CaptionEvaluation& e, bool per_image) {
   auto grounding = [](const GroundingScores& g) {
     return nlohmann::json{{"words", g.words},

@@ -50,6 +50,7 @@ nlohmann::json CaptionerOptions::to_json() const {
           {"dropout", dropout_},
           {"doubly_stochastic", doubly_stochastic_},
           {"attention", enum_name(attention_)},
+          {"position", position_},
           {"external_features", external_features_},
           {"external_stride", external_stride_},
           {"entropy", entropy_},
@@ -70,6 +71,7 @@ CaptionerOptions CaptionerOptions::from_json(const nlohmann::json& j) {
                  .dropout(j.at("dropout").get<double>())
                  .doubly_stochastic(j.at("doubly_stochastic").get<double>())
                  .attention(parse_enum<CaptionAttention>(j.at("attention").get<std::string>()))
+                 .position(j.value("position", false))
                  .external_features(j.value("external_features", std::int64_t{0}))
                  .external_stride(j.value("external_stride", std::int64_t{8}))
                  .entropy(j.at("entropy").get<double>())
@@ -108,7 +110,7 @@ void CaptionerImpl::reset() {
     encoder->push_back(torch::nn::MaxPool2d(2));
     in = f;
   }
-  const auto d = o.external_features() > 0 ? o.external_features() : in;
+  const auto d = (o.external_features() > 0 ? o.external_features() : in) + (o.position() ? 2 : 0);
   const auto e = o.embed_size(), h = o.hidden_size();
   const bool context = o.attention() != CaptionAttention::kNone;
   register_module("encoder", encoder);
@@ -170,7 +172,19 @@ torch::Tensor CaptionerImpl::encode(const torch::Tensor& images) {
     }
   }
   const auto features = parts.size() == 1 ? parts[0] : torch::cat(parts, 0);  // [B,D,h,w]
-  return features.flatten(2).transpose(1, 2).contiguous();
+  auto annotations = features.flatten(2).transpose(1, 2);  // [B,N,D]
+  if (options.position()) {
+    const auto rows = features.size(2), columns = features.size(3);
+    const auto o = torch::TensorOptions().dtype(annotations.scalar_type());
+    // Cell centres in [-1,1]: (2 * index + 1) / cells - 1.
+    const auto y = (torch::arange(rows, o) * 2 + 1) / static_cast<double>(rows) - 1;
+    const auto x = (torch::arange(columns, o) * 2 + 1) / static_cast<double>(columns) - 1;
+    const auto grid = torch::stack({x.unsqueeze(0).expand({rows, columns}), y.unsqueeze(1).expand({rows, columns})}, 2)
+                          .reshape({1, rows * columns, 2})
+                          .expand({annotations.size(0), rows * columns, 2});
+    annotations = torch::cat({annotations, grid}, 2);
+  }
+  return annotations.contiguous();
 }
 
 std::pair<torch::Tensor, torch::Tensor> CaptionerImpl::initial_state(const torch::Tensor& annotations) {
@@ -184,7 +198,8 @@ std::pair<torch::Tensor, torch::Tensor> CaptionerImpl::initial_state(const torch
 }
 
 CaptionerImpl::Step CaptionerImpl::step(const torch::Tensor& annotations, const torch::Tensor& projected,
-                                        const torch::Tensor& tokens, const torch::Tensor& h, const torch::Tensor& c) {
+                                        const torch::Tensor& tokens, const torch::Tensor& h, const torch::Tensor& c,
+                                        const torch::Tensor& alpha_override) {
   const auto b = annotations.size(0), n = annotations.size(1), d = annotations.size(2);
   const auto rows = h.size(0);
   const auto q = rows / b;  // rows (beams) per image
@@ -193,12 +208,20 @@ CaptionerImpl::Step CaptionerImpl::step(const torch::Tensor& annotations, const 
   switch (options.attention()) {
     case CaptionAttention::kSoft: {
       // [B,q,H] queries against keys projected once per image: the beams share them.
+      if (alpha_override.defined()) {
+        TORCH_CHECK(alpha_override.sizes() == torch::IntArrayRef({rows, n}), "captioner: alpha override must be [",
+                    rows, ",", n, "], got ", alpha_override.sizes());
+        out.alpha = alpha_override.to(annotations.scalar_type());
+        context = torch::bmm(out.alpha.view({b, q, n}), annotations).reshape({rows, d});
+        break;
+      }
       const auto attended = attention->forward_projected(h.view({b, q, -1}), projected, annotations);
       context = attended.context.reshape({rows, d});
       out.alpha = attended.weights.reshape({rows, n});
       break;
     }
     case CaptionAttention::kHard: {
+      TORCH_CHECK(!alpha_override.defined(), "captioner: alpha override needs soft attention");
       const auto attended = attention->forward_projected(h.view({b, q, -1}), projected, annotations);
       out.alpha = attended.weights.reshape({rows, n});
       // alpha is the policy; log alpha as logits gives the same distribution.

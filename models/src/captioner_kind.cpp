@@ -34,6 +34,10 @@ ModelKind captioner_kind() {
       choice_option("init", "init", {"mean", "zero"}, "initial LSTM state: an MLP of the mean annotation, or zeros",
                     "I"),
       choice_option("gate", "gate", {"on", "off"}, "the gating scalar beta_t on the context", "G"),
+      choice_option("position", "position", {"on", "off"},
+                    "append each cell's centre (x, y) to its annotation, so the context says where the model "
+                    "looked (scene captions name places and relations)",
+                    "P"),
       choice_option("output", "output", {"deep", "linear"},
                     "deep output layer L_o(E y + L_h h + L_z z), or a linear layer on h", "O"),
       real_option("dropout", "dropout", 0.5, 0.0, 0.95, "dropout before the output layer", false, "P"),
@@ -99,6 +103,7 @@ CaptionModel::CaptionModel(const nlohmann::json& o) : options_(o) {
                          .attention(parse_enum<CaptionAttention>(o.at("attention").get<std::string>()))
                          .init_from_mean(o.at("init").get<std::string>() == "mean")
                          .gate(o.at("gate").get<std::string>() == "on")
+                         .position(o.at("position").get<std::string>() == "on")
                          .deep_output(o.at("output").get<std::string>() == "deep")
                          .dropout(o.at("dropout").get<double>())
                          .doubly_stochastic(o.at("lambda").get<double>())

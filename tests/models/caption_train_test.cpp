@@ -185,7 +185,7 @@ TEST(CaptionModel, TorchScriptEncoderByMethodOrChildFrozenOrFineTuned) {
   EXPECT_EQ(frozen.net->stride(), 4);
   const auto images = torch::rand({2, 1, 32, 32});
   const auto annotations = frozen.net->encode(images);
-  EXPECT_EQ(annotations.sizes(), (std::vector<std::int64_t>{2, 64, 8}));
+  EXPECT_EQ(annotations.sizes(), (std::vector<std::int64_t>{2, 64, 8 + 2}));  // + the cell centres
   torch::manual_seed(3);
   auto child_model = am::make_model("captioner", with_encoder(file, "body", false));
   EXPECT_TRUE(torch::equal(dynamic_cast<am::CaptionModel&>(*child_model).net->encode(images), annotations));

@@ -227,3 +227,20 @@ TEST(Captioner, NoAttentionUsesTheImageOnlyThroughTheInitialState) {
   EXPECT_FALSE(decoded[0].alphas.defined());
   EXPECT_THROW(am::Captioner(small_options().attention(am::CaptionAttention::kNone).init_from_mean(false)), c10::Error);
 }
+
+// With `position`, each annotation ends with its cell's centre in [-1,1] (x, y), in
+// reading order, after the encoder's features, which are unchanged.
+TEST(Captioner, PositionAppendsEachCellsCentre) {
+  torch::manual_seed(7);
+  am::Captioner plain(small_options());
+  torch::manual_seed(7);
+  am::Captioner placed(small_options().position(true));
+  const auto images = torch::rand({2, 1, 16, 8});  // grid 4 rows x 2 columns
+  const auto a = plain->encode(images), b = placed->encode(images);
+  ASSERT_EQ(b.sizes(), (std::vector<std::int64_t>{2, 8, 6 + 2}));
+  EXPECT_TRUE(torch::equal(b.narrow(2, 0, 6), a));
+  const auto expected = torch::tensor({{-0.5f, -0.75f}, {0.5f, -0.75f}, {-0.5f, -0.25f}, {0.5f, -0.25f},
+                                       {-0.5f, 0.25f},  {0.5f, 0.25f},  {-0.5f, 0.75f}, {0.5f, 0.75f}});
+  EXPECT_TRUE(torch::allclose(b[1].narrow(1, 6, 2), expected));
+  EXPECT_EQ(placed->lstm->options.input_size(), 8 + 6 + 2);
+}

@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <iomanip>
 #include <sstream>
 #include <thread>
@@ -304,7 +305,10 @@ class CaptionEvalCommand : public Command {
         ("split", po::value<std::string>()->default_value("test")->value_name("S"), "val or test")
         ("json", po::bool_switch(), "print the report as JSON")
         ("captions", po::value<std::string>()->value_name("FILE"),
-         "also write the generated captions as [{\"image\", \"caption\"}] JSON (the input of 'attend score')");
+         "also write the generated captions as [{\"image\", \"caption\"}] JSON (the input of 'attend score')")
+        ("intervene", po::bool_switch(),
+         "soft attention on scenes of two or more objects: replace the attention of the first object word by the "
+         "map that named the second object, and report how often the model then names the second object");
     std::vector<po::options_description> groups{d, decoding_options("Decoding")};
     for (auto& g : caption_data_options()) groups.push_back(g);
     return groups;
@@ -359,10 +363,30 @@ class CaptionEvalCommand : public Command {
       for (size_t i = 0; i < e.captions.size(); ++i) list.push_back({{"image", e.names[i]}, {"caption", sentence(e.captions[i])}});
       write_json_file(vm["captions"].as<std::string>(), list);
     }
+    std::optional<am::InterventionResult> intervention;
+    if (vm["intervene"].as<bool>()) {
+      if (model->net->options.attention() != am::CaptionAttention::kSoft) {
+        throw UsageError(std::string("--intervene needs a captioner with soft attention, this one has '") +
+                         am::enum_name(model->net->options.attention()) + "'");
+      }
+      intervention = am::attention_intervention(*model, *source);
+      report["intervention"] = {{"images", intervention->images},
+                                {"says_second", intervention->says_second},
+                                {"says_first", intervention->says_first},
+                                {"uniform_says_second", intervention->uniform_says_second},
+                                {"uniform_says_first", intervention->uniform_says_first}};
+    }
     if (vm["json"].as<bool>()) {
       io.out << report.dump(2) << "\n";
     } else {
       print_caption_evaluation(io.out, e, split + " (" + path + ", beam " + std::to_string(evaluation.beam()) + ")");
+      if (intervention) {
+        io.out << "  intervention (" << intervention->images << " captions naming two objects): with the second "
+               << "object's map at the first object word the model names the second object "
+               << percent(intervention->says_second) << ", the first " << percent(intervention->says_first)
+               << " (uniform map: " << percent(intervention->uniform_says_second) << " / "
+               << percent(intervention->uniform_says_first) << ")\n";
+      }
     }
     return kSuccess;
   }

@@ -101,6 +101,23 @@ struct CaptionEvaluation {
 CaptionEvaluation evaluate_captioner(CaptionModel& model, const datasets::CaptionSource& source,
                                      const CaptionEvalOptions& options = {});
 
+/// Does the model say what it attends to? For each image whose greedy caption names
+/// two of its objects, the caption is replayed up to the first object word, and at
+/// that step alpha is replaced by the map with which the model named the second
+/// object; `says_second` is how often the word then produced is the second object's
+/// class (`says_first`: still the first's). As a control, the same with alpha
+/// replaced by the uniform map (1/N everywhere). Soft attention only.
+struct InterventionResult {
+  std::int64_t images = 0;           ///< images whose caption named two objects
+  double says_second = 0.0;          ///< with the second object's map
+  double says_first = 0.0;
+  double uniform_says_second = 0.0;  ///< control: with the uniform map
+  double uniform_says_first = 0.0;
+};
+/// throws c10::Error for a model without soft attention.
+InterventionResult attention_intervention(CaptionModel& model, const datasets::CaptionSource& source,
+                                          std::int64_t batch_size = 64);
+
 /// The evaluation as JSON (the per-image captions left out unless `per_image`).
 nlohmann::json to_json(const CaptionEvaluation& e, bool per_image = false);
 

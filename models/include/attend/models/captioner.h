@@ -79,6 +79,10 @@ struct CaptionerOptions {
   /// lambda of the doubly stochastic regulariser (0 = off).
   TORCH_ARG(double, doubly_stochastic) = 1.0;
   TORCH_ARG(CaptionAttention, attention) = CaptionAttention::kSoft;
+  /// Append each cell's centre (x, y in [-1,1]) to its annotation vector, so that a
+  /// context z_t says where the model looked, not only what it saw there. (Not in the
+  /// paper, whose captions rarely depend on positions; scene captions do.)
+  TORCH_ARG(bool, position) = false;
   /// > 0: the annotations come from an external encoder (a user's TorchScript
   /// backbone, set as CaptionerImpl::external_encoder) with this many channels, and
   /// there is no built-in encoder; encoder_filters is then unused.
@@ -124,7 +128,7 @@ class CaptionerImpl : public torch::nn::Cloneable<CaptionerImpl> {
   void pretty_print(std::ostream& stream) const override;
 
   /// images [B,C,H,W] float -> annotations [B,N,D], N = (H/s)(W/s) cells in reading
-  /// order, s = 2^blocks, D = the last filter count.
+  /// order, s = 2^blocks, D = the last filter count (+ 2 with `position`).
   torch::Tensor encode(const torch::Tensor& images);
   /// Cells of the grid for an image of height x width: {rows, columns}.
   std::pair<std::int64_t, std::int64_t> grid(std::int64_t height, std::int64_t width) const;
@@ -147,8 +151,11 @@ class CaptionerImpl : public torch::nn::Cloneable<CaptionerImpl> {
     torch::Tensor logits, alpha, beta, h, c;
     torch::Tensor location_log_prob, entropy;  ///< hard attention only
   };
+  /// `alpha_override` [B*q,N] (soft attention only; undefined = none) replaces the
+  /// computed weights: the context is then the annotations weighted by it (for
+  /// interventions that test whether the words follow the attention).
   Step step(const torch::Tensor& annotations, const torch::Tensor& projected, const torch::Tensor& tokens,
-            const torch::Tensor& h, const torch::Tensor& c);
+            const torch::Tensor& h, const torch::Tensor& c, const torch::Tensor& alpha_override = {});
   /// h_0, c_0 [B,H] for annotations [B,N,D].
   std::pair<torch::Tensor, torch::Tensor> initial_state(const torch::Tensor& annotations);
 
