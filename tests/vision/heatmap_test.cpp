@@ -30,3 +30,29 @@ TEST(AlignmentHeatmap, ColoursEachCellThroughTheColormapAndLabelsBothAxes) {
   EXPECT_THROW(av::draw_alignment(w, {"only one"}), c10::Error);
   EXPECT_THROW(av::draw_alignment(torch::zeros({3})), c10::Error);
 }
+
+// The heatmap is blended over the image: opacity 0 gives the image back (BGR), and a
+// map with one hot cell colours that cell's pixels differently from the others (cells
+// of H/h x W/w pixels, blocks without smoothing).
+TEST(Heatmap, OverlayBlendsTheMapOverTheImage) {
+  auto image = torch::zeros({3, 8, 12}, torch::kUInt8);
+  image[0].fill_(200);  // red in RGB
+  auto map = torch::zeros({2, 3});
+  map[1][2] = 1.0;  // bottom right cell: rows 4..7, columns 8..11
+  const auto plain = av::overlay_heatmap(image, map, av::OverlayOptions().opacity(0.0));
+  ASSERT_EQ(plain.type(), CV_8UC3);
+  ASSERT_EQ(plain.rows, 8);
+  ASSERT_EQ(plain.cols, 12);
+  EXPECT_EQ(plain.at<cv::Vec3b>(0, 0), cv::Vec3b(0, 0, 200));  // BGR
+  const auto blended = av::overlay_heatmap(image, map, av::OverlayOptions().opacity(0.5).smooth(false));
+  const auto hot = blended.at<cv::Vec3b>(6, 10), cold = blended.at<cv::Vec3b>(1, 1);
+  EXPECT_NE(hot, cold);
+  EXPECT_EQ(blended.at<cv::Vec3b>(4, 8), hot);    // the whole cell alike
+  EXPECT_EQ(blended.at<cv::Vec3b>(3, 11), cold);  // the cell above it is cold
+  // The RGB tensor form is the same picture.
+  const auto rgb = av::overlay_heatmap_rgb(image, map, av::OverlayOptions().opacity(0.5).smooth(false));
+  ASSERT_EQ(rgb.sizes(), (std::vector<std::int64_t>{3, 8, 12}));
+  EXPECT_EQ(rgb[0][6][10].item<int>(), hot[2]);
+  EXPECT_THROW(av::overlay_heatmap(image, torch::zeros({2}), {}), c10::Error);
+  EXPECT_THROW(av::overlay_heatmap(torch::zeros({2, 8, 8}), map, {}), c10::Error);
+}
