@@ -752,6 +752,7 @@ TEST(CliCaption, BadInputsGiveOneLineAndTheRightCode) {
                             run_dir});
   ASSERT_EQ(trained.code, 0) << trained.err;
   std::ofstream(dir.file("not-an-image.png")) << "hello";
+  const std::string script = std::string(ATTEND_TEST_DATA) + "/torchscript/backbone.pt";
   std::ofstream(dir.file("bad.json")) << R"({"images": [{"filename": "a.png"}]})";
   const std::vector<std::tuple<std::vector<std::string>, int, std::string>> cases{
       {{"train", "captioner", "--scenes", "objects"}, 2, "--run-dir is required"},
@@ -773,13 +774,31 @@ TEST(CliCaption, BadInputsGiveOneLineAndTheRightCode) {
       {{"classify", run_dir + "/last.pt", dir.file("not-an-image.png")}, 1, "not an image classifier"},
       {{"eval", run_dir + "/last.pt", "--split", "train"}, 2, "--split"},
       {{"eval", run_dir + "/last.pt", "--split", "val"}, 2, "no 'val' split"},
+      {{"eval", run_dir + "/last.pt", "--intervene", "--beam", "1"}, 0, ""},
+      {{"train", "captioner", "--scenes", "objects", "--encoder", script, "--filters", "4", "--run-dir", run_dir}, 2,
+       "--filters shapes the built-in encoder"},
+      {{"train", "captioner", "--scenes", "objects", "--encoder-output", "features", "--run-dir", run_dir}, 2,
+       "--encoder-output needs --encoder FILE"},
+      {{"train", "captioner", "--scenes", "objects", "--source", source, "--canvas", "32", "--level", "1", "--encoder",
+        std::string(ATTEND_TEST_DATA) + "/torchscript/flat.pt", "--run-dir", dir.file("flat")}, 1, "2-D output"},
   };
   for (const auto& [args, code, message] : cases) {
     const auto r = run(args);
     std::string joined;
     for (const auto& a : args) joined += a + " ";
     EXPECT_EQ(r.code, code) << joined << "\n" << r.err;
+    if (code == 0) continue;
     EXPECT_TRUE(contains(r.err, message)) << joined << "\n" << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << joined << "\n" << r.err;
   }
+  // A TorchScript backbone trains and is copied into the run folder, whose checkpoint
+  // then captions on its own.
+  const auto scripted = run({"train", "captioner", "--scenes", "objects", "--source", source, "--canvas", "32", "--level",
+                             "1", "--count", "8", "--val-count", "0", "--test-count", "4", "--epochs", "1", "--embed",
+                             "4", "--hidden", "8", "--attention-size", "4", "--encoder", script, "--encoder-output",
+                             "features", "--fine-tune-encoder", "--run-dir", dir.file("scripted")});
+  ASSERT_EQ(scripted.code, 0) << scripted.err;
+  EXPECT_TRUE(contains(scripted.err, "8x8 attention grid")) << scripted.err;
+  EXPECT_TRUE(fs::exists(dir.file("scripted/encoder.pt")));
+  EXPECT_EQ(run({"eval", dir.file("scripted/last.pt"), "--beam", "1"}).code, 0);
 }
