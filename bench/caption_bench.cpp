@@ -97,31 +97,6 @@ namespace {
 
 /// The search alone over annotations encoded beforehand: the decoder steps on B*k
 /// rows (or k rows, image by image), without the encoder both sides share.
-class StepState : public am::DecoderState {
- public:
-  StepState(am::CaptionerImpl& model, torch::Tensor annotations, std::int64_t beams)
-      : model_(model), annotations_(std::move(annotations)) {
-    projected_ = model_.attention->project_keys(annotations_);
-    auto [h, c] = model_.initial_state(annotations_);
-    h_ = h.repeat_interleave(beams, 0);
-    c_ = c.repeat_interleave(beams, 0);
-  }
-  am::DecoderStep step(const torch::Tensor& tokens) override {
-    auto s = model_.step(annotations_, projected_, tokens, h_, c_);
-    h_ = s.h;
-    c_ = s.c;
-    return {torch::log_softmax(s.logits, 1), s.alpha, s.beta};
-  }
-  void reorder(const torch::Tensor& rows) override {
-    h_ = h_.index_select(0, rows);
-    c_ = c_.index_select(0, rows);
-  }
-
- private:
-  am::CaptionerImpl& model_;
-  torch::Tensor annotations_, projected_, h_, c_;
-};
-
 void BM_SearchOnly(benchmark::State& state) {
   at::set_num_threads(1);
   auto model = make_captioner();
@@ -131,12 +106,12 @@ void BM_SearchOnly(benchmark::State& state) {
   const bool batched = state.range(0) == 1;
   for (auto _ : state) {
     if (batched) {
-      StepState s(*model, annotations, 3);
-      benchmark::DoNotOptimize(am::beam_search(s, kImages, search).data());
+      const auto s = model->search_state(annotations, 3);
+      benchmark::DoNotOptimize(am::beam_search(*s, kImages, search).data());
     } else {
       for (std::int64_t i = 0; i < kImages; ++i) {
-        StepState s(*model, annotations.narrow(0, i, 1), 3);
-        benchmark::DoNotOptimize(am::beam_search(s, 1, search).data());
+        const auto s = model->search_state(annotations.narrow(0, i, 1), 3);
+        benchmark::DoNotOptimize(am::beam_search(*s, 1, search).data());
       }
     }
   }

@@ -15,8 +15,7 @@ namespace {
 
 namespace ds = attend::datasets;
 
-// Streams of datasets::stream_key(seed, n, ...) drawn here (5 and 6 are train.cpp's).
-constexpr std::uint64_t kModelGeneratorStream = 5;
+// Stream of datasets::stream_key(seed, n, ...) drawn here (5 and 6 are train.cpp's).
 constexpr std::uint64_t kReferenceStream = 7;
 
 std::vector<std::int64_t> range_indices(std::int64_t begin, std::int64_t end) {
@@ -166,25 +165,8 @@ FitSummary train_captioner(CaptionModel& model, const ds::CaptionSource& train, 
   options.validate();
   check_fits(model, train, "training");
   if (validation != nullptr) check_fits(model, *validation, "validation");
-  auto params = model.module().parameters();
-  std::unique_ptr<torch::optim::Optimizer> optimizer;
-  switch (options.optimizer()) {
-    case OptimizerKind::kAdam:
-      optimizer = std::make_unique<torch::optim::Adam>(
-          params, torch::optim::AdamOptions(options.lr()).weight_decay(options.weight_decay()));
-      break;
-    case OptimizerKind::kSgd:
-      optimizer = std::make_unique<torch::optim::SGD>(
-          params,
-          torch::optim::SGDOptions(options.lr()).momentum(options.momentum()).weight_decay(options.weight_decay()));
-      break;
-  }
-  std::uint64_t index = 0;
-  for (auto& [name, generator] : model.generators()) {
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_current_seed(ds::stream_key(options.seed(), kModelGeneratorStream, index++));
-    hooks.generators.emplace(name, generator);
-  }
+  auto optimizer = make_optimizer(model.module().parameters(), options);
+  seed_model_generators(model, options.seed(), hooks);
   CheckpointInfo description;
   description.model = {model.kind(), model.options()};
   description.training = options.to_json();

@@ -378,14 +378,18 @@ class CaptionerSearch : public DecoderState {
 
 }  // namespace
 
+std::unique_ptr<DecoderState> CaptionerImpl::search_state(const torch::Tensor& annotations, std::int64_t beams) {
+  return std::make_unique<CaptionerSearch>(*this, annotations, beams);
+}
+
 std::vector<DecodedCaption> CaptionerImpl::decode(const torch::Tensor& images, const BeamSearchOptions& search) {
   torch::NoGradGuard no_grad;
   const bool was_training = is_training();
   eval();
   std::vector<DecodedCaption> out;
   try {
-    CaptionerSearch state(*this, encode(images), search.beam());
-    out = beam_search(state, images.size(0), search);
+    const auto state = search_state(encode(images), search.beam());
+    out = beam_search(*state, images.size(0), search);
   } catch (...) {
     train(was_training);
     throw;

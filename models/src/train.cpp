@@ -64,6 +64,30 @@ double scheduled_lr(const TrainOptions& o, std::int64_t epoch) {
   return o.lr();
 }
 
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch::Tensor>& parameters,
+                                                        const TrainOptions& options) {
+  switch (options.optimizer()) {
+    case OptimizerKind::kSgd:
+      return std::make_unique<torch::optim::SGD>(
+          parameters,
+          torch::optim::SGDOptions(options.lr()).momentum(options.momentum()).weight_decay(options.weight_decay()));
+    case OptimizerKind::kAdam:
+      break;
+  }
+  return std::make_unique<torch::optim::Adam>(
+      parameters, torch::optim::AdamOptions(options.lr()).weight_decay(options.weight_decay()));
+}
+
+void seed_model_generators(Model& model, std::uint64_t seed, FitHooks& hooks) {
+  // The model's generators start from the seed; resuming restores their state.
+  std::uint64_t index = 0;
+  for (auto& [name, generator] : model.generators()) {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_current_seed(datasets::stream_key(seed, kModelGeneratorStream, index++));
+    hooks.generators.emplace(name, generator);
+  }
+}
+
 FitSummary train_classifier(Classifier& classifier, const datasets::ImageSource& train,
                             const datasets::ImageSource* validation, const TrainOptions& options,
                             const nlohmann::json& data, TrainingObserver* observer, const std::atomic<bool>* stop,
@@ -78,26 +102,8 @@ FitSummary train_classifier(Classifier& classifier, const datasets::ImageSource&
                 source->height(), "x", source->width(), " images but the model expects ", classifier.channels(), "x",
                 classifier.height(), "x", classifier.width());
   }
-  auto params = classifier.module().parameters();
-  std::unique_ptr<torch::optim::Optimizer> optimizer;
-  switch (options.optimizer()) {
-    case OptimizerKind::kAdam:
-      optimizer = std::make_unique<torch::optim::Adam>(
-          params, torch::optim::AdamOptions(options.lr()).weight_decay(options.weight_decay()));
-      break;
-    case OptimizerKind::kSgd:
-      optimizer = std::make_unique<torch::optim::SGD>(
-          params,
-          torch::optim::SGDOptions(options.lr()).momentum(options.momentum()).weight_decay(options.weight_decay()));
-      break;
-  }
-  // The model's generators start from the seed; resuming restores their state.
-  std::uint64_t index = 0;
-  for (auto& [name, generator] : classifier.generators()) {
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_current_seed(datasets::stream_key(options.seed(), kModelGeneratorStream, index++));
-    hooks.generators.emplace(name, generator);
-  }
+  auto optimizer = make_optimizer(classifier.module().parameters(), options);
+  seed_model_generators(classifier, options.seed(), hooks);
 
   CheckpointInfo description;
   description.model = {classifier.kind(), classifier.options()};

@@ -47,15 +47,17 @@ TEST(Registry, ListsTheBuiltInKindsWithTheirCapabilities) {
   const auto& r = am::model_registry();
   std::vector<std::string> names;
   for (const auto& k : r.kinds()) names.push_back(k.name);
-  EXPECT_EQ((std::vector<std::string>(names.begin(), names.begin() + 4)),
-            (std::vector<std::string>{"ram", "soft", "cnn", "fc"}));
+  EXPECT_EQ((std::vector<std::string>(names.begin(), names.begin() + 5)),
+            (std::vector<std::string>{"ram", "soft", "cnn", "fc", "captioner"}));
   EXPECT_TRUE(r.at("ram").capabilities.stochastic_eval);
   EXPECT_TRUE(r.at("ram").capabilities.glimpse_trace);
   EXPECT_FALSE(r.at("soft").capabilities.stochastic_eval);
   EXPECT_TRUE(r.at("soft").capabilities.glimpse_trace);
   EXPECT_TRUE(r.at("cnn").capabilities.feature_map);
   EXPECT_FALSE(r.at("fc").capabilities.glimpse_trace || r.at("fc").capabilities.feature_map);
-  for (const auto& k : r.kinds()) EXPECT_TRUE(k.capabilities.classify) << k.name;
+  // Each kind classifies or captions, never both.
+  for (const auto& k : r.kinds()) EXPECT_NE(k.capabilities.classify, k.capabilities.caption) << k.name;
+  EXPECT_TRUE(r.at("captioner").capabilities.caption);
   EXPECT_TRUE(contains(error_message([&] { r.at("transformer"); }),
                        "unknown model kind 'transformer' (expected ram, soft, cnn"));
   EXPECT_EQ(r.find("transformer"), nullptr);

@@ -100,7 +100,8 @@ po::options_description decoding_options(const char* title) {
 
 class CaptionTrainCommand : public Command {
  public:
-  std::string name() const override { return "train"; }
+  // Reached through 'train captioner': its name says so in usage errors' help pointer.
+  std::string name() const override { return "train captioner"; }
   std::string summary() const override { return "train a captioner (Show, Attend and Tell)"; }
   std::string usage() const override {
     return "attend train captioner (--data FILE [--images DIR] | --scenes objects [scene options]) --run-dir DIR "

@@ -29,11 +29,7 @@ class TrainCommand : public Command {
  public:
   std::string name() const override { return "train"; }
   std::string summary() const override {
-    std::string kinds;
-    for (const auto& k : am::model_registry().kinds()) {
-      if (k.capabilities.classify) kinds += (kinds.empty() ? "" : ", ") + k.name;
-    }
-    return "train a model (" + kinds + ")";
+    return "train a model (" + am::model_registry().names() + ")";
   }
   std::string usage() const override {
     std::string kinds;

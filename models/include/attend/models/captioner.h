@@ -42,6 +42,7 @@
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -156,6 +157,9 @@ class CaptionerImpl : public torch::nn::Cloneable<CaptionerImpl> {
   /// interventions that test whether the words follow the attention).
   Step step(const torch::Tensor& annotations, const torch::Tensor& projected, const torch::Tensor& tokens,
             const torch::Tensor& h, const torch::Tensor& c, const torch::Tensor& alpha_override = {});
+  /// The decoder as a DecoderState for beam_search: `beams` rows per image of
+  /// `annotations` [B,N,D] (encoded beforehand), each starting from h_0, c_0.
+  std::unique_ptr<DecoderState> search_state(const torch::Tensor& annotations, std::int64_t beams);
   /// h_0, c_0 [B,H] for annotations [B,N,D].
   std::pair<torch::Tensor, torch::Tensor> initial_state(const torch::Tensor& annotations);
 

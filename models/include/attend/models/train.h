@@ -11,6 +11,7 @@
 #include <torch/arg.h>
 
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -60,6 +61,14 @@ struct TrainOptions {
 
 /// Learning rate of `epoch` (0-based) under the options' schedule.
 double scheduled_lr(const TrainOptions& options, std::int64_t epoch);
+
+/// The options' optimizer (Adam, or SGD with momentum) over `parameters`.
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch::Tensor>& parameters,
+                                                        const TrainOptions& options);
+
+/// Seeds the model's own generators from the training seed (a fresh start; resuming
+/// restores their state) and adds them to `hooks` so checkpoints carry them.
+void seed_model_generators(Model& model, std::uint64_t seed, FitHooks& hooks);
 
 /// Trains `classifier` on `train`; when `validation` is given, evaluates on it after
 /// every epoch ("accuracy", "nll"), keeps run_dir/best.pt on it and applies
