@@ -31,7 +31,9 @@ ModelKind captioner_kind() {
                     "soft (weighted mean of the cells), hard (one sampled cell per word, REINFORCE), uniform "
                     "(alpha fixed at 1/N) or none (the image only through the initial state)",
                     "A"),
-      choice_option("init", "init", {"mean", "zero"}, "initial LSTM state: an MLP of the mean annotation, or zeros",
+      choice_option("init", "init", {"zero", "mean"},
+                    "initial LSTM state: zeros, or an MLP of the mean annotation (the paper's; on scenes the "
+                    "model then names objects from it and ignores its attention, docs/results.md)",
                     "I"),
       choice_option("gate", "gate", {"on", "off"}, "the gating scalar beta_t on the context", "G"),
       choice_option("position", "position", {"on", "off"},
@@ -40,9 +42,12 @@ ModelKind captioner_kind() {
                     "P"),
       choice_option("output", "output", {"deep", "linear"},
                     "deep output layer L_o(E y + L_h h + L_z z), or a linear layer on h", "O"),
-      real_option("dropout", "dropout", 0.5, 0.0, 0.95, "dropout before the output layer", false, "P"),
-      real_option("lambda", "lambda", 1.0, 0.0, 1000.0, "weight of the doubly stochastic regulariser (soft)", false,
-                  "L"),
+      real_option("dropout", "dropout", 0.0, 0.0, 0.95, "dropout before the output layer (the paper's: 0.5)", false,
+                  "P"),
+      real_option("lambda", "lambda", 0.0, 0.0, 1000.0,
+                  "weight of the doubly stochastic regulariser (soft; the paper's: 1, which keeps attention spread "
+                  "when captions are much shorter than the grid has cells)",
+                  false, "L"),
       real_option("entropy", "entropy", 0.01, 0.0, 100.0, "hard attention: weight of the entropy bonus", false, "E"),
       real_option("baseline_decay", "baseline-decay", 0.9, 0.0, 0.999,
                   "hard attention: decay of the moving-average reward baseline", false, "D"),

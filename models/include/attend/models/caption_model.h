@@ -5,7 +5,8 @@
 ///
 /// Options (as the registry completes them, plus "vocabulary"):
 ///   filters, embed, hidden, attention_size, attention (soft|hard|uniform|none),
-///   init (mean|zero), gate (on|off), output (deep|linear), dropout, lambda, entropy,
+///   init (zero|mean), gate (on|off), position (on|off), output (deep|linear), dropout,
+///   lambda, entropy,
 ///   baseline_decay, max_length, channels, height, width,
 ///   vocabulary: ["<pad>", "<start>", "<end>", "<unk>", words...] (index = id).
 
