@@ -197,9 +197,21 @@ class CaptionTrainCommand : public Command {
       const auto given = vm["encoder"].as<std::string>();
       if (!fs::exists(given, ec)) throw IoError(given, "TorchScript encoder file does not exist");
       if (!fs::equivalent(given, copy, ec)) {
-        std::ifstream in(given, std::ios::binary);
-        const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-        if (!in.good() && !in.eof()) throw IoError(given, "cannot read the file");
+        auto read = [](const std::string& path) {
+          std::ifstream in(path, std::ios::binary);
+          std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+          if (!in.good() && !in.eof()) throw IoError(path, "cannot read the file");
+          return bytes;
+        };
+        const auto bytes = read(given);
+        if (fs::exists(copy, ec)) {
+          // A frozen backbone's weights live in that file, not in the checkpoints:
+          // resuming with another one would silently change the model.
+          if (read(copy.string()) != bytes && training.resume() && fs::exists(fs::path(run_dir) / "last.pt", ec)) {
+            throw UsageError("--encoder " + given + " differs from the " + copy.string() +
+                             " this run was trained with; give --no-resume or another --run-dir");
+          }
+        }
         write_file_atomically(copy.string(), bytes);
       }
       options["encoder"] = {{"file", copy.string()},
