@@ -107,7 +107,7 @@ FileCaptionSource::FileCaptionSource(const CaptionSet& set, const std::string& s
                                           torch::kUInt8);
         pixels_[i].copy_(hwc.permute({2, 0, 1}));
         auto& t = targets_[static_cast<size_t>(i)];
-        t.name = entry.filepath.empty() ? entry.filename : entry.filepath + "/" + entry.filename;
+        t.name = entry.filename;  // what 'attend score' matches candidates by
         for (const auto& s : entry.sentences) t.references.push_back(s.tokens);
         for (const auto& ob : entry.objects) {
           const auto x0 = static_cast<std::int64_t>(std::lround(ob.bbox[0] * sx));

@@ -738,6 +738,15 @@ TEST(CliCaption, TrainsEvaluatesAndCaptionsWithAttentionGrids) {
   const auto from_files = run(files);
   ASSERT_EQ(from_files.code, 0) << from_files.err;
   EXPECT_TRUE(contains(from_files.err, "converted to colour for a colour model")) << from_files.err;
+  // Its test captions, written by eval, score the same through 'attend score'.
+  const auto file_eval = run({"eval", dir.file("run2/last.pt"), "--json", "--captions", dir.file("c2.json")});
+  ASSERT_EQ(file_eval.code, 0) << file_eval.err;
+  const auto scored = run({"score", "--references", dir.file("objects/dataset_objects.json"), "--candidates",
+                           dir.file("c2.json"), "--split", "test", "--json"});
+  ASSERT_EQ(scored.code, 0) << scored.err;
+  const auto e2 = nlohmann::json::parse(file_eval.out), s2 = nlohmann::json::parse(scored.out);
+  EXPECT_NEAR(e2["bleu4"].get<double>(), s2["bleu"][3].get<double>(), 1e-12);
+  EXPECT_NEAR(e2["cider_d"].get<double>(), s2["cider_d"].get<double>(), 1e-12);
 }
 
 TEST(CliCaption, BadInputsGiveOneLineAndTheRightCode) {

@@ -20,7 +20,7 @@ namespace attend::datasets {
 
 /// What is known about one image.
 struct CaptionTarget {
-  std::string name;  ///< the file name, or "<split>/<index>" for generated scenes
+  std::string name;  ///< the image's file name (as `attend score` matches it), or "<split>/<index>" for generated scenes
   std::vector<std::vector<std::string>> references;  ///< tokens of each reference caption
   struct Object {
     std::string word;
