@@ -110,7 +110,10 @@ nlohmann::json caption_data_description(const po::variables_map& vm, std::uint64
   return {{"kind", "objects"},
           {"options", options.to_json()},
           {"seed", seed},
-          {"sources", {{"digits", vm["source"].as<std::string>()}, {"fashion", vm["fashion"].as<std::string>()}}},
+          // Absolute, so 'attend eval <checkpoint>' finds them from any folder.
+          {"sources",
+           {{"digits", fs::absolute(vm["source"].as<std::string>()).lexically_normal().string()},
+            {"fashion", fs::absolute(vm["fashion"].as<std::string>()).lexically_normal().string()}}},
           {"counts", {{"train", count}, {"val", val}, {"test", test}}}};
 }
 
