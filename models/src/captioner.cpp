@@ -1,6 +1,7 @@
 #include "attend/models/captioner.h"
 
 #include <attend/attention/hard.h>
+#include <attend/models/trainer.h>
 
 #include <torch/torch.h>
 
@@ -384,18 +385,9 @@ std::unique_ptr<DecoderState> CaptionerImpl::search_state(const torch::Tensor& a
 
 std::vector<DecodedCaption> CaptionerImpl::decode(const torch::Tensor& images, const BeamSearchOptions& search) {
   torch::NoGradGuard no_grad;
-  const bool was_training = is_training();
-  eval();
-  std::vector<DecodedCaption> out;
-  try {
-    const auto state = search_state(encode(images), search.beam());
-    out = beam_search(*state, images.size(0), search);
-  } catch (...) {
-    train(was_training);
-    throw;
-  }
-  train(was_training);
-  return out;
+  ModeGuard evaluating(*this, false);
+  const auto state = search_state(encode(images), search.beam());
+  return beam_search(*state, images.size(0), search);
 }
 
 }  // namespace attend::models
