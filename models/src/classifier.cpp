@@ -12,4 +12,9 @@ torch::Tensor Classifier::head(const torch::Tensor& /*features*/) {
   TORCH_CHECK(false, "a '", kind(), "' model has no feature map");
 }
 
+std::vector<Stage> Classifier::stages() {
+  return {{"features", [this](const torch::Tensor& x) { return features(x); }},
+          {"head", [this](const torch::Tensor& x) { return head(x); }}};
+}
+
 }  // namespace attend::models

@@ -12,6 +12,7 @@ ModelKind soft_kind();  // soft_kind.cpp
 ModelKind cnn_kind();   // plain_kinds.cpp
 ModelKind fc_kind();    // plain_kinds.cpp
 ModelKind captioner_kind();  // captioner_kind.cpp
+ModelKind cam_kind();        // cam.cpp
 
 /// Fraction of rows whose highest score is the target.
 double accuracy(const torch::Tensor& scores, const torch::Tensor& targets);

@@ -21,6 +21,7 @@ void add_builtin_kinds(ModelRegistry& registry) {
   registry.add(cnn_kind());
   registry.add(fc_kind());
   registry.add(captioner_kind());
+  registry.add(cam_kind());
 }
 
 std::string number(double v) {

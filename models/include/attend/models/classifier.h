@@ -14,10 +14,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace attend::models {
 
@@ -56,13 +58,22 @@ struct GlimpseTrace {
   torch::Tensor sides;          ///< [B,T] region side in pixels when it varies (soft glimpses), else undefined
 };
 
+/// One named step of a network written as a chain (Classifier::stages).
+struct Stage {
+  std::string name;
+  std::function<torch::Tensor(const torch::Tensor&)> run;
+};
+
 class Classifier : public Model {
  public:
   virtual std::int64_t channels() const = 0;
   virtual std::int64_t height() const = 0;
   virtual std::int64_t width() const = 0;
   virtual std::int64_t classes() const = 0;
-  /// Training loss on a batch: images [B,C,H,W] float, targets [B] int64.
+  /// Several classes per image: targets are [B,classes] float (1 = present) and a
+  /// class is predicted when its logit is > 0. Otherwise targets are [B] int64.
+  virtual bool multi_label() const { return false; }
+  /// Training loss on a batch: images [B,C,H,W] float, targets as multi_label() says.
   virtual ClassifierLoss loss(const torch::Tensor& images, const torch::Tensor& targets) = 0;
   /// Raw class scores (before softmax) [B,classes] of a deterministic pass (the
   /// policy mean for models that sample where they look).
@@ -82,6 +93,15 @@ class Classifier : public Model {
   /// throws c10::Error for kinds without one.
   virtual torch::Tensor features(const torch::Tensor& images);
   virtual torch::Tensor head(const torch::Tensor& features);
+  /// For kinds with Capabilities::feature_map: the network as a chain of named stages
+  /// whose composition is logits(): the first takes the images, each next one the
+  /// previous one's output, the last gives the class scores. Every stage but the last
+  /// gives a feature map [B,K,h,w] that saliency methods can target (saliency.h).
+  /// Default: {"features", features}, {"head", head}.
+  virtual std::vector<Stage> stages();
+  /// The weights [classes,K] of the head after stage `name` when that head is global
+  /// average pooling then one linear layer (what CAM needs); undefined otherwise.
+  virtual torch::Tensor cam_weights(const std::string& /*name*/) { return {}; }
 };
 
 }  // namespace attend::models
