@@ -1,5 +1,6 @@
 #include "data_options.h"
 
+#include "scene_options.h"
 #include "validate.h"
 
 #include <torch/torch.h>
@@ -14,12 +15,14 @@ po::options_description data_source_options() {
       ("data", po::value<std::string>()->value_name("DIR"),
        "folder with train-/t10k- IDX images and labels (e.g. data/mnist or the output of 'attend data')")
       ("scenes", po::value<std::string>()->value_name("KIND"),
-       "generate translated or cluttered scenes from --source, fresh positions every epoch")
+       "generate translated or cluttered scenes from --source, fresh positions every epoch; or objects: "
+       "object scenes with image-level labels (which classes are present; train only, see 'Object scenes')")
       ("source", po::value<std::string>()->default_value("data/mnist")->value_name("DIR"),
        "digits the scenes are made of")
-      ("canvas", po::value<std::int64_t>()->default_value(60)->value_name("S"), "scene side in pixels")
-      ("fragments", po::value<std::int64_t>()->default_value(4)->value_name("K"), "clutter fragments (cluttered)")
-      ("fragment-size", po::value<std::int64_t>()->default_value(8)->value_name("F"), "fragment side in pixels");
+      ("canvas", po::value<std::int64_t>()->value_name("S"), "scene side in pixels (default 60; objects 64)")
+      ("fragments", po::value<std::int64_t>()->value_name("K"),
+       "clutter fragments (cluttered: default 4; objects with --background clutter: 8)")
+      ("fragment-size", po::value<std::int64_t>()->value_name("F"), "fragment side in pixels (default 8; objects 10)");
   return d;
 }
 
@@ -38,9 +41,17 @@ po::options_description augmentation_options() {
   return d;
 }
 
+po::options_description object_count_options() {
+  po::options_description d("Object scene counts (--scenes objects)", 100);
+  d.add_options()
+      ("count", po::value<std::int64_t>()->value_name("N"), "training scenes per epoch, drawn afresh (default 8000)")
+      ("test-count", po::value<std::int64_t>()->value_name("N"), "test scenes (default 500)");
+  return d;
+}
+
 ds::DataSpec data_spec(const po::variables_map& vm, std::uint64_t seed) {
   const bool idx = vm.count("data") > 0, scenes = vm.count("scenes") > 0;
-  if (idx == scenes) throw UsageError("give exactly one of --data DIR or --scenes translated|cluttered");
+  if (idx == scenes) throw UsageError("give exactly one of --data DIR or --scenes translated|cluttered|objects");
   auto spec = ds::DataSpec().seed(seed);
   if (vm.count("val-split")) {
     spec.validation(ds::parse_validation_split(require_one_of(vm, "val-split", {"stratified", "last"})));
@@ -48,14 +59,36 @@ ds::DataSpec data_spec(const po::variables_map& vm, std::uint64_t seed) {
   if (vm.count("shift")) spec.shift(require_range<std::int64_t>(vm, "shift", 0, 4096));
   if (vm.count("rotate")) spec.rotate(require_range<double>(vm, "rotate", 0.0, 180.0));
   if (vm.count("scale-jitter")) spec.scale_jitter(require_range<double>(vm, "scale-jitter", 0.0, 0.9));
+  const bool objects = scenes && vm["scenes"].as<std::string>() == "objects";
+  if (!objects) {
+    for (const char* flag : {"count", "test-count", "level", "objects", "items", "size", "jitter", "max-overlap",
+                             "repeat-classes", "colour", "background", "background-level", "mask-threshold",
+                             "relation-margin", "hold-out", "fashion"}) {
+      if (vm.count(flag) && !vm[flag].defaulted()) {
+        throw UsageError(std::string("--") + flag + " applies to --scenes objects");
+      }
+    }
+  }
   if (idx) return spec.kind(ds::DataKind::kIdx).dir(vm["data"].as<std::string>());
-  const auto kind = ds::parse_scene_kind(require_one_of(vm, "scenes", {"translated", "cluttered"}));
+  if (objects) {
+    if (!vm.count("fashion")) throw UsageError("--scenes objects is not available in this command");
+    spec.kind(ds::DataKind::kObjects)
+        .objects(parse_object_scene_options(vm))
+        .source(vm["source"].as<std::string>())
+        .fashion(vm["fashion"].as<std::string>())
+        .count(vm.count("count") ? require_range<std::int64_t>(vm, "count", 1, 100'000'000) : 8000)
+        .test_count(vm.count("test-count") ? require_range<std::int64_t>(vm, "test-count", 1, 10'000'000) : 500);
+    return spec;
+  }
+  const auto kind = ds::parse_scene_kind(require_one_of(vm, "scenes", {"translated", "cluttered", "objects"}));
   spec.kind(ds::DataKind::kScenes)
       .scenes(kind)
       .source(vm["source"].as<std::string>())
-      .canvas(require_range<std::int64_t>(vm, "canvas", 1, 4096))
-      .fragment_size(require_range<std::int64_t>(vm, "fragment-size", 1, 4096));
-  if (kind == ds::SceneKind::kCluttered) spec.fragments(require_range<std::int64_t>(vm, "fragments", 0, 1000));
+      .canvas(vm.count("canvas") ? require_range<std::int64_t>(vm, "canvas", 1, 4096) : 60)
+      .fragment_size(vm.count("fragment-size") ? require_range<std::int64_t>(vm, "fragment-size", 1, 4096) : 8);
+  if (kind == ds::SceneKind::kCluttered) {
+    spec.fragments(vm.count("fragments") ? require_range<std::int64_t>(vm, "fragments", 0, 1000) : 4);
+  }
   return spec;
 }
 

@@ -16,6 +16,9 @@ po::options_description data_source_options();
 /// (train only; data_spec() reads them when present).
 po::options_description augmentation_options();
 
+/// --count and --test-count of object scenes (train only; with object_scene_options()).
+po::options_description object_count_options();
+
 /// What the options describe. throws UsageError naming the option for
 /// contradictory, missing or out-of-range options.
 datasets::DataSpec data_spec(const po::variables_map& vm, std::uint64_t seed);

@@ -38,12 +38,31 @@ nlohmann::json evaluation_report(models::Classifier& classifier, const datasets:
       for (std::int64_t j = 0; j < r.confusion.size(1); ++j) row[static_cast<size_t>(j)] = r.confusion[i][j].item<std::int64_t>();
       confusion.push_back(row);
     }
-    results.push_back({{"mode", name},
-                       {"samples", samples},
-                       {"accuracy", r.accuracy},
-                       {"error_percent", 100.0 * (1.0 - r.accuracy)},
-                       {"nll", r.nll},
-                       {"confusion", confusion}});
+    nlohmann::json result = {{"mode", name},
+                             {"samples", samples},
+                             {"accuracy", r.accuracy},
+                             {"error_percent", 100.0 * (1.0 - r.accuracy)},
+                             {"nll", r.nll}};
+    if (r.multi_label) {
+      // Per class: true positives, false positives, false negatives, and their rates.
+      nlohmann::json classes = nlohmann::json::array();
+      double f1_sum = 0;
+      for (const auto& row : confusion) {
+        const double tp = static_cast<double>(row[0]), fp = static_cast<double>(row[1]),
+                     fn = static_cast<double>(row[2]);
+        const double precision = tp + fp > 0 ? tp / (tp + fp) : 0.0, recall = tp + fn > 0 ? tp / (tp + fn) : 0.0;
+        const double f1 = precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0.0;
+        f1_sum += f1;
+        classes.push_back({{"tp", row[0]}, {"fp", row[1]}, {"fn", row[2]}, {"precision", precision},
+                           {"recall", recall}, {"f1", f1}});
+      }
+      result["multi_label"] = true;
+      result["classes"] = classes;
+      result["mean_f1"] = confusion.empty() ? 0.0 : f1_sum / static_cast<double>(confusion.size());
+    } else {
+      result["confusion"] = confusion;
+    }
+    results.push_back(result);
   }
   report["results"] = results;
   return report;
@@ -57,7 +76,18 @@ void print_evaluation(std::ostream& out, const nlohmann::json& report) {
         << std::setprecision(2) << 100.0 * r["accuracy"].get<double>() << "%  error "
         << r["error_percent"].get<double>() << "%\n";
   }
-  const auto& confusion = report["results"].back()["confusion"];
+  const auto& last = report["results"].back();
+  if (last.value("multi_label", false)) {
+    out << "  (accuracy = images whose whole set of classes is right)  mean F1 over classes " << std::fixed
+        << std::setprecision(3) << last["mean_f1"].get<double>() << "\n  class  precision  recall     F1\n";
+    for (size_t i = 0; i < last["classes"].size(); ++i) {
+      const auto& c = last["classes"][i];
+      out << "  " << std::right << std::setw(5) << i << "  " << std::setw(9) << c["precision"].get<double>() << "  "
+          << std::setw(6) << c["recall"].get<double>() << "  " << std::setw(5) << c["f1"].get<double>() << "\n";
+    }
+    return;
+  }
+  const auto& confusion = last["confusion"];
   out << "confusion (" << report["results"].back()["mode"].get<std::string>()
       << "; rows = true class, columns = predicted):\n";
   for (size_t i = 0; i < confusion.size(); ++i) {

@@ -54,7 +54,9 @@ T get_or(const nlohmann::json& j, const char* key, T fallback) {
 
 }  // namespace
 
-const char* to_string(DataKind kind) { return kind == DataKind::kIdx ? "idx" : "scenes"; }
+const char* to_string(DataKind kind) {
+  return kind == DataKind::kIdx ? "idx" : kind == DataKind::kScenes ? "scenes" : "objects";
+}
 const char* to_string(SceneKind kind) { return kind == SceneKind::kTranslated ? "translated" : "cluttered"; }
 
 const char* to_string(ValidationSplit split) { return split == ValidationSplit::kStratified ? "stratified" : "last"; }
@@ -109,6 +111,12 @@ SceneKind parse_scene_kind(const std::string& name) {
 void DataSpec::validate() const {
   if (kind_ == DataKind::kIdx) {
     TORCH_CHECK(!dir_.empty(), "data: an IDX folder is required");
+  } else if (kind_ == DataKind::kObjects) {
+    TORCH_CHECK(!source_.empty(), "data: the folder of source digits is required");
+    objects_.validate();
+    TORCH_CHECK(count_ >= 1 && count_ <= 100'000'000, "data: scenes per epoch must be in 1..100000000, got ", count_);
+    TORCH_CHECK(test_count_ >= 1 && test_count_ <= 10'000'000, "data: test scenes must be in 1..10000000, got ",
+                test_count_);
   } else {
     TORCH_CHECK(!source_.empty(), "data: the folder of source digits is required");
     TORCH_CHECK(canvas_ >= 1 && canvas_ <= 4096, "data: canvas must be in 1..4096, got ", canvas_);
@@ -126,6 +134,9 @@ nlohmann::json DataSpec::to_json() const {
   nlohmann::json j;
   if (kind_ == DataKind::kIdx) {
     j = {{"kind", "idx"}, {"dir", dir_}};
+  } else if (kind_ == DataKind::kObjects) {
+    j = {{"kind", "objects"}, {"objects", objects_.to_json()}, {"source", source_}, {"fashion", fashion_},
+         {"count", count_},   {"test_count", test_count_},     {"seed", seed_}};
   } else {
     j = {{"kind", "scenes"},
          {"scenes", to_string(scenes_)},
@@ -159,8 +170,16 @@ DataSpec DataSpec::from_json(const nlohmann::json& j) {
         .canvas(get<std::int64_t>(j, "canvas"))
         .fragments(get<std::int64_t>(j, "fragments"))
         .fragment_size(get<std::int64_t>(j, "fragment_size"));
+  } else if (kind == "objects") {
+    TORCH_CHECK(j.contains("objects"), "data description: missing 'objects' in ", j.dump());
+    s.kind(DataKind::kObjects)
+        .objects(ObjectSceneOptions::from_json(j.at("objects")))
+        .source(get<std::string>(j, "source"))
+        .fashion(get<std::string>(j, "fashion"))
+        .count(get<std::int64_t>(j, "count"))
+        .test_count(get<std::int64_t>(j, "test_count"));
   } else {
-    TORCH_CHECK(false, "data description: unknown kind '", kind, "' (expected idx or scenes)");
+    TORCH_CHECK(false, "data description: unknown kind '", kind, "' (expected idx, scenes or objects)");
   }
   s.shift(get_or<std::int64_t>(j, "shift", 0))
       .rotate(get_or<double>(j, "rotate", 0.0))
@@ -171,8 +190,38 @@ DataSpec DataSpec::from_json(const nlohmann::json& j) {
   return s;
 }
 
+std::shared_ptr<const ObjectSceneGenerator> DataSpec::object_generator() const {
+  validate();
+  TORCH_CHECK(kind_ == DataKind::kObjects, "object_generator: the data are not object scenes");
+  ObjectSources sources;
+  sources.digits_dir = source_;
+  sources.fashion_dir = fashion_;
+  return std::make_shared<const ObjectSceneGenerator>(objects_, seed_, sources);
+}
+
 TrainingSources DataSpec::training_sources(std::int64_t validation_count) const {
   validate();
+  if (kind_ == DataKind::kObjects) {
+    // Validation scenes come from the val split's items, never seen in training.
+    TORCH_CHECK(validation_count >= 0 && validation_count <= 10'000'000,
+                "validation count must be between 0 and 10000000, got ", validation_count);
+    const auto generator = object_generator();
+    TrainingSources s;
+    s.train = std::make_shared<const ObjectLabelSource>(generator, ObjectSplit::kTrain, count_, true);
+    if (validation_count > 0) {
+      s.validation = std::make_shared<const ObjectLabelSource>(generator, ObjectSplit::kVal, validation_count, false);
+      for (std::int64_t i = 0; i < validation_count; ++i) s.validation_indices.push_back(i);
+    }
+    if (rotate_ > 0 || scale_jitter_ > 0) {
+      s.train = std::make_shared<WarpedSource>(s.train, rotate_, scale_jitter_, stream_key(seed_, kWarpStream));
+    }
+    if (shift_ > 0) {
+      TORCH_CHECK(shift_ < std::min(s.train->height(), s.train->width()), "shift must be smaller than the ",
+                  s.train->height(), "x", s.train->width(), " images, got ", shift_);
+      s.train = std::make_shared<ShiftedSource>(s.train, shift_, stream_key(seed_, kShiftStream));
+    }
+    return s;
+  }
   const bool idx = kind_ == DataKind::kIdx;
   auto digits = load_split(idx ? dir_ : source_, "train");
   TORCH_CHECK(validation_count >= 0 && validation_count < digits.size(),
@@ -218,6 +267,11 @@ std::shared_ptr<const ImageSource> DataSpec::evaluation_source(const std::string
   validate();
   TORCH_CHECK(split == "train" || split == "test", "unknown split '", split, "' (expected train or test)");
   if (kind_ == DataKind::kIdx) return std::make_shared<const DigitsSource>(load_split(dir_, split));
+  if (kind_ == DataKind::kObjects) {
+    return std::make_shared<const ObjectLabelSource>(
+        object_generator(), split == "train" ? ObjectSplit::kTrain : ObjectSplit::kTest,
+        split == "train" ? count_ : test_count_, false);
+  }
   return std::make_shared<SceneSource>(scene_generator(split), SceneMode::kFixed);
 }
 

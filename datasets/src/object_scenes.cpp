@@ -650,6 +650,34 @@ torch::data::Example<> ObjectSceneDataset::get_batch(c10::ArrayRef<size_t> indic
 
 torch::optional<size_t> ObjectSceneDataset::size() const { return static_cast<size_t>(count_); }
 
+ObjectLabelSource::ObjectLabelSource(std::shared_ptr<const ObjectSceneGenerator> generator, ObjectSplit split,
+                                     std::int64_t count, bool fresh_each_epoch)
+    : generator_(std::move(generator)), split_(split), count_(count), fresh_(fresh_each_epoch) {
+  TORCH_CHECK(generator_ != nullptr, "ObjectLabelSource: no generator");
+  TORCH_CHECK(count_ >= 1, "ObjectLabelSource: count must be >= 1, got ", count_);
+}
+
+ObjectScene ObjectLabelSource::scene(std::int64_t index, std::int64_t epoch) const {
+  TORCH_CHECK(index >= 0 && index < count_, "ObjectLabelSource: index ", index, " out of range for ", count_,
+              " scenes");
+  return generator_->generate(split_, index, fresh_ ? epoch : 0);
+}
+
+LabelledBatch ObjectLabelSource::get(const std::vector<std::int64_t>& indices, std::int64_t epoch) const {
+  const auto b = static_cast<std::int64_t>(indices.size());
+  const auto s = generator_->options().canvas();
+  const auto c = generator_->channels();
+  auto images = torch::empty({b, c, s, s}, torch::kFloat32);
+  auto labels = torch::zeros({b, generator_->classes()}, torch::kFloat32);
+  for (std::int64_t i = 0; i < b; ++i) {
+    const auto sc = scene(indices[static_cast<size_t>(i)], epoch);
+    auto image = sc.image.to(torch::kFloat32).div_(255);
+    images[i].copy_(c == 3 ? image.permute({2, 0, 1}) : image.unsqueeze(0));
+    for (const auto& ob : sc.objects) labels[i][ob.label] = 1.0f;
+  }
+  return {images, labels};
+}
+
 namespace {
 
 std::string png_bytes(const torch::Tensor& image, const std::string& path) {

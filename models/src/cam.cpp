@@ -141,7 +141,7 @@ ModelKind cam_kind() {
   k.capabilities.feature_map = true;
   k.options = {
       int_option("classes", "classes", 10, 2, 100000, "number of classes"),
-      int_list_option("filters", "cam-filters", {32, 64, 128, 128}, 1, 4096,
+      int_list_option("filters", "cam-filters", {16, 32, 64, 128}, 1, 4096,
                       "output channels of each 3x3 conv + batch norm + ReLU block"),
       int_option("pools", "cam-pools", 3, 0, 12, "blocks followed by 2x2 max-pooling (the map's stride is 2^N)"),
       choice_option("labels", "labels", {"single", "multi"},

@@ -161,13 +161,30 @@ EvalResult evaluate_classifier(Classifier& classifier, const datasets::ImageSour
   ModeGuard evaluating(classifier.module(), false);
   EvalResult r;
   const auto k = classifier.classes();
-  r.confusion = torch::zeros({k, k}, torch::kInt64);
+  r.multi_label = classifier.multi_label();
+  r.confusion = r.multi_label ? torch::zeros({k, 3}, torch::kInt64) : torch::zeros({k, k}, torch::kInt64);
   double nll_sum = 0;
   std::int64_t correct = 0;
   for (std::int64_t begin = 0; begin < source.size(); begin += batch_size) {
     std::vector<std::int64_t> idx;
     for (std::int64_t i = begin; i < std::min(source.size(), begin + batch_size); ++i) idx.push_back(i);
     const auto batch = source.get(idx, 0);
+    if (r.multi_label) {
+      TORCH_CHECK(batch.labels.dim() == 2 && batch.labels.size(1) == k, "evaluate: a ", k,
+                  "-class multi-label model needs labels [B,", k, "], the data have ", batch.labels.sizes());
+      const auto truth = batch.labels.to(torch::kFloat32);
+      const auto scores = classifier.logits(batch.images);
+      const auto predicted = (scores > 0).to(torch::kFloat32);
+      correct += (predicted == truth).all(1).sum().item<std::int64_t>();
+      nll_sum += torch::binary_cross_entropy_with_logits(scores, truth, {}, {}, at::Reduction::Sum).item<double>();
+      r.confusion.select(1, 0) += (predicted * truth).sum(0).to(torch::kInt64);
+      r.confusion.select(1, 1) += (predicted * (1 - truth)).sum(0).to(torch::kInt64);
+      r.confusion.select(1, 2) += ((1 - predicted) * truth).sum(0).to(torch::kInt64);
+      r.count += static_cast<std::int64_t>(idx.size());
+      continue;
+    }
+    TORCH_CHECK(batch.labels.dim() == 1, "evaluate: a single-label model needs labels [B], the data have ",
+                batch.labels.sizes(), " (train with --labels multi for several classes per image)");
     TORCH_CHECK(batch.labels.min().item<std::int64_t>() >= 0 && batch.labels.max().item<std::int64_t>() < k,
                 "evaluate: labels outside 0..", k - 1, " for a ", k, "-class model");
     const auto log_probs = classifier.predict(batch.images, samples, generator);

@@ -5,6 +5,7 @@
 #include "../interrupt.h"
 #include "../model_options.h"
 #include "../progress.h"
+#include "../scene_options.h"
 #include "../report.h"
 #include "../training_options.h"
 #include "../validate.h"
@@ -61,16 +62,20 @@ class TrainCommand : public Command {
             "--scales 3 --epochs 100 --run-dir out/ram-c60",
             "attend train ram --data data/mnist --glimpses 6 --glimpse-size 8 --scales 1 --run-dir out/ram-28",
             "attend train cnn --scenes translated --canvas 60 --epochs 20 --run-dir out/cnn-t60",
+            "attend train cam --scenes objects --objects 1-3 --background clutter --epochs 10 --run-dir out/cam",
             "attend train ram --run-dir out/ram-c60 --scenes cluttered --epochs 150   # continue a run"};
   }
   std::vector<po::options_description> options() override {
     auto model = model_options_for_parsing(classifies);
     model.add_options()("model", po::value<std::string>()->value_name("KIND"), "model kind (positional)");
-    return {model, data_source_options(), augmentation_options(), classifier_training_options()};
+    return {model, data_source_options(), object_scene_options(), object_count_options(), augmentation_options(),
+            classifier_training_options()};
   }
   std::vector<po::options_description> help_options() override {
     auto groups = model_options_for_help(classifies);
     groups.push_back(data_source_options());
+    groups.push_back(object_scene_options());
+    groups.push_back(object_count_options());
     groups.push_back(augmentation_options());
     groups.push_back(classifier_training_options());
     return groups;
@@ -95,7 +100,26 @@ class TrainCommand : public Command {
     const auto run_dir = vm["run-dir"].as<std::string>();
     const auto spec = data_spec(vm, global.seed);
     const auto val_count = require_range<std::int64_t>(vm, "val-count", 0, 10'000'000);
-    const auto user_options = given_model_options(vm, *kind);
+    auto user_options = given_model_options(vm, *kind);
+    if (spec.multi_label()) {
+      // Object scenes: which classes are present, several per image.
+      if (kind->option("labels") == nullptr) {
+        throw UsageError("train: object scenes have several classes per image; a '" + kind->name +
+                         "' model predicts one (train a cam model)");
+      }
+      if (user_options.contains("labels") && user_options["labels"] != "multi") {
+        throw UsageError("--labels single does not fit object scenes, which have several classes per image");
+      }
+      user_options["labels"] = "multi";
+      const auto classes = datasets::object_words(spec.objects().items()).size();
+      if (user_options.contains("classes") && user_options["classes"] != classes) {
+        throw UsageError("--classes: object scenes of " + std::string(datasets::to_string(spec.objects().items())) +
+                         " have " + std::to_string(classes) + " classes");
+      }
+      user_options["classes"] = classes;
+    } else if (user_options.contains("labels") && user_options["labels"] == "multi") {
+      throw UsageError("--labels multi needs data with several classes per image (--scenes objects)");
+    }
 
     const auto training = parse_training_options(vm, global, run_dir);
 

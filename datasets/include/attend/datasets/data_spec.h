@@ -8,10 +8,15 @@
 ///   {"kind": "idx", "dir": DIR}
 ///   {"kind": "scenes", "scenes": "translated"|"cluttered", "source": DIR,
 ///    "canvas": S, "fragments": K, "fragment_size": F, "seed": SEED}
+///   {"kind": "objects", "objects": {ObjectSceneOptions}, "source": DIR, "fashion": DIR,
+///    "count": N, "test_count": N, "seed": SEED}  (multi-label: labels are [B,K] multi-hot;
+///    N fresh training scenes per epoch, validation scenes from the val split, the test
+///    split fixed)
 /// plus, for training augmentation, "shift": P, "rotate": DEG, "scale_jitter": F and
 /// (with any of them, for idx data) "seed". Absent augmentation keys mean none.
 /// "validation": "stratified" (and "seed") unless the split is the last N items.
 
+#include <attend/datasets/object_scenes.h>
 #include <attend/datasets/source.h>
 
 #include <torch/arg.h>
@@ -24,7 +29,7 @@
 
 namespace attend::datasets {
 
-enum class DataKind { kIdx, kScenes };
+enum class DataKind { kIdx, kScenes, kObjects };
 enum class SceneKind { kTranslated, kCluttered };
 /// Which training items are held out for validation. kStratified: a seeded random
 /// subset with each class in proportion (largest remainders); kLast: the last N items
@@ -65,6 +70,12 @@ struct DataSpec {
   TORCH_ARG(std::int64_t, canvas) = 60;
   TORCH_ARG(std::int64_t, fragments) = 4;      ///< cluttered only; translated scenes have 0
   TORCH_ARG(std::int64_t, fragment_size) = 8;
+  /// objects: the scenes, the Fashion-MNIST folder (when they use it), training scenes
+  /// per epoch and test scenes.
+  TORCH_ARG(ObjectSceneOptions, objects) = {};
+  TORCH_ARG(std::string, fashion) = "data/fashion-mnist";
+  TORCH_ARG(std::int64_t, count) = 8000;
+  TORCH_ARG(std::int64_t, test_count) = 500;
   /// Training augmentation (0 = none).
   TORCH_ARG(std::int64_t, shift) = 0;
   TORCH_ARG(double, rotate) = 0.0;
@@ -77,6 +88,11 @@ struct DataSpec {
 
  public:
   bool augmented() const { return shift_ > 0 || rotate_ > 0 || scale_jitter_ > 0; }
+  /// Several classes per image (object scenes).
+  bool multi_label() const { return kind_ == DataKind::kObjects; }
+  /// Objects only: the scene generator (the same for every split).
+  /// throws attend::IoError for unreadable files; c10::Error for other data.
+  std::shared_ptr<const ObjectSceneGenerator> object_generator() const;
   /// throws c10::Error naming the first value out of range.
   void validate() const;
   nlohmann::json to_json() const;

@@ -46,6 +46,7 @@
 /// file, so no glyph is in two splits. Clutter is cut from the same split's items.
 
 #include <attend/datasets/digits.h>
+#include <attend/datasets/source.h>
 
 #include <torch/arg.h>
 #include <torch/data/datasets/base.h>
@@ -234,6 +235,33 @@ class ObjectSceneDataset
   ObjectSplit split_;
   std::int64_t count_;
   std::shared_ptr<std::atomic<std::int64_t>> epoch_;
+};
+
+/// Object scenes as an ImageSource for classifiers: images float [B,C,S,S] in [0,1]
+/// (RGB for colour), labels float [B,K] multi-hot (which classes are present). Scene
+/// i of the split is generate(split, i, epoch) when `fresh_each_epoch`, else
+/// generate(split, i, 0): the test scenes are those `attend data objects` writes with
+/// the same generator.
+class ObjectLabelSource : public ImageSource {
+ public:
+  /// requires: count >= 1.
+  ObjectLabelSource(std::shared_ptr<const ObjectSceneGenerator> generator, ObjectSplit split, std::int64_t count,
+                    bool fresh_each_epoch);
+  std::int64_t size() const override { return count_; }
+  std::int64_t channels() const override { return generator_->channels(); }
+  std::int64_t height() const override { return generator_->options().canvas(); }
+  std::int64_t width() const override { return generator_->options().canvas(); }
+  LabelledBatch get(const std::vector<std::int64_t>& indices, std::int64_t epoch) const override;
+  const ObjectSceneGenerator& generator() const { return *generator_; }
+  ObjectSplit split() const { return split_; }
+  /// The scene behind item `index` of `epoch`.
+  ObjectScene scene(std::int64_t index, std::int64_t epoch = 0) const;
+
+ private:
+  std::shared_ptr<const ObjectSceneGenerator> generator_;
+  ObjectSplit split_;
+  std::int64_t count_;
+  bool fresh_;
 };
 
 /// What write_object_scenes writes.

@@ -16,7 +16,7 @@ namespace attend::datasets {
 
 struct LabelledBatch {
   torch::Tensor images;  ///< [B,C,H,W] float in [0,1]
-  torch::Tensor labels;  ///< [B] int64
+  torch::Tensor labels;  ///< [B] int64 class, or [B,K] float multi-hot for multi-label sources
 };
 
 class ImageSource {

@@ -32,7 +32,7 @@ struct CamNetOptions {
   TORCH_ARG(std::int64_t, width) = 64;
   TORCH_ARG(std::int64_t, classes) = 10;
   /// Output channels of each conv block.
-  TORCH_ARG(std::vector<std::int64_t>, filters) = std::vector<std::int64_t>{32, 64, 128, 128};
+  TORCH_ARG(std::vector<std::int64_t>, filters) = std::vector<std::int64_t>{16, 32, 64, 128};
   /// Blocks followed by a 2x2 max-pool (the first ones); fewer than the blocks.
   TORCH_ARG(std::int64_t, pools) = 3;
   /// Several classes per image (sigmoid per class) rather than one (softmax).

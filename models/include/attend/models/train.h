@@ -84,12 +84,20 @@ FitSummary train_classifier(Classifier& classifier, const datasets::ImageSource&
 
 struct EvalResult {
   std::int64_t count = 0;
+  /// Single-label: fraction of images whose top class is right. Multi-label: fraction
+  /// of images whose predicted set of classes (logit > 0) is exactly the true set.
   double accuracy = 0.0;
-  double nll = 0.0;          ///< mean negative log-likelihood
-  torch::Tensor confusion;   ///< [classes,classes] int64: row = true class, column = predicted
+  /// Mean negative log-likelihood per image (multi-label: summed over the classes'
+  /// binary decisions).
+  double nll = 0.0;
+  /// Single-label: [classes,classes] int64, row = true class, column = predicted.
+  /// Multi-label: [classes,3] int64 per class: true positives, false positives, false
+  /// negatives.
+  torch::Tensor confusion;
+  bool multi_label = false;
 };
 
-/// Accuracy and confusion matrix over all of `source` (epoch 0), in batches, without
+/// Accuracy and confusion counts over all of `source` (epoch 0), in batches, without
 /// gradients, in evaluation mode (the previous mode is restored). samples and
 /// generator: see Classifier::predict.
 /// throws c10::Error when the source's images or labels do not fit the classifier.
