@@ -68,15 +68,16 @@ void check_targets(const torch::Tensor& targets, std::int64_t batch, std::int64_
 
 /// One unaugmented pass: raw maps per layer [B,T,h,w] and the logits.
 std::pair<std::vector<torch::Tensor>, torch::Tensor> raw_maps(SaliencyModel& model, const torch::Tensor& inputs,
-                                                              const torch::Tensor& targets,
+                                                              torch::Tensor& targets,
                                                               const std::vector<std::string>& layers,
                                                               const SaliencyOptions& options) {
   const auto method = options.method();
-  const auto T = targets.size(1);
   std::vector<torch::Tensor> raw;
   if (needs_gradients(method)) {
     auto split = model.forward(inputs, layers, /*track=*/true);
+    if (!targets.defined()) targets = top_classes(split.logits.detach(), options.top_k());
     check_targets(targets, inputs.size(0), split.logits.size(1));
+    const auto T = targets.size(1);
     std::vector<std::vector<torch::Tensor>> per_layer(layers.size());
     for (std::int64_t t = 0; t < T; ++t) {
       const auto grads = torch::autograd::grad({target_scores(split.logits, targets.select(1, t))}, split.activations,
@@ -89,7 +90,9 @@ std::pair<std::vector<torch::Tensor>, torch::Tensor> raw_maps(SaliencyModel& mod
     return {raw, split.logits.detach()};
   }
   auto split = model.forward(inputs, layers, /*track=*/false);
+  if (!targets.defined()) targets = top_classes(split.logits, options.top_k());
   check_targets(targets, inputs.size(0), split.logits.size(1));
+  const auto T = targets.size(1);
   for (size_t l = 0; l < layers.size(); ++l) {
     const auto& A = split.activations[l];
     TORCH_CHECK(A.dim() == 4, "saliency: layer '", layers[l], "' gives ", A.sizes(),
@@ -311,7 +314,7 @@ SaliencyMaps compute_saliency(SaliencyModel& model, const torch::Tensor& inputs,
                               const SaliencyOptions& options) {
   TORCH_CHECK(inputs.dim() == 4, "saliency: expected inputs [B,C,H,W], got ", inputs.sizes());
   TORCH_CHECK(options.batch() >= 1, "saliency: the Score-CAM batch must be at least 1, got ", options.batch());
-  const auto targets = targets_in.dim() == 1 ? targets_in.unsqueeze(1) : targets_in;
+  auto targets = !targets_in.defined() ? torch::Tensor() : targets_in.dim() == 1 ? targets_in.unsqueeze(1) : targets_in;
   auto layers = options.layers();
   if (layers.empty()) layers.push_back(model.default_layer());
   const auto H = inputs.size(2), W = inputs.size(3);
@@ -319,6 +322,7 @@ SaliencyMaps compute_saliency(SaliencyModel& model, const torch::Tensor& inputs,
   auto [raw, logits] = raw_maps(model, inputs, targets, layers, options);
   SaliencyMaps out;
   out.logits = logits;
+  out.targets = targets;
   if (!options.aug_smooth()) {
     out.maps = finish(raw, H, W);
     out.raw = std::move(raw);

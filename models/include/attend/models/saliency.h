@@ -109,6 +109,9 @@ struct SaliencyOptions {
   TORCH_ARG(std::int64_t, batch) = 32;
   /// Average over {identity, flip} x {0.9, 1, 1.1} (6 passes).
   TORCH_ARG(bool, aug_smooth) = false;
+  /// Without explicit targets: explain each image's `top_k` best classes, chosen from
+  /// the logits of the method's own forward pass (no extra pass).
+  TORCH_ARG(std::int64_t, top_k) = 1;
 };
 
 /// Maps of a batch for T targets per image.
@@ -119,10 +122,13 @@ struct SaliencyMaps {
   torch::Tensor maps;
   /// The model's raw scores of the (unaugmented) inputs [B,classes].
   torch::Tensor logits;
+  /// The classes explained [B,T] int64 (given, or the top_k best).
+  torch::Tensor targets;
 };
 
 /// Maps of `inputs` [B,C,H,W] (model inputs) for the classes `targets` [B,T] int64
-/// (T >= 1 targets per image; use top_classes for the best ones). One forward pass
+/// (T >= 1 targets per image), or, when `targets` is undefined, for each image's
+/// options.top_k best classes. One forward pass
 /// serves all targets (Score-CAM: one masked pass per image and channel batch, scored for
 /// every target).
 /// With aug_smooth, `raw` holds the unaugmented pass's maps.
