@@ -127,7 +127,8 @@ class SaliencyCommand : public Command {
         ("layer", po::value<std::string>()->value_name("LIST"),
          "target layers (several are fused; default: the last feature map)")
         ("class", po::value<std::int64_t>()->value_name("N"), "explain class N (default: the top class)")
-        ("top-k", po::value<std::int64_t>()->value_name("K"), "explain each image's K best classes")
+        ("top-k", po::value<std::int64_t>()->value_name("K"),
+         "explain each image's K best classes (videos: the best one per frame)")
         ("aug-smooth", po::bool_switch(), "average over flips and x0.9/x1.1 of the input (6 passes)")
         ("score-batch", po::value<std::int64_t>()->default_value(32)->value_name("N"),
          "scorecam: masked inputs per forward pass")
@@ -252,7 +253,8 @@ class SaliencyCommand : public Command {
     if (run.benchmark) run_benchmark(run, images, io);
     if (run.metrics) run_metrics(run, images, io);
     if (run.benchmark || run.metrics) return kSuccess;
-    if (!images.empty()) run_images(run, images, io);
+    std::int64_t skipped = 0;
+    if (!images.empty()) skipped = run_images(run, images, io);
     if (!videos.empty()) {
       InterruptScope interrupt;
       for (const auto& v : videos) {
@@ -261,7 +263,7 @@ class SaliencyCommand : public Command {
         }
       }
     }
-    return kSuccess;
+    return skipped > 0 ? kFailure : kSuccess;
   }
 
  private:

@@ -15,6 +15,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <filesystem>
 #include <iomanip>
@@ -58,6 +59,16 @@ cv::Mat map_to_mat(const torch::Tensor& map, cv::Size size) {
 std::string safe(const std::string& text) {
   std::string out;
   for (const unsigned char c : text) out += std::isalnum(c) || c == '-' || c == '+' ? static_cast<char>(c) : '_';
+  return out;
+}
+
+/// Small images are enlarged (by a whole factor, nearest neighbour) to be seen in grids.
+cv::Mat grid_tile(const cv::Mat& image) {
+  const int side = std::min(image.rows, image.cols);
+  if (side >= 160 || side <= 0) return image;
+  const int factor = (160 + side - 1) / side;
+  cv::Mat out;
+  cv::resize(image, out, cv::Size(image.cols * factor, image.rows * factor), 0, 0, cv::INTER_NEAREST);
   return out;
 }
 
@@ -154,7 +165,7 @@ std::int64_t run_images(SaliencyRun& run, const std::vector<std::string>& images
               vi::write_npy(base + (r.raw.size() == 1 ? "_raw" : "_raw_" + safe(layer)) + ".npy", r.raw[l][bi][t]);
             }
           }
-          tiles[b].push_back(vi::render_saliency(mats[b], map, run.render));
+          tiles[b].push_back(grid_tile(vi::render_saliency(mats[b], map, run.render)));
           captions[b].push_back(method_name + " " + run.class_name(c));
           if (method == run.methods.front()) {
             lines[b] += (t == 0 ? "" : ", ") + run.class_name(c) + " (p=" + fixed(p, 3) + ")";
@@ -397,6 +408,9 @@ void run_metrics(SaliencyRun& run, const std::vector<std::string>& images, Strea
   }
   const auto set = images.empty() ? scene_examples(run) : image_examples(run, images, io);
   const auto N = set.inputs.size(0);
+  // The pointing game's tolerance: Zhang et al.'s 15 pixels on 224-pixel images, scaled.
+  const double tolerance =
+      15.0 / 224.0 * static_cast<double>(std::min(set.inputs.size(2), set.inputs.size(3)));
   const auto perturb = am::PerturbationOptions().multi_label(run.multi_label).batch(std::max<std::int64_t>(run.batch, 64));
   io.out << "saliency metrics on " << set.what << "\n";
   io.out << "  " << std::left << std::setw(10) << "method" << std::right << std::setw(11) << "deletion" << std::setw(11)
@@ -427,7 +441,7 @@ void run_metrics(SaliencyRun& run, const std::vector<std::string>& images, Strea
            << fixed(row["average_drop_percent"].get<double>(), 1) << std::setw(12)
            << fixed(row["increase_percent"].get<double>(), 1);
     if (set.masks.defined()) {
-      const auto hits = am::pointing_game(m, set.masks);
+      const auto hits = am::pointing_game(m, set.masks, tolerance);
       const auto sweep = am::best_threshold_iou(m, set.masks);
       row["pointing_percent"] = 100.0 * hits.to(torch::kFloat64).mean().item<double>();
       row["iou"] = sweep.mean_iou;
@@ -440,11 +454,21 @@ void run_metrics(SaliencyRun& run, const std::vector<std::string>& images, Strea
   }
   report["methods"] = rows;
   if (set.masks.defined()) {
-    // Chance for the pointing game: the share of the image a class's mask covers.
-    const auto covered = set.masks.to(torch::kFloat64).mean({1, 2}).mean().item<double>();
+    // Chance for the pointing game: the share of the image within the tolerance of a
+    // target's mask (a uniformly random point's hit rate).
+    const auto r = static_cast<std::int64_t>(std::floor(tolerance));
+    auto disk = torch::zeros({1, 1, 2 * r + 1, 2 * r + 1}, torch::kFloat32);
+    for (std::int64_t dy = -r; dy <= r; ++dy) {
+      for (std::int64_t dx = -r; dx <= r; ++dx) {
+        if (static_cast<double>(dx * dx + dy * dy) <= tolerance * tolerance) disk[0][0][dy + r][dx + r] = 1;
+      }
+    }
+    const auto near = torch::conv2d(set.masks.unsqueeze(1).to(torch::kFloat32), disk, {}, 1, r) > 0;
+    const auto covered = near.to(torch::kFloat64).mean({1, 2, 3}).mean().item<double>();
+    report["pointing_tolerance_pixels"] = tolerance;
     report["pointing_chance_percent"] = 100.0 * covered;
-    io.out << "  (deletion: lower is better; pointing by chance: " << fixed(100.0 * covered, 1)
-           << "% = the mean share of the image a target's mask covers)\n";
+    io.out << "  (deletion: lower is better; pointing: the map's peak within " << fixed(tolerance, 1)
+           << " px of the class's pixels, by chance " << fixed(100.0 * covered, 1) << "%)\n";
   } else {
     io.out << "  (deletion: lower is better; the others higher, drop lower)\n";
   }

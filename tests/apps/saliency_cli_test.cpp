@@ -1,0 +1,265 @@
+// attend train cam and attend saliency as a user runs them: a multi-label CAM
+// classifier on object scenes, overlays and .npy maps, a video round trip, metrics,
+// TorchScript models, and the bad inputs with their exit codes.
+#include "cli.h"
+
+#include <attend/datasets/idx.h>
+#include <attend/vision/npy.h>
+#include <attend/vision/video.h>
+
+#include <test_support.h>
+
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+namespace ds = attend::datasets;
+namespace fs = std::filesystem;
+using attend::testing::contains;
+using attend::testing::TempDir;
+
+namespace {
+
+struct Run {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+Run run(std::vector<std::string> args) {
+  args.insert(args.begin(), "attend");
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  std::ostringstream out, err;
+  const int code = attend::cli::run_cli(static_cast<int>(argv.size()), argv.data(), out, err);
+  return {code, out.str(), err.str()};
+}
+
+std::string data(const std::string& name) { return std::string(ATTEND_TEST_DATA) + "/" + name; }
+
+/// 28x28 items, a bright block per item, 60 training and 30 test items, labels i % 10.
+void write_items(const std::string& dir) {
+  fs::create_directories(dir);
+  for (const auto& [prefix, n] : std::vector<std::pair<std::string, int>>{{"train", 60}, {"t10k", 30}}) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(prefix == "train" ? 7 : 8);
+    auto images = torch::zeros({n, 28, 28}, torch::kUInt8);
+    images.narrow(1, 6, 16).narrow(2, 8, 12).copy_(torch::randint(100, 256, {n, 16, 12}, gen, torch::kUInt8));
+    ds::write_idx(dir + "/" + prefix + "-images-idx3-ubyte", images);
+    ds::write_idx(dir + "/" + prefix + "-labels-idx1-ubyte", (torch::arange(n) % 10).to(torch::kUInt8));
+  }
+}
+
+/// One multi-label CAM classifier for the suite, trained once on object scenes.
+class SaliencyCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    write_items(dir_->file("items"));
+    const auto r = run({"train", "cam", "--scenes", "objects", "--source", dir_->file("items"), "--canvas", "32",
+                        "--objects", "1-2", "--count", "16", "--val-count", "4", "--test-count", "4", "--epochs", "1",
+                        "--batch", "8", "--cam-filters", "4,6", "--cam-pools", "1", "--run-dir",
+                        dir_->file("cam")});
+    ASSERT_EQ(r.code, 0) << r.err;
+    train_out_ = new std::string(r.out);
+    checkpoint_ = new std::string(dir_->file("cam/last.pt"));
+    // A test image of the scenes' size.
+    cv::Mat image(32, 32, CV_8UC3, cv::Scalar(0, 0, 0));
+    image(cv::Rect(6, 8, 12, 14)).setTo(cv::Scalar(200, 220, 240));
+    cv::imwrite(dir_->file("scene.png"), image);
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    delete train_out_;
+    delete checkpoint_;
+  }
+  static TempDir* dir_;
+  static std::string* train_out_;
+  static std::string* checkpoint_;
+};
+TempDir* SaliencyCli::dir_ = nullptr;
+std::string* SaliencyCli::train_out_ = nullptr;
+std::string* SaliencyCli::checkpoint_ = nullptr;
+
+}  // namespace
+
+TEST_F(SaliencyCli, TrainCamOnObjectScenesIsMultiLabel) {
+  EXPECT_TRUE(contains(*train_out_, "mean F1 over classes")) << *train_out_;
+  std::ifstream in(dir_->file("cam/eval.json"));
+  const auto eval = nlohmann::json::parse(in);
+  EXPECT_EQ(eval["results"][0]["multi_label"], true);
+  EXPECT_EQ(eval["results"][0]["classes"].size(), 10u);
+  // Precision and recall follow from the counts.
+  for (const auto& c : eval["results"][0]["classes"]) {
+    const double tp = c["tp"], fp = c["fp"];
+    if (tp + fp > 0) EXPECT_DOUBLE_EQ(c["precision"].get<double>(), tp / (tp + fp));
+  }
+  // A single-label kind, or single labels, are refused on object scenes.
+  const auto cnn = run({"train", "cnn", "--scenes", "objects", "--source", dir_->file("items"), "--run-dir",
+                        dir_->file("cnn")});
+  EXPECT_EQ(cnn.code, 2);
+  EXPECT_TRUE(contains(cnn.err, "several classes per image")) << cnn.err;
+  const auto single = run({"train", "cam", "--scenes", "objects", "--labels", "single", "--source",
+                           dir_->file("items"), "--run-dir", dir_->file("single")});
+  EXPECT_EQ(single.code, 2);
+  EXPECT_TRUE(contains(single.err, "--labels single does not fit object scenes")) << single.err;
+}
+
+TEST_F(SaliencyCli, OverlaysAndNpyMapsForEachMethodAndClass) {
+  const auto out = dir_->file("overlays");
+  const auto r = run({"saliency", *checkpoint_, dir_->file("scene.png"), "--out", out, "--method", "gradcam,cam",
+                      "--top-k", "2", "--npy", "--colour-bar"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  int pngs = 0, maps = 0, raws = 0;
+  for (const auto& e : fs::directory_iterator(out)) {
+    const auto name = e.path().filename().string();
+    if (e.path().extension() == ".png" && name != "scene_grid.png") ++pngs;
+    if (e.path().extension() == ".npy") {
+      const auto t = attend::vision::read_npy(e.path().string());
+      if (name.find("_raw") != std::string::npos) {
+        ++raws;
+        EXPECT_EQ(t.sizes(), (std::vector<std::int64_t>{16, 16})) << name;  // the map's grid (stride 2)
+      } else {
+        ++maps;
+        EXPECT_EQ(t.sizes(), (std::vector<std::int64_t>{32, 32})) << name;
+        EXPECT_GE(t.min().item<float>(), 0.0f);
+        EXPECT_LE(t.max().item<float>(), 1.0f);
+      }
+    }
+  }
+  EXPECT_EQ(pngs, 4);  // 2 methods x 2 classes
+  EXPECT_EQ(maps, 4);
+  EXPECT_EQ(raws, 4);
+  EXPECT_TRUE(fs::exists(out + "/scene_grid.png"));
+  // CAM and Grad-CAM agree for a GAP-linear head (up to the scaling's epsilon).
+  for (const auto& e : fs::directory_iterator(out)) {
+    const auto name = e.path().filename().string();
+    if (name.rfind("scene_cam_", 0) != 0 || e.path().extension() != ".npy" || contains(name, "_raw")) continue;
+    const auto cam = attend::vision::read_npy(e.path().string());
+    const auto grad = attend::vision::read_npy(out + "/scene_gradcam_" + name.substr(10));
+    EXPECT_TRUE(torch::allclose(cam, grad, 0, 2e-3)) << name;
+  }
+}
+
+TEST_F(SaliencyCli, VideoRoundTripKeepsFramesSizeAndRate) {
+  const auto video = dir_->file("clip.avi");
+  {
+    attend::vision::VideoWriter writer(video, 12.5, cv::Size(40, 30));
+    for (int i = 0; i < 11; ++i) {
+      cv::Mat frame(30, 40, CV_8UC3, cv::Scalar(0, 0, 0));
+      frame(cv::Rect(2 + i, 5, 12, 14)).setTo(cv::Scalar(200, 220, 240));
+      writer.write(frame);
+    }
+    writer.close();
+  }
+  for (const auto& normalise : {"frame", "running", "global"}) {
+    const auto out = dir_->file(std::string("video-") + normalise);
+    const auto r = run({"saliency", *checkpoint_, video, "--out", out, "--method", "gradcam", "--batch", "4",
+                        "--normalise", normalise, "--smooth", "0.5"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "11 frames 40x30 at 12.50 fps")) << r.out;
+    attend::vision::VideoReader reader(out + "/clip_gradcam.avi");
+    EXPECT_EQ(reader.info().width, 40);
+    EXPECT_EQ(reader.info().height, 30);
+    EXPECT_DOUBLE_EQ(reader.info().fps, 12.5);
+    int frames = 0;
+    for (cv::Mat f; reader.read(f);) ++frames;
+    EXPECT_EQ(frames, 11) << normalise;
+  }
+  // A file of random bytes named .avi.
+  std::ofstream(dir_->file("corrupt.avi")) << "not a video at all, just some bytes";
+  const auto bad = run({"saliency", *checkpoint_, dir_->file("corrupt.avi"), "--out", dir_->file("bad")});
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_TRUE(contains(bad.err, dir_->file("corrupt.avi"))) << bad.err;
+}
+
+TEST_F(SaliencyCli, MetricsOnTheCheckpointsScenesAndBenchmark) {
+  const auto out = dir_->file("metrics");
+  const auto r = run({"saliency", *checkpoint_, "--metrics", "--count", "3", "--method", "gradcam,eigencam", "--out",
+                      out});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "pointing")) << r.out;
+  std::ifstream in(out + "/saliency-metrics.json");
+  const auto report = nlohmann::json::parse(in);
+  for (const char* m : {"gradcam", "eigencam"}) {
+    const auto& row = report["methods"][m];
+    for (const char* key : {"deletion_auc", "insertion_auc", "pointing_percent", "iou"}) {
+      ASSERT_TRUE(row.contains(key)) << m << " " << key;
+      EXPECT_GE(row[key].get<double>(), 0.0);
+    }
+    EXPECT_LE(row["deletion_auc"].get<double>(), 1.0);
+  }
+  EXPECT_GT(report["pointing_chance_percent"].get<double>(), 0.0);
+  const auto bench = run({"saliency", *checkpoint_, "--benchmark", "--repeats", "2", "--method", "gradcam"});
+  ASSERT_EQ(bench.code, 0) << bench.err;
+  EXPECT_TRUE(contains(bench.out, "x forward")) << bench.out;
+}
+
+TEST_F(SaliencyCli, TorchScriptModelsInBothForms) {
+  const auto seq = run({"saliency", data("torchscript/sequential.pt"), dir_->file("scene.png"), "--out",
+                        dir_->file("ts-a"), "--input-size", "32", "--layer", "relu2", "--method", "cam,gradcam"});
+  ASSERT_EQ(seq.code, 0) << seq.err;
+  EXPECT_TRUE(fs::exists(dir_->file("ts-a/scene_grid.png")));
+  const auto tupled = run({"saliency", data("torchscript/tupled.pt"), dir_->file("scene.png"), "--out",
+                           dir_->file("ts-b"), "--input-size", "32", "--script-method", "forward_with_activations",
+                           "--layer", "2", "--class", "1"});
+  ASSERT_EQ(tupled.code, 0) << tupled.err;
+  EXPECT_TRUE(fs::exists(dir_->file("ts-b/scene_gradcam_1.png")));
+}
+
+TEST_F(SaliencyCli, BadInputsNameWhatIsWrong) {
+  const auto image = dir_->file("scene.png");
+  const auto out = dir_->file("bad-out");
+  struct Case {
+    std::vector<std::string> args;
+    int code;
+    std::string says;
+  };
+  const std::vector<Case> cases{
+      {{"saliency", *checkpoint_, image, "--out", out, "--method", "gradcam+++"}, 2, "unknown method 'gradcam+++'"},
+      {{"saliency", *checkpoint_, image, "--out", out, "--layer", "conv9"}, 2, "unknown layer 'conv9'"},
+      {{"saliency", *checkpoint_, image, "--out", out, "--class", "10"}, 2, "--class 10 is out of range"},
+      {{"saliency", *checkpoint_, image, "--out", out, "--class", "1", "--top-k", "2"}, 2, "not both"},
+      {{"saliency", *checkpoint_, image, "--out", out, "--colormap", "rainbowz"}, 2, "jet"},
+      {{"saliency", *checkpoint_, image, "--out", out, "--method", "cam", "--layer", "conv1"}, 2,
+       "global average pooling"},
+      {{"saliency", *checkpoint_, image}, 2, "--out DIR is required"},
+      {{"saliency", *checkpoint_, "--out", out}, 2, "no images"},
+      {{"saliency", *checkpoint_, image, "--out", out, "--mean", "0.5"}, 2, "applies to TorchScript models"},
+      {{"saliency", dir_->file("nope.pt"), image, "--out", out}, 1, "nope.pt: no such file"},
+      {{"saliency", image, image, "--out", out}, 1, "scene.png"},
+      {{"saliency", *checkpoint_, dir_->file("missing.png"), "--out", out}, 1, "missing.png"},
+      {{"saliency", *checkpoint_, image, "--out", "/proc/attend-cannot"}, 1, "/proc/attend-cannot"},
+      {{"saliency", data("torchscript/broken_split.pt"), image, "--out", out, "--input-size", "32"}, 1,
+       "does not reproduce forward"},
+      {{"saliency", data("torchscript/tupled.pt"), image, "--out", out, "--input-size", "32", "--script-method",
+        "nope"},
+       1, "forward_with_activations"},
+      {{"saliency", data("torchscript/sequential.pt"), image, "--out", out, "--input-size", "32", "--layer",
+        "conv9"},
+       2, "relu2"},
+  };
+  for (const auto& c : cases) {
+    const auto r = run(c.args);
+    std::string joined;
+    for (const auto& a : c.args) joined += a + " ";
+    EXPECT_EQ(r.code, c.code) << joined << "\n" << r.err;
+    EXPECT_TRUE(contains(r.err, c.says)) << joined << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << joined << "\n" << r.err;
+  }
+  // A RAM checkpoint has no feature map.
+  const auto ram = dir_->file("ram");
+  ASSERT_EQ(run({"train", "ram", "--data", dir_->file("items"), "--glimpses", "2", "--glimpse-size", "4",
+                 "--scales", "1", "--hidden", "8", "--epochs", "1", "--val-count", "0", "--run-dir", ram})
+                .code,
+            0);
+  const auto r = run({"saliency", ram + "/last.pt", image, "--out", out});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(contains(r.err, "has no feature map")) << r.err;
+}
