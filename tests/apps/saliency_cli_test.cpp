@@ -172,6 +172,20 @@ TEST_F(SaliencyCli, VideoRoundTripKeepsFramesSizeAndRate) {
     for (cv::Mat f; reader.read(f);) ++frames;
     EXPECT_EQ(frames, 11) << normalise;
   }
+  // A folder of images taken as the frames of one video.
+  fs::create_directories(dir_->file("frames"));
+  for (int i = 0; i < 3; ++i) fs::copy_file(dir_->file("scene.png"), dir_->file("frames/f" + std::to_string(i) + ".png"));
+  const auto as_video = run({"saliency", *checkpoint_, dir_->file("frames"), "--as-video", "--fps", "5", "--out",
+                             dir_->file("frames-out"), "--method", "gradcam,eigencam"});
+  ASSERT_EQ(as_video.code, 0) << as_video.err;
+  for (const char* m : {"gradcam", "eigencam"}) {
+    attend::vision::VideoReader reader(dir_->file("frames-out/frames_") + m + ".avi");
+    EXPECT_EQ(reader.info().width, 32);
+    EXPECT_DOUBLE_EQ(reader.info().fps, 5.0);
+    int frames = 0;
+    for (cv::Mat f; reader.read(f);) ++frames;
+    EXPECT_EQ(frames, 3);
+  }
   // A file of random bytes named .avi.
   std::ofstream(dir_->file("corrupt.avi")) << "not a video at all, just some bytes";
   const auto bad = run({"saliency", *checkpoint_, dir_->file("corrupt.avi"), "--out", dir_->file("bad")});

@@ -163,7 +163,10 @@ class SaliencyCommand : public Command {
         ("smooth", po::value<double>()->default_value(0.0)->value_name("A"),
          "temporal smoothing against flicker: map = A * previous + (1 - A) * current (0 = none)")
         ("video-format", po::value<std::string>()->default_value("avi")->value_name("F"),
-         "avi (MJPG) or mp4 (mp4v)");
+         "avi (MJPG) or mp4 (mp4v)")
+        ("as-video", po::bool_switch(),
+         "take the images (or each folder's images, in name order) as the frames of one video")
+        ("fps", po::value<double>()->default_value(10.0)->value_name("F"), "--as-video: frames per second");
     po::options_description measure("Measurement", 100);
     measure.add_options()
         ("benchmark", po::bool_switch(), "print ms per frame of the forward pass and of each method")
@@ -209,6 +212,8 @@ class SaliencyCommand : public Command {
                                              : VideoNormalise::kGlobal;
     run.smooth = require_range<double>(vm, "smooth", 0.0, 0.99);
     run.video_extension = "." + require_one_of(vm, "video-format", {"avi", "mp4"});
+    run.fps = require_range<double>(vm, "fps", 0.1, 1000.0);
+    const bool as_video = vm["as-video"].as<bool>();
     run.benchmark = vm["benchmark"].as<bool>();
     run.repeats = require_range<std::int64_t>(vm, "repeats", 1, 1000);
     run.metrics = vm["metrics"].as<bool>();
@@ -254,6 +259,18 @@ class SaliencyCommand : public Command {
     if (run.metrics) run_metrics(run, images, io);
     if (run.benchmark || run.metrics) return kSuccess;
     std::int64_t skipped = 0;
+    if (as_video && !images.empty()) {
+      // The frames' video is named after the folder (or the first image).
+      const auto& first = not_videos.front();
+      auto name = fs::path(first).filename().string();
+      if (name.empty()) name = fs::path(first).parent_path().filename().string();
+      if (!fs::is_directory(first)) name = fs::path(first).stem().string();
+      InterruptScope interrupt;
+      if (!run_video(run, name, io, interrupt.flag(), images)) {
+        throw Interrupted("saliency: stopped; the partial video is finalised and playable");
+      }
+      images.clear();
+    }
     if (!images.empty()) skipped = run_images(run, images, io);
     if (!videos.empty()) {
       InterruptScope interrupt;

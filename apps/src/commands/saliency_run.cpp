@@ -190,7 +190,47 @@ std::int64_t run_images(SaliencyRun& run, const std::vector<std::string>& images
   return skipped;
 }
 
-bool run_video(SaliencyRun& run, const std::string& path, Streams& io, const std::atomic<bool>& stop) {
+namespace {
+
+/// Frames of a video file, or image files taken as frames (resized to the first's size).
+class FrameSource {
+ public:
+  FrameSource(const std::string& video, std::vector<std::string> images, double fps)
+      : images_(std::move(images)), fps_(fps) {
+    if (images_.empty()) {
+      reader_ = std::make_unique<vi::VideoReader>(video);
+      const auto info = reader_->info();
+      size_ = cv::Size(info.width, info.height);
+      if (info.fps > 0) fps_ = info.fps;
+    } else {
+      size_ = vi::read_image(images_.front()).size();
+    }
+  }
+  cv::Size size() const { return size_; }
+  double fps() const { return fps_; }
+  std::vector<cv::Mat> next(int n) {
+    if (reader_) return reader_->read_batch(n);
+    std::vector<cv::Mat> out;
+    while (static_cast<int>(out.size()) < n && next_ < images_.size()) {
+      auto m = vi::read_image(images_[next_++]);
+      if (m.size() != size_) cv::resize(m, m, size_, 0, 0, cv::INTER_AREA);
+      out.push_back(m);
+    }
+    return out;
+  }
+
+ private:
+  std::unique_ptr<vi::VideoReader> reader_;
+  std::vector<std::string> images_;
+  size_t next_ = 0;
+  cv::Size size_;
+  double fps_;
+};
+
+}  // namespace
+
+bool run_video(SaliencyRun& run, const std::string& path, Streams& io, const std::atomic<bool>& stop,
+               const std::vector<std::string>& frames_from_images) {
   if ((run.normalise != VideoNormalise::kFrame || run.smooth > 0) && run.layers.size() > 1) {
     throw UsageError("--normalise running/global and --smooth take one target layer, not " +
                      std::to_string(run.layers.size()));
@@ -213,10 +253,10 @@ bool run_video(SaliencyRun& run, const std::string& path, Streams& io, const std
     return raw;
   };
   if (run.normalise == VideoNormalise::kGlobal) {
-    vi::VideoReader reader(path);
+    FrameSource reader(path, frames_from_images, run.fps);
     std::vector<torch::Tensor> previous(M);
-    for (auto frames = reader.read_batch(static_cast<int>(run.batch)); !frames.empty();
-         frames = reader.read_batch(static_cast<int>(run.batch))) {
+    for (auto frames = reader.next(static_cast<int>(run.batch)); !frames.empty();
+         frames = reader.next(static_cast<int>(run.batch))) {
       if (stop.load()) return false;
       const auto x = run.inputs(frames);
       for (size_t m = 0; m < M; ++m) {
@@ -225,20 +265,20 @@ bool run_video(SaliencyRun& run, const std::string& path, Streams& io, const std
       }
     }
   }
-  vi::VideoReader reader(path);
-  const auto info = reader.info();
-  const double fps = info.fps > 0 ? info.fps : 25.0;
+  FrameSource reader(path, frames_from_images, run.fps);
+  const auto size = reader.size();
+  const double fps = reader.fps();
   std::vector<std::unique_ptr<vi::VideoWriter>> writers;
   for (const auto method : run.methods) {
     const auto target = (fs::path(run.out) / (stem + "_" + safe(am::enum_name(method)) + run.video_extension)).string();
-    writers.push_back(std::make_unique<vi::VideoWriter>(target, fps, cv::Size(info.width, info.height)));
+    writers.push_back(std::make_unique<vi::VideoWriter>(target, fps, size));
   }
   std::vector<double> running_max(M, 0.0);
   std::vector<torch::Tensor> previous(M);
   std::int64_t frames_done = 0;
   bool complete = true;
-  for (auto frames = reader.read_batch(static_cast<int>(run.batch)); !frames.empty();
-       frames = reader.read_batch(static_cast<int>(run.batch))) {
+  for (auto frames = reader.next(static_cast<int>(run.batch)); !frames.empty();
+       frames = reader.next(static_cast<int>(run.batch))) {
     if (stop.load()) {
       complete = false;
       break;
@@ -279,7 +319,7 @@ bool run_video(SaliencyRun& run, const std::string& path, Streams& io, const std
   }
   for (auto& w : writers) w->close();
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
-  io.out << path << ": " << frames_done << " frames " << info.width << "x" << info.height << " at " << fixed(fps, 2)
+  io.out << path << ": " << frames_done << " frames " << size.width << "x" << size.height << " at " << fixed(fps, 2)
          << " fps, " << fixed(frames_done / std::max(seconds, 1e-9), 1) << " frames/s"
          << (complete ? "" : " (interrupted)") << " ->";
   for (const auto& w : writers) io.out << " " << w->path();

@@ -39,6 +39,7 @@ struct SaliencyRun {
   VideoNormalise normalise = VideoNormalise::kFrame;
   double smooth = 0.0;
   std::string video_extension = ".avi";
+  double fps = 25.0;  ///< frames per second of image files taken as a video
 
   bool benchmark = false, metrics = false, json = false;
   std::int64_t repeats = 10, metric_count = 200;
@@ -62,9 +63,12 @@ struct SaliencyRun {
 /// reported on io.err and skipped; returns how many were skipped.
 std::int64_t run_images(SaliencyRun& run, const std::vector<std::string>& images, Streams& io);
 
-/// One overlay video per method into run.out; false when `stop` ended it early (the
-/// partial videos are finalised). throws attend::IoError for an unreadable video.
-bool run_video(SaliencyRun& run, const std::string& path, Streams& io, const std::atomic<bool>& stop);
+/// One overlay video per method into run.out, named after `path`, from the video file
+/// `path` or, when `frames_from_images` is not empty, from those image files as frames
+/// at run.fps; false when `stop` ended it early (the partial videos are finalised).
+/// throws attend::IoError for an unreadable video or frame.
+bool run_video(SaliencyRun& run, const std::string& path, Streams& io, const std::atomic<bool>& stop,
+               const std::vector<std::string>& frames_from_images = {});
 
 /// ms per frame of the forward pass and of each method, on the first batch of
 /// `images` (or a random batch of the model's size).
