@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include <filesystem>
+
 namespace attend::cli {
 
 namespace ds = attend::datasets;
@@ -74,8 +76,9 @@ ds::DataSpec data_spec(const po::variables_map& vm, std::uint64_t seed) {
     if (!vm.count("fashion")) throw UsageError("--scenes objects is not available in this command");
     spec.kind(ds::DataKind::kObjects)
         .objects(parse_object_scene_options(vm))
-        .source(vm["source"].as<std::string>())
-        .fashion(vm["fashion"].as<std::string>())
+        // Absolute, so 'attend eval' and 'attend saliency' of the checkpoint work from any folder.
+        .source(std::filesystem::absolute(vm["source"].as<std::string>()).lexically_normal().string())
+        .fashion(std::filesystem::absolute(vm["fashion"].as<std::string>()).lexically_normal().string())
         .count(vm.count("count") ? require_range<std::int64_t>(vm, "count", 1, 100'000'000) : 8000)
         .test_count(vm.count("test-count") ? require_range<std::int64_t>(vm, "test-count", 1, 10'000'000) : 500);
     return spec;
