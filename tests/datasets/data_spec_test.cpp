@@ -172,3 +172,50 @@ TEST(DataSpec, StratifiedValidationIsProportionalSeededAndDisjoint) {
         << "validation item " << k << " is training item " << i;
   }
 }
+
+// Object scenes as a DataSpec: the JSON round-trips, training scenes change with the
+// epoch and carry multi-hot labels of the objects drawn, validation comes from the
+// val split and the test source is the generator's test split.
+TEST(DataSpec, ObjectScenesAreMultiLabelSources) {
+  TempDir dir;
+  // 28x28 items with a bright block, labels i % 10.
+  for (const auto& [prefix, n] : std::vector<std::pair<std::string, int>>{{"train", 60}, {"t10k", 30}}) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(prefix == "train" ? 9 : 10);
+    auto images = torch::zeros({n, 28, 28}, torch::kUInt8);
+    images.narrow(1, 6, 16).narrow(2, 8, 12).copy_(torch::randint(100, 256, {n, 16, 12}, gen, torch::kUInt8));
+    ds::write_idx(dir.file(prefix + "-images-idx3-ubyte"), images);
+    ds::write_idx(dir.file(prefix + "-labels-idx1-ubyte"), (torch::arange(n) % 10).to(torch::kUInt8));
+  }
+  const auto spec = ds::DataSpec()
+                        .kind(ds::DataKind::kObjects)
+                        .objects(ds::ObjectSceneOptions().canvas(32).objects_min(1).objects_max(3))
+                        .source(dir.path().string())
+                        .count(12)
+                        .test_count(5)
+                        .seed(3);
+  EXPECT_TRUE(spec.multi_label());
+  const auto json = spec.to_json();
+  EXPECT_EQ(json["kind"], "objects");
+  EXPECT_EQ(ds::DataSpec::from_json(json).to_json(), json);
+  const auto sources = spec.training_sources(4);
+  ASSERT_EQ(sources.train->size(), 12);
+  ASSERT_EQ(sources.validation->size(), 4);
+  const auto generator = spec.object_generator();
+  const auto batch = sources.train->get({0, 1, 2}, 2);
+  ASSERT_EQ(batch.labels.sizes(), (std::vector<std::int64_t>{3, 10}));
+  for (std::int64_t i = 0; i < 3; ++i) {
+    const auto scene = generator->generate(ds::ObjectSplit::kTrain, i, 2);
+    auto expected = torch::zeros({10});
+    for (const auto& ob : scene.objects) expected[ob.label] = 1;
+    EXPECT_TRUE(batch.labels[i].equal(expected)) << i;
+    EXPECT_TRUE(batch.images[i][0].equal(scene.image.to(torch::kFloat32) / 255)) << i;
+  }
+  // Another epoch, other scenes; validation and test stay fixed.
+  EXPECT_FALSE(sources.train->get({0}, 3).images.equal(sources.train->get({0}, 2).images));
+  EXPECT_TRUE(sources.validation->get({1}, 0).images.equal(sources.validation->get({1}, 5).images));
+  const auto test = spec.evaluation_source("test");
+  ASSERT_EQ(test->size(), 5);
+  EXPECT_TRUE(test->get({4}, 0).images[0][0].equal(
+      generator->generate(ds::ObjectSplit::kTest, 4, 0).image.to(torch::kFloat32) / 255));
+  EXPECT_THROW(ds::DataSpec(spec).count(0).validate(), c10::Error);
+}

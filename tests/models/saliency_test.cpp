@@ -348,3 +348,16 @@ TEST(CamClassifier, MultiLabelLossIsTheMeanBinaryCrossEntropy) {
   EXPECT_TRUE(rebuilt->multi_label());
   EXPECT_THROW(am::CamNetOptions().filters({4, 4}).pools(2).validate(), c10::Error);
 }
+
+TEST(Saliency, WithoutTargetsTheTopClassesOfTheSamePassAreExplained) {
+  auto cam = small_cam(19);
+  auto model = am::classifier_saliency_model(cam, "cam");
+  const auto x = torch::rand({3, 3, 16, 16});
+  for (const auto method : {SaliencyMethod::kGradCam, SaliencyMethod::kScoreCam, SaliencyMethod::kEigenCam}) {
+    const auto chosen = am::compute_saliency(*model, x, {}, am::SaliencyOptions().method(method).top_k(2));
+    const auto top = am::top_classes(cam->logits(x).detach(), 2);
+    ASSERT_TRUE(chosen.targets.equal(top)) << am::enum_name(method);
+    const auto given = am::compute_saliency(*model, x, top, am::SaliencyOptions().method(method));
+    EXPECT_TRUE(torch::allclose(chosen.maps, given.maps, 1e-5, 1e-6)) << am::enum_name(method);
+  }
+}

@@ -130,7 +130,7 @@ class SaliencyCommand : public Command {
         ("top-k", po::value<std::int64_t>()->value_name("K"),
          "explain each image's K best classes (videos: the best one per frame)")
         ("aug-smooth", po::bool_switch(), "average over flips and x0.9/x1.1 of the input (6 passes)")
-        ("score-batch", po::value<std::int64_t>()->default_value(32)->value_name("N"),
+        ("score-batch", po::value<std::int64_t>()->default_value(8)->value_name("N"),
          "scorecam: masked inputs per forward pass")
         ("batch", po::value<std::int64_t>()->default_value(8)->value_name("N"), "images or frames per batch");
     po::options_description look("Rendering", 100);
@@ -165,7 +165,7 @@ class SaliencyCommand : public Command {
         ("video-format", po::value<std::string>()->default_value("avi")->value_name("F"),
          "avi (MJPG) or mp4 (mp4v)")
         ("as-video", po::bool_switch(),
-         "take the images (or each folder's images, in name order) as the frames of one video")
+         "take all the images given (a folder: its images in name order) as the frames of one video")
         ("fps", po::value<double>()->default_value(10.0)->value_name("F"), "--as-video: frames per second");
     po::options_description measure("Measurement", 100);
     measure.add_options()

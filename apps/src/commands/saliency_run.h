@@ -32,7 +32,7 @@ struct SaliencyRun {
   std::int64_t target_class = -1;   ///< -1 = the top classes
   std::int64_t top_k = 0;           ///< 0 = the top class
   bool aug_smooth = false;
-  std::int64_t score_batch = 32, batch = 8;
+  std::int64_t score_batch = 8, batch = 8;
 
   vision::SaliencyRenderOptions render;
   bool npy = false;

@@ -106,7 +106,7 @@ struct SaliencyOptions {
   /// Target layers ({} = the model's default layer); several are fused.
   TORCH_ARG(std::vector<std::string>, layers) = {};
   /// Score-CAM: masked inputs per forward pass.
-  TORCH_ARG(std::int64_t, batch) = 32;
+  TORCH_ARG(std::int64_t, batch) = 8;
   /// Average over {identity, flip} x {0.9, 1, 1.1} (6 passes).
   TORCH_ARG(bool, aug_smooth) = false;
   /// Without explicit targets: explain each image's `top_k` best classes, chosen from
