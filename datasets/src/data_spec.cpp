@@ -212,15 +212,7 @@ TrainingSources DataSpec::training_sources(std::int64_t validation_count) const 
       s.validation = std::make_shared<const ObjectLabelSource>(generator, ObjectSplit::kVal, validation_count, false);
       for (std::int64_t i = 0; i < validation_count; ++i) s.validation_indices.push_back(i);
     }
-    if (rotate_ > 0 || scale_jitter_ > 0) {
-      s.train = std::make_shared<WarpedSource>(s.train, rotate_, scale_jitter_, stream_key(seed_, kWarpStream));
-    }
-    if (shift_ > 0) {
-      TORCH_CHECK(shift_ < std::min(s.train->height(), s.train->width()), "shift must be smaller than the ",
-                  s.train->height(), "x", s.train->width(), " images, got ", shift_);
-      s.train = std::make_shared<ShiftedSource>(s.train, shift_, stream_key(seed_, kShiftStream));
-    }
-    return s;
+    return augmented_training(std::move(s));
   }
   const bool idx = kind_ == DataKind::kIdx;
   auto digits = load_split(idx ? dir_ : source_, "train");
@@ -252,6 +244,10 @@ TrainingSources DataSpec::training_sources(std::int64_t validation_count) const 
       s.validation = scene_source(*this, std::move(validation_digits), kValidationStream, SceneMode::kFixed);
     }
   }
+  return augmented_training(std::move(s));
+}
+
+TrainingSources DataSpec::augmented_training(TrainingSources s) const {
   if (rotate_ > 0 || scale_jitter_ > 0) {
     s.train = std::make_shared<WarpedSource>(s.train, rotate_, scale_jitter_, stream_key(seed_, kWarpStream));
   }

@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "run_cli.h"
 #include "interrupt.h"
 
 #include <attend/attention/additive.h>
@@ -29,23 +30,9 @@ namespace ds = attend::datasets;
 using attend::testing::contains;
 using attend::testing::read_bytes;
 using attend::testing::TempDir;
+using attend::testing::run;
 
 namespace {
-
-struct Run {
-  int code;
-  std::string out;
-  std::string err;
-};
-
-Run run(std::vector<std::string> args) {
-  args.insert(args.begin(), "attend");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  std::ostringstream out, err;
-  const int code = attend::cli::run_cli(static_cast<int>(argv.size()), argv.data(), out, err);
-  return {code, out.str(), err.str()};
-}
 
 /// A tiny MNIST-style source folder: 12 distinct 10x10 digits per split.
 void write_source(const std::string& dir) {

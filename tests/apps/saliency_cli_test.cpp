@@ -2,6 +2,7 @@
 // classifier on object scenes, overlays and .npy maps, a video round trip, metrics,
 // TorchScript models, and the bad inputs with their exit codes.
 #include "cli.h"
+#include "run_cli.h"
 
 #include <attend/datasets/idx.h>
 #include <attend/vision/npy.h>
@@ -24,23 +25,9 @@ namespace ds = attend::datasets;
 namespace fs = std::filesystem;
 using attend::testing::contains;
 using attend::testing::TempDir;
+using attend::testing::run;
 
 namespace {
-
-struct Run {
-  int code;
-  std::string out;
-  std::string err;
-};
-
-Run run(std::vector<std::string> args) {
-  args.insert(args.begin(), "attend");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  std::ostringstream out, err;
-  const int code = attend::cli::run_cli(static_cast<int>(argv.size()), argv.data(), out, err);
-  return {code, out.str(), err.str()};
-}
 
 std::string data(const std::string& name) { return std::string(ATTEND_TEST_DATA) + "/" + name; }
 

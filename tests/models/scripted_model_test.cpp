@@ -16,6 +16,8 @@ namespace am = attend::models;
 using attend::testing::contains;
 using attend::testing::error_message;
 
+using attend::testing::io_error_message;
+
 namespace {
 
 std::string fixture(const std::string& name) { return std::string(ATTEND_TEST_DATA) + "/torchscript/" + name; }
@@ -28,16 +30,6 @@ am::ScriptedModelOptions small(const std::string& name, const std::string& metho
 torch::Tensor golden(const std::string& name) {
   static auto module = torch::jit::load(fixture("saliency_golden.pt"));
   return module.attr(name).toTensor();
-}
-
-/// The IoError's message of `f`, or "(no IoError)".
-std::string io_error_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const attend::IoError& e) {
-    return e.what();
-  }
-  return "(no IoError)";
 }
 
 struct RawMaps {

@@ -1,6 +1,8 @@
 #pragma once
 /// Helpers shared by the suites: per-test temporary folders and file utilities.
 
+#include <attend/io_error.h>
+
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 #include <gtest/gtest.h>
@@ -66,6 +68,16 @@ inline std::string error_message(const std::function<void()>& f) {
     return e.what_without_backtrace();
   }
   return "(no error)";
+}
+
+/// The attend::IoError's message of `f`, or "(no IoError)".
+inline std::string io_error_message(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const attend::IoError& e) {
+    return e.what();
+  }
+  return "(no IoError)";
 }
 
 inline bool contains(const std::string& text, const std::string& needle) {

@@ -18,6 +18,8 @@ using attend::testing::read_bytes;
 using attend::testing::TempDir;
 using attend::testing::write_bytes;
 
+using attend::testing::io_error_message;
+
 namespace {
 
 std::string as_string(const std::vector<unsigned char>& bytes, size_t from, size_t n) {
@@ -37,15 +39,6 @@ template <typename T>
 void append_values(std::vector<unsigned char>& bytes, const std::vector<T>& values) {
   const auto* p = reinterpret_cast<const unsigned char*>(values.data());
   bytes.insert(bytes.end(), p, p + values.size() * sizeof(T));
-}
-
-std::string io_error_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const attend::IoError& e) {
-    return e.what();
-  }
-  return "(no IoError)";
 }
 
 }  // namespace

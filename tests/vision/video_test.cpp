@@ -16,16 +16,9 @@ using attend::testing::contains;
 using attend::testing::error_message;
 using attend::testing::TempDir;
 
-namespace {
+using attend::testing::io_error_message;
 
-std::string io_error_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const attend::IoError& e) {
-    return e.what();
-  }
-  return "(no IoError)";
-}
+namespace {
 
 // Frame i: a flat BGR colour that changes with i.
 cv::Scalar frame_colour(int i) { return cv::Scalar(20 + 15 * i, 200 - 10 * i, 90); }

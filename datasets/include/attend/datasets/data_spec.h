@@ -113,6 +113,10 @@ struct DataSpec {
   /// digits, with the split's stream (what `attend data` writes and what evaluation
   /// reads). throws attend::IoError for unreadable files; c10::Error for idx data.
   std::shared_ptr<const SceneGenerator> scene_generator(const std::string& split) const;
+
+ private:
+  /// `s` with the training source wrapped in the augmentation this spec asks for.
+  TrainingSources augmented_training(TrainingSources s) const;
 };
 
 }  // namespace attend::datasets
