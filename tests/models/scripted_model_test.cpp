@@ -16,7 +16,7 @@ namespace am = attend::models;
 using attend::testing::contains;
 using attend::testing::error_message;
 
-using attend::testing::io_error_message;
+using attend::testing::thrown_message;
 
 namespace {
 
@@ -214,10 +214,10 @@ TEST(ScriptedModel, ClassNamesMustCoverTheLogits) {
 }
 
 TEST(ScriptedModel, FileProblemsAreOneLineIoErrorsNamingTheFile) {
-  const auto missing = io_error_message([] { am::open_scripted_model(am::ScriptedModelOptions("/nonexistent/m.pt")); });
+  const auto missing = thrown_message<attend::IoError>([] { am::open_scripted_model(am::ScriptedModelOptions("/nonexistent/m.pt")); });
   EXPECT_EQ(missing, "/nonexistent/m.pt: no such file");
   for (const auto& name : {std::string(ATTEND_TEST_DATA) + "/digit-28.png", fixture("make_saliency_models.py")}) {
-    const auto message = io_error_message([&] { am::open_scripted_model(am::ScriptedModelOptions(name)); });
+    const auto message = thrown_message<attend::IoError>([&] { am::open_scripted_model(am::ScriptedModelOptions(name)); });
     EXPECT_EQ(message.rfind(name + ": not a TorchScript file", 0), 0u) << message;
     EXPECT_FALSE(contains(message, "\n")) << message;
   }

@@ -1,8 +1,6 @@
 #pragma once
 /// Helpers shared by the suites: per-test temporary folders and file utilities.
 
-#include <attend/io_error.h>
-
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 #include <gtest/gtest.h>
@@ -70,14 +68,15 @@ inline std::string error_message(const std::function<void()>& f) {
   return "(no error)";
 }
 
-/// The attend::IoError's message of `f`, or "(no IoError)".
-inline std::string io_error_message(const std::function<void()>& f) {
+/// The what() of the E that `f` throws (e.g. attend::IoError), or "(nothing thrown)".
+template <typename E>
+std::string thrown_message(const std::function<void()>& f) {
   try {
     f();
-  } catch (const attend::IoError& e) {
+  } catch (const E& e) {
     return e.what();
   }
-  return "(no IoError)";
+  return "(nothing thrown)";
 }
 
 inline bool contains(const std::string& text, const std::string& needle) {

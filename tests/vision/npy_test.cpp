@@ -18,7 +18,7 @@ using attend::testing::read_bytes;
 using attend::testing::TempDir;
 using attend::testing::write_bytes;
 
-using attend::testing::io_error_message;
+using attend::testing::thrown_message;
 
 namespace {
 
@@ -133,33 +133,33 @@ TEST(Npy, BadFilesThrowIoErrorNamingTheFile) {
   auto bytes = read_bytes(path);
   bytes.resize(bytes.size() - 3);
   write_bytes(path, bytes);
-  auto message = io_error_message([&] { av::read_npy(path); });
+  auto message = thrown_message<attend::IoError>([&] { av::read_npy(path); });
   EXPECT_TRUE(contains(message, path)) << message;
   EXPECT_TRUE(contains(message, "truncated")) << message;
 
   bytes.resize(50);  // inside the header
   write_bytes(path, bytes);
-  EXPECT_TRUE(contains(io_error_message([&] { av::read_npy(path); }), path));
+  EXPECT_TRUE(contains(thrown_message<attend::IoError>([&] { av::read_npy(path); }), path));
 
   const auto magic = dir.file("magic.npy");
   write_bytes(magic, {'P', 'K', 3, 4, 0, 0, 0, 0, 0, 0, 0, 0});
-  message = io_error_message([&] { av::read_npy(magic); });
+  message = thrown_message<attend::IoError>([&] { av::read_npy(magic); });
   EXPECT_TRUE(contains(message, magic) && contains(message, "magic")) << message;
 
   const auto i4 = dir.file("i4.npy");
   bytes = npy_prefix("{'descr': '<i4', 'fortran_order': False, 'shape': (1,), }");
   append_values<std::int32_t>(bytes, {7});
   write_bytes(i4, bytes);
-  message = io_error_message([&] { av::read_npy(i4); });
+  message = thrown_message<attend::IoError>([&] { av::read_npy(i4); });
   EXPECT_TRUE(contains(message, i4) && contains(message, "'<i4'")) << message;
 
   const auto fortran = dir.file("fortran.npy");
   bytes = npy_prefix("{'descr': '<f4', 'fortran_order': True, 'shape': (1, 2), }");
   append_values<float>(bytes, {1.0f, 2.0f});
   write_bytes(fortran, bytes);
-  EXPECT_TRUE(contains(io_error_message([&] { av::read_npy(fortran); }), "Fortran"));
+  EXPECT_TRUE(contains(thrown_message<attend::IoError>([&] { av::read_npy(fortran); }), "Fortran"));
 
-  EXPECT_TRUE(contains(io_error_message([&] { av::read_npy(dir.file("missing.npy")); }), "missing.npy"));
+  EXPECT_TRUE(contains(thrown_message<attend::IoError>([&] { av::read_npy(dir.file("missing.npy")); }), "missing.npy"));
 }
 
 TEST(Npy, WriteRejectsNonFloatingTensorsAndUnwritablePaths) {
@@ -169,5 +169,5 @@ TEST(Npy, WriteRejectsNonFloatingTensorsAndUnwritablePaths) {
   const auto blocker = dir.file("file");
   write_bytes(blocker, {1});
   const auto path = blocker + "/x.npy";  // its folder is a file
-  EXPECT_TRUE(contains(io_error_message([&] { av::write_npy(path, torch::ones({2})); }), path));
+  EXPECT_TRUE(contains(thrown_message<attend::IoError>([&] { av::write_npy(path, torch::ones({2})); }), path));
 }

@@ -16,7 +16,7 @@ using attend::testing::contains;
 using attend::testing::error_message;
 using attend::testing::TempDir;
 
-using attend::testing::io_error_message;
+using attend::testing::thrown_message;
 
 namespace {
 
@@ -124,16 +124,16 @@ TEST(Video, CorruptOrMissingFilesThrowIoErrorNamingThePath) {
   std::vector<unsigned char> noise(20000);
   for (auto& b : noise) b = static_cast<unsigned char>(rng() & 0xff);
   attend::testing::write_bytes(corrupt, noise);
-  auto message = io_error_message([&] { av::VideoReader reader(corrupt); });
+  auto message = thrown_message<attend::IoError>([&] { av::VideoReader reader(corrupt); });
   EXPECT_TRUE(contains(message, corrupt)) << message;
-  message = io_error_message([&] { av::VideoReader reader(dir.file("absent.avi")); });
+  message = thrown_message<attend::IoError>([&] { av::VideoReader reader(dir.file("absent.avi")); });
   EXPECT_TRUE(contains(message, "absent.avi") && contains(message, "no such file")) << message;
 }
 
 TEST(Video, WriterAcceptsAviAndMp4Only) {
   TempDir dir;
   const auto path = dir.file("clip.mkv");
-  const auto message = io_error_message([&] { av::VideoWriter writer(path, 10, cv::Size(16, 16)); });
+  const auto message = thrown_message<attend::IoError>([&] { av::VideoWriter writer(path, 10, cv::Size(16, 16)); });
   EXPECT_TRUE(contains(message, path) && contains(message, ".avi") && contains(message, ".mp4")) << message;
   EXPECT_THROW(av::VideoWriter(dir.file("a.avi"), 0, cv::Size(16, 16)), c10::Error);
   EXPECT_THROW(av::VideoWriter(dir.file("a.avi"), 10, cv::Size(16, 16), "MJPEG"), c10::Error);
