@@ -17,7 +17,7 @@ namespace {
 
 bool contains(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
 
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+std::string first_line_of(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 /// One line out of a LibTorch error: TorchScript interpreter errors open with a
 /// generic sentence and a traceback, and end with the real one ("RuntimeError: ...").
@@ -26,9 +26,9 @@ std::string short_reason(const std::exception& error) {
   const std::string text = c10_error ? c10_error->what_without_backtrace() : error.what();
   for (const std::string marker : {"RuntimeError: ", "Exception: ", "Error: "}) {
     const auto at = text.rfind(marker);
-    if (at != std::string::npos && contains(text, "TorchScript")) return first_line(text.substr(at + marker.size()));
+    if (at != std::string::npos && contains(text, "TorchScript")) return first_line_of(text.substr(at + marker.size()));
   }
-  return first_line(text);
+  return first_line_of(text);
 }
 
 std::string joined(const std::vector<std::string>& names, const std::string& separator) {

@@ -32,7 +32,7 @@ namespace {
 std::string data(const std::string& name) { return std::string(ATTEND_TEST_DATA) + "/" + name; }
 
 /// 28x28 items, a bright block per item, 60 training and 30 test items, labels i % 10.
-void write_items(const std::string& dir) {
+void write_block_items(const std::string& dir) {
   fs::create_directories(dir);
   for (const auto& [prefix, n] : std::vector<std::pair<std::string, int>>{{"train", 60}, {"t10k", 30}}) {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(prefix == "train" ? 7 : 8);
@@ -48,7 +48,7 @@ class SaliencyCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir();
-    write_items(dir_->file("items"));
+    write_block_items(dir_->file("items"));
     const auto r = run({"train", "cam", "--scenes", "objects", "--source", dir_->file("items"), "--canvas", "32",
                         "--objects", "1-2", "--count", "16", "--val-count", "4", "--test-count", "4", "--epochs", "1",
                         "--batch", "8", "--cam-filters", "4,6", "--cam-pools", "1", "--run-dir",

@@ -54,7 +54,7 @@ const std::vector<double> kValues = {2, -1, 0.5, 1, -0.5, 0};
 
 torch::Tensor hand_image() { return torch::tensor(kValues, torch::kFloat64).view({1, 1, 2, 3}); }
 
-std::vector<double> to_vector(const torch::Tensor& t) {
+std::vector<double> values_of(const torch::Tensor& t) {
   const auto c = t.to(torch::kFloat64).contiguous().cpu();
   return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
 }
@@ -70,7 +70,7 @@ double trapezoid(const std::vector<double>& y, const std::vector<double>& x) {
   return area;
 }
 
-torch::Tensor random(std::vector<std::int64_t> shape, std::uint64_t seed) {
+torch::Tensor random_uniform(std::vector<std::int64_t> shape, std::uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   return torch::rand(shape, gen, torch::kFloat64) * 2 - 1;
 }
@@ -94,16 +94,16 @@ TEST(SaliencyMetrics, TrapezoidAucOfHandCurves) {
   const auto curves = torch::tensor({0.0, 1.0, 1.0, 1.0, 0.5, 0.0}, torch::kFloat64).view({2, 3});
   const auto fractions = torch::tensor({0.0, 0.25, 1.0}, torch::kFloat64);
   // 0.25 (0 + 1) / 2 + 0.75 (1 + 1) / 2 and 0.25 (1 + 0.5) / 2 + 0.75 (0.5 + 0) / 2.
-  expect_near_all(to_vector(am::trapezoid_auc(curves, fractions)), {0.875, 0.375});
+  expect_near_all(values_of(am::trapezoid_auc(curves, fractions)), {0.875, 0.375});
   EXPECT_MESSAGE(am::trapezoid_auc(curves, torch::tensor({0.0, 1.0, 0.5}, torch::kFloat64)),
                  "expected non-decreasing fractions");
   EXPECT_MESSAGE(am::trapezoid_auc(curves, fractions.slice(0, 0, 2)),
                  "expected curves [B,n] and fractions [n] with n >= 2, got [2, 3] and [2]");
 
   // n_k = ceil(k N / S).
-  expect_near_all(to_vector(am::perturbation_fractions(6, 3)), {0, 1.0 / 3, 2.0 / 3, 1}, 0);
-  expect_near_all(to_vector(am::perturbation_fractions(6, 4)), {0, 2.0 / 6, 3.0 / 6, 5.0 / 6, 1}, 0);
-  expect_near_all(to_vector(am::perturbation_fractions(2, 4)), {0, 0.5, 0.5, 1, 1}, 0);
+  expect_near_all(values_of(am::perturbation_fractions(6, 3)), {0, 1.0 / 3, 2.0 / 3, 1}, 0);
+  expect_near_all(values_of(am::perturbation_fractions(6, 4)), {0, 2.0 / 6, 3.0 / 6, 5.0 / 6, 1}, 0);
+  expect_near_all(values_of(am::perturbation_fractions(2, 4)), {0, 0.5, 0.5, 1, 1}, 0);
 }
 
 TEST(SaliencyMetrics, DeletionAndInsertionFollowTheRemainingPixels) {
@@ -115,28 +115,28 @@ TEST(SaliencyMetrics, DeletionAndInsertionFollowTheRemainingPixels) {
   // Bright first deletes 2 and 1, then 0.5 and 0, then -0.5 and -1 (sum 2 at the start).
   const auto del = am::deletion_curves(model, x, bright, targets, options);
   const std::vector<double> del_bright = {sigmoid(2), sigmoid(-1), sigmoid(-1.5), 0.5};
-  expect_near_all(to_vector(del.curves), del_bright);
-  expect_near_all(to_vector(del.fractions), {0, 1.0 / 3, 2.0 / 3, 1});
+  expect_near_all(values_of(del.curves), del_bright);
+  expect_near_all(values_of(del.fractions), {0, 1.0 / 3, 2.0 / 3, 1});
   EXPECT_NEAR(del.auc.item<double>(), trapezoid(del_bright, {0, 1.0 / 3, 2.0 / 3, 1}), 1e-12);
   // Reversed: deletes -1 and -0.5 first.
   const auto del_rev = am::deletion_curves(model, x, -bright, targets, options);
-  expect_near_all(to_vector(del_rev.curves), {sigmoid(2), sigmoid(3.5), sigmoid(3), 0.5});
+  expect_near_all(values_of(del_rev.curves), {sigmoid(2), sigmoid(3.5), sigmoid(3), 0.5});
   EXPECT_LT(del.auc.item<double>(), del_rev.auc.item<double>());
 
   const auto ins = am::insertion_curves(model, x, bright, targets, options);
-  expect_near_all(to_vector(ins.curves), {0.5, sigmoid(3), sigmoid(3.5), sigmoid(2)});
+  expect_near_all(values_of(ins.curves), {0.5, sigmoid(3), sigmoid(3.5), sigmoid(2)});
   const auto ins_rev = am::insertion_curves(model, x, -bright, targets, options);
-  expect_near_all(to_vector(ins_rev.curves), {0.5, sigmoid(-1.5), sigmoid(-1), sigmoid(2)});
+  expect_near_all(values_of(ins_rev.curves), {0.5, sigmoid(-1.5), sigmoid(-1), sigmoid(2)});
   EXPECT_GT(ins.auc.item<double>(), ins_rev.auc.item<double>());
 
   // A baseline of ones (a scalar, broadcast): deleted pixels count 1 each.
   const auto ones = am::deletion_curves(model, x, bright, targets,
                                         am::PerturbationOptions(options).baseline(torch::tensor(1.0)));
-  expect_near_all(to_vector(ones.curves), {sigmoid(2), sigmoid(1), sigmoid(2.5), sigmoid(6)});
+  expect_near_all(values_of(ones.curves), {sigmoid(2), sigmoid(1), sigmoid(2.5), sigmoid(6)});
   // Insertion from a per-image baseline [B,C,H,W] of -1: sums -6, 3 - 4, 3.5 - 2, 2.
   const auto minus = am::insertion_curves(model, x, bright, targets,
                                           am::PerturbationOptions(options).baseline(-torch::ones_like(x)));
-  expect_near_all(to_vector(minus.curves), {sigmoid(-6), sigmoid(-1), sigmoid(1.5), sigmoid(2)});
+  expect_near_all(values_of(minus.curves), {sigmoid(-6), sigmoid(-1), sigmoid(1.5), sigmoid(2)});
 }
 
 TEST(SaliencyMetrics, MultiLabelUsesTheSigmoidOfTheTargetLogit) {
@@ -153,18 +153,18 @@ TEST(SaliencyMetrics, MultiLabelUsesTheSigmoidOfTheTargetLogit) {
     sigmoid1.push_back(sigmoid(1));
   }
   const auto zero = torch::tensor({0}, torch::kInt64), one = torch::tensor({1}, torch::kInt64);
-  expect_near_all(to_vector(am::deletion_curves(model, x, map, zero, options).curves), softmax0);
-  expect_near_all(to_vector(am::deletion_curves(model, x, map, one, options).curves), softmax1);
+  expect_near_all(values_of(am::deletion_curves(model, x, map, zero, options).curves), softmax0);
+  expect_near_all(values_of(am::deletion_curves(model, x, map, one, options).curves), softmax1);
   const auto multi = am::PerturbationOptions(options).multi_label(true);
-  expect_near_all(to_vector(am::deletion_curves(model, x, map, zero, multi).curves), sigmoid0);
-  expect_near_all(to_vector(am::deletion_curves(model, x, map, one, multi).curves), sigmoid1);
+  expect_near_all(values_of(am::deletion_curves(model, x, map, zero, multi).curves), sigmoid0);
+  expect_near_all(values_of(am::deletion_curves(model, x, map, one, multi).curves), sigmoid1);
 }
 
 TEST(SaliencyMetrics, BatchingDoesNotChangeTheCurvesWhichMatchAPlainLoop) {
   const std::int64_t B = 3, C = 2, H = 5, W = 7, N = H * W, S = 8;
-  const auto x = random({B, C, H, W}, 1);
-  const auto maps = random({B, H, W}, 2);
-  const auto baseline = random({B, C, H, W}, 3);
+  const auto x = random_uniform({B, C, H, W}, 1);
+  const auto maps = random_uniform({B, H, W}, 2);
+  const auto baseline = random_uniform({B, C, H, W}, 3);
   const auto targets = torch::tensor({0, 1, 0}, torch::kInt64);
   const auto options = am::PerturbationOptions().steps(S).baseline(baseline);
   std::vector<am::PerturbationCurves> runs;
@@ -180,7 +180,7 @@ TEST(SaliencyMetrics, BatchingDoesNotChangeTheCurvesWhichMatchAPlainLoop) {
 
   // The slow reference: per image, sort the pixels by hand and replace them one step at a time.
   for (std::int64_t b = 0; b < B; ++b) {
-    const auto m = to_vector(maps[b]);
+    const auto m = values_of(maps[b]);
     std::vector<std::int64_t> order(N);
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(), [&](auto p, auto q) { return m[p] > m[q]; });
@@ -198,7 +198,7 @@ TEST(SaliencyMetrics, BatchingDoesNotChangeTheCurvesWhichMatchAPlainLoop) {
 
 TEST(SaliencyMetrics, TiesAreBrokenByPixelIndex) {
   const auto small = torch::tensor({1.0, 0.0, 1.0, 0.0, 1.0, 0.0}).view({1, 2, 3});
-  EXPECT_EQ(to_vector(am::saliency_order(small)), std::vector<double>({0, 2, 4, 1, 3, 5}));
+  EXPECT_EQ(values_of(am::saliency_order(small)), std::vector<double>({0, 2, 4, 1, 3, 5}));
 
   // Many ties in large maps: the stable order of a plain std::stable_sort, every time.
   auto gen = at::make_generator<at::CPUGeneratorImpl>(7);
@@ -206,12 +206,12 @@ TEST(SaliencyMetrics, TiesAreBrokenByPixelIndex) {
   const auto order = am::saliency_order(levels);
   EXPECT_TRUE(torch::equal(order, am::saliency_order(levels)));
   for (std::int64_t b = 0; b < 2; ++b) {
-    const auto m = to_vector(levels[b]);
+    const auto m = values_of(levels[b]);
     std::vector<double> expected(m.size());
     std::iota(expected.begin(), expected.end(), 0.0);
     std::stable_sort(expected.begin(), expected.end(),
                      [&](double p, double q) { return m[static_cast<size_t>(p)] > m[static_cast<size_t>(q)]; });
-    EXPECT_EQ(to_vector(order[b]), expected) << "image " << b;
+    EXPECT_EQ(values_of(order[b]), expected) << "image " << b;
   }
 
   // A constant map deletes pixels in index order.
@@ -222,7 +222,7 @@ TEST(SaliencyMetrics, TiesAreBrokenByPixelIndex) {
   for (size_t k = 0; k <= kValues.size(); ++k) {
     expected.push_back(sigmoid(std::accumulate(kValues.begin() + static_cast<std::ptrdiff_t>(k), kValues.end(), 0.0)));
   }
-  expect_near_all(to_vector(curve.curves), expected);
+  expect_near_all(values_of(curve.curves), expected);
 }
 
 TEST(SaliencyMetrics, ConfidenceDropAndIncreaseByHand) {
@@ -237,11 +237,11 @@ TEST(SaliencyMetrics, ConfidenceDropAndIncreaseByHand) {
   for (const std::int64_t batch : {1, 64}) {
     SumModel model(0.0, 2);
     const auto change = am::confidence_change(model, x, maps, targets, false, batch);
-    expect_near_all(to_vector(change.p), {sigmoid(4), sigmoid(4), sigmoid(4)});
-    expect_near_all(to_vector(change.q), {sigmoid(4), sigmoid(2), sigmoid(6)});
+    expect_near_all(values_of(change.p), {sigmoid(4), sigmoid(4), sigmoid(4)});
+    expect_near_all(values_of(change.q), {sigmoid(4), sigmoid(2), sigmoid(6)});
     const double dropped = (sigmoid(4) - sigmoid(2)) / sigmoid(4);
-    expect_near_all(to_vector(change.drop), {0, dropped, 0});
-    EXPECT_EQ(to_vector(change.increase), std::vector<double>({0, 0, 1}));
+    expect_near_all(values_of(change.drop), {0, dropped, 0});
+    EXPECT_EQ(values_of(change.increase), std::vector<double>({0, 0, 1}));
     EXPECT_NEAR(am::average_drop(change), 100 * dropped / 3, 1e-10);
     EXPECT_NEAR(am::increase_in_confidence(change), 100.0 / 3, 1e-10);
     EXPECT_EQ(model.calls, batch == 1 ? 6 : 1);
@@ -280,7 +280,7 @@ TEST(SaliencyMetrics, PointingGameHitsMissesAndTolerance) {
 
   // Batched: one value per image.
   const auto both = am::pointing_game(torch::cat({maps, ties}), torch::cat({mask({{1, 1}}), mask({{4, 0}})}));
-  EXPECT_EQ(to_vector(both), std::vector<double>({1, 0}));
+  EXPECT_EQ(values_of(both), std::vector<double>({1, 0}));
   EXPECT_MESSAGE(am::pointing_game(maps, mask({}), -1), "expected a tolerance >= 0 pixels, got -1");
 }
 
@@ -295,17 +295,17 @@ TEST(SaliencyMetrics, IouAndBestThresholdOnAHandExample) {
   auto corner = torch::zeros({1, 4, 4}, torch::kBool);  // only (0,0)
   corner[0][0][0] = true;
   // Pixels >= t: 0.3 -> 7, 0.5 -> 5, 0.55 -> 4 (the block), 0.65 -> 3.
-  expect_near_all(to_vector(am::mask_iou(map, block, 0.3)), {4.0 / 7});
-  expect_near_all(to_vector(am::mask_iou(map, block, 0.5)), {4.0 / 5});
-  expect_near_all(to_vector(am::mask_iou(map, block, 0.55)), {1.0});
-  expect_near_all(to_vector(am::mask_iou(map, block, 0.65)), {3.0 / 4});
+  expect_near_all(values_of(am::mask_iou(map, block, 0.3)), {4.0 / 7});
+  expect_near_all(values_of(am::mask_iou(map, block, 0.5)), {4.0 / 5});
+  expect_near_all(values_of(am::mask_iou(map, block, 0.55)), {1.0});
+  expect_near_all(values_of(am::mask_iou(map, block, 0.65)), {3.0 / 4});
 
   // Empty union: 1 only when both are empty; one empty side gives 0.
   const auto none = torch::zeros({1, 4, 4}, torch::kBool);
   const auto zero_map = torch::zeros({1, 4, 4});
-  expect_near_all(to_vector(am::mask_iou(zero_map, none, 0.5)), {1.0});
-  expect_near_all(to_vector(am::mask_iou(zero_map, block, 0.5)), {0.0});
-  expect_near_all(to_vector(am::mask_iou(map, none, 0.5)), {0.0});
+  expect_near_all(values_of(am::mask_iou(zero_map, none, 0.5)), {1.0});
+  expect_near_all(values_of(am::mask_iou(zero_map, block, 0.5)), {0.0});
+  expect_near_all(values_of(am::mask_iou(map, none, 0.5)), {0.0});
 
   // Means over {block, corner}: 0.3 -> (4/7 + 1/7)/2, 0.5 -> (4/5 + 1/5)/2,
   // 0.55 -> (1 + 1/4)/2 (best), 0.65 -> (3/4 + 1/3)/2.
@@ -313,7 +313,7 @@ TEST(SaliencyMetrics, IouAndBestThresholdOnAHandExample) {
   EXPECT_EQ(sweep.threshold, 0.55);
   EXPECT_NEAR(sweep.mean_iou, 0.625, 1e-12);
   expect_near_all(sweep.mean_ious, {5.0 / 14, 0.5, 0.625, (0.75 + 1.0 / 3) / 2});
-  expect_near_all(to_vector(sweep.per_image), {1.0, 0.25});
+  expect_near_all(values_of(sweep.per_image), {1.0, 0.25});
   EXPECT_EQ(sweep.thresholds, std::vector<double>({0.3, 0.5, 0.55, 0.65}));
 
   const auto defaults = am::default_iou_thresholds();

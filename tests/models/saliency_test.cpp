@@ -43,7 +43,7 @@ class QuadraticModel : public am::SaliencyModel {
   torch::Tensor V_, u_;
 };
 
-torch::Tensor random(std::vector<std::int64_t> shape, std::uint64_t seed, double lo = -1, double hi = 1) {
+torch::Tensor random_in(std::vector<std::int64_t> shape, std::uint64_t seed, double lo = -1, double hi = 1) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   return torch::rand(shape, gen, torch::kFloat64) * (hi - lo) + lo;
 }
@@ -105,8 +105,8 @@ std::shared_ptr<am::CamClassifier> small_cam(std::uint64_t seed, bool multi = fa
 }  // namespace
 
 TEST(Saliency, EachGradientMethodMatchesItsFormulaByHand) {
-  const auto A = random({2, 3, 3, 4}, 1, -0.5, 1.5);
-  QuadraticModel model(random({5, 3, 3, 4}, 2), random({5}, 3, -0.3, 0.3));
+  const auto A = random_in({2, 3, 3, 4}, 1, -0.5, 1.5);
+  QuadraticModel model(random_in({5, 3, 3, 4}, 2), random_in({5}, 3, -0.3, 0.3));
   const auto targets = torch::tensor({{1, 4}, {0, 2}}, torch::kInt64);
   for (const auto method : {SaliencyMethod::kGradCam, SaliencyMethod::kGradCamPlusPlus, SaliencyMethod::kXGradCam,
                             SaliencyMethod::kHiResCam, SaliencyMethod::kLayerCam}) {
@@ -129,7 +129,7 @@ TEST(Saliency, EachGradientMethodMatchesItsFormulaByHand) {
 
 TEST(Saliency, GradCamPlusPlusIgnoresZeroGradients) {
   // With V = 0 and u = 0 every gradient is 0: the 0/0 of the formula must give 0, not NaN.
-  const auto A = random({1, 2, 2, 2}, 4, 0, 1);
+  const auto A = random_in({1, 2, 2, 2}, 4, 0, 1);
   QuadraticModel model(torch::zeros({2, 2, 2, 2}, torch::kFloat64), torch::zeros({2}, torch::kFloat64));
   const auto r = am::compute_saliency(model, A, torch::tensor({{0}}, torch::kInt64),
                                       am::SaliencyOptions().method(SaliencyMethod::kGradCamPlusPlus));
@@ -204,7 +204,7 @@ TEST(Saliency, ScoreCamBatchesMatchOneMaskAtATime) {
 }
 
 TEST(Saliency, EigenCamIsTheFirstPrincipalComponentWithAStableSign) {
-  const auto A = random({2, 5, 4, 3}, 21, 0, 2).to(torch::kFloat32);
+  const auto A = random_in({2, 5, 4, 3}, 21, 0, 2).to(torch::kFloat32);
   const auto p = am::eigen_projection(A);
   ASSERT_EQ(p.sizes(), (std::vector<std::int64_t>{2, 4, 3}));
   for (std::int64_t b = 0; b < 2; ++b) {
@@ -228,7 +228,7 @@ TEST(Saliency, EigenCamIsTheFirstPrincipalComponentWithAStableSign) {
 }
 
 TEST(Saliency, PostProcessingIsReluMinMaxThenOpenCvBilinear) {
-  const auto raw = random({2, 5, 7}, 31, -1, 2).to(torch::kFloat32);
+  const auto raw = random_in({2, 5, 7}, 31, -1, 2).to(torch::kFloat32);
   const auto out = am::postprocess_maps(raw, 40, 23);
   ASSERT_EQ(out.sizes(), (std::vector<std::int64_t>{2, 40, 23}));
   for (std::int64_t n = 0; n < 2; ++n) {
