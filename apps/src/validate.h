@@ -88,4 +88,24 @@ inline std::vector<std::int64_t> parse_int_list(const std::string& text, const s
   return out;
 }
 
+/// "0.5,1,1.5" as finite numbers; a usage error naming --flag for anything else or an
+/// empty list.
+inline std::vector<double> parse_real_list(const std::string& text, const std::string& flag) {
+  std::vector<double> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    if (item.empty()) continue;
+    try {
+      size_t used = 0;
+      const double v = std::stod(item, &used);
+      if (used != item.size() || !std::isfinite(v)) throw std::invalid_argument(item);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw UsageError("--" + flag + " must be a comma-separated list of numbers, got '" + text + "'");
+    }
+  }
+  if (out.empty()) throw UsageError("--" + flag + " must not be empty");
+  return out;
+}
+
 }  // namespace attend::cli

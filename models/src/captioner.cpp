@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace attend::models {
 
@@ -172,7 +173,11 @@ torch::Tensor CaptionerImpl::encode(const torch::Tensor& images) {
       parts.push_back(encoder->forward(chunk));
     }
   }
-  const auto features = parts.size() == 1 ? parts[0] : torch::cat(parts, 0);  // [B,D,h,w]
+  return annotations_of(parts.size() == 1 ? parts[0] : torch::cat(parts, 0));
+}
+
+torch::Tensor CaptionerImpl::annotations_of(const torch::Tensor& features) const {
+  TORCH_CHECK(features.dim() == 4, "captioner: expected a feature map [B,D,h,w], got ", features.sizes());
   auto annotations = features.flatten(2).transpose(1, 2);  // [B,N,D]
   if (options.position()) {
     const auto rows = features.size(2), columns = features.size(3);
@@ -295,6 +300,31 @@ CaptionerOutput CaptionerImpl::forward(const torch::Tensor& images, const torch:
     out.entropies = torch::stack(entropies, 1);
   }
   return out;
+}
+
+torch::Tensor CaptionerImpl::greedy_word_scores(const torch::Tensor& annotations, std::int64_t max_steps,
+                                                std::int64_t start_token, std::int64_t end_token) {
+  TORCH_CHECK(!is_training(), "captioner: word scores are taken in evaluation mode");
+  TORCH_CHECK(annotations.dim() == 3, "captioner: expected annotations [B,N,D], got ", annotations.sizes());
+  TORCH_CHECK(max_steps >= 1, "captioner: at least one decoding step, got ", max_steps);
+  const auto b = annotations.size(0);
+  const auto projected = attention->project_keys(annotations);
+  auto [h, c] = initial_state(annotations);
+  auto tokens = torch::full({b}, start_token, torch::kInt64);
+  auto live = torch::ones({b, 1}, torch::kBool);  // rows that have not emitted <end> yet
+  const auto lowest = -std::numeric_limits<float>::infinity();
+  torch::Tensor scores;
+  for (std::int64_t t = 0; t < max_steps; ++t) {
+    auto s = step(annotations, projected, tokens, h, c);
+    h = s.h;
+    c = s.c;
+    const auto counted = torch::where(live, s.logits, torch::full({}, lowest, s.logits.options()));
+    scores = scores.defined() ? torch::maximum(scores, counted) : counted;
+    tokens = std::get<1>(s.logits.detach().max(1));
+    live = live & (tokens != end_token).unsqueeze(1);
+    if (!live.any().item<bool>()) break;
+  }
+  return scores;
 }
 
 CaptionLoss CaptionerImpl::loss(const torch::Tensor& images, const torch::Tensor& tokens,

@@ -264,3 +264,51 @@ TEST_F(SaliencyCli, BadInputsNameWhatIsWrong) {
   EXPECT_EQ(r.code, 2);
   EXPECT_TRUE(contains(r.err, "has no feature map")) << r.err;
 }
+
+// A captioner's encoder explained word by word: the classes are its vocabulary.
+TEST_F(SaliencyCli, CaptionerWordsAreItsClasses) {
+  const auto run_dir = dir_->file("captioner");
+  const auto trained = run({"train", "captioner", "--scenes", "objects", "--source", dir_->file("items"), "--canvas",
+                            "32", "--level", "1", "--count", "8", "--val-count", "0", "--test-count", "2", "--epochs",
+                            "1", "--filters", "4,6", "--embed", "4", "--hidden", "8", "--attention-size", "4",
+                            "--run-dir", run_dir});
+  ASSERT_EQ(trained.code, 0) << trained.err;
+  const auto model = run_dir + "/last.pt";
+  const auto out = dir_->file("caption-maps");
+  const auto r = run({"saliency", model, dir_->file("scene.png"), "--out", out, "--method", "gradcam,layercam",
+                      "--layer", "block1", "--top-k", "2", "--npy"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  int overlays = 0;
+  for (const auto& e : fs::directory_iterator(out)) {
+    const auto name = e.path().filename().string();
+    if (e.path().extension() == ".npy" && !contains(name, "_raw")) {
+      EXPECT_EQ(attend::vision::read_npy(e.path().string()).sizes(), (std::vector<std::int64_t>{32, 32})) << name;
+    }
+    if (e.path().extension() == ".npy" && contains(name, "_raw")) {
+      // block1 of a 32x32 input: a 16x16 grid.
+      EXPECT_EQ(attend::vision::read_npy(e.path().string()).sizes(), (std::vector<std::int64_t>{16, 16})) << name;
+    }
+    if (e.path().extension() == ".png" && name != "scene_grid.png") {
+      ++overlays;
+      EXPECT_FALSE(contains(name, "end") || contains(name, "start") || contains(name, "pad")) << name;
+    }
+  }
+  EXPECT_EQ(overlays, 4);  // 2 methods x 2 words
+  const auto by_index = run({"saliency", model, dir_->file("scene.png"), "--out", out, "--class", "4"});
+  EXPECT_EQ(by_index.code, 0) << by_index.err;
+  struct Bad {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  for (const auto& bad : std::vector<Bad>{
+           {{"--class", "<end>"}, "'<end>' is a special token, not a word"},
+           {{"--class", "zebra"}, "--class 'zebra' is not a class of captioner checkpoint"},
+           {{"--method", "cam"}, "cam"},
+           {{"--layer", "block3"}, "unknown layer 'block3' (captioner checkpoint " + model + " has block1, block2)"}}) {
+    std::vector<std::string> args{"saliency", model, dir_->file("scene.png"), "--out", out};
+    args.insert(args.end(), bad.args.begin(), bad.args.end());
+    const auto e = run(args);
+    EXPECT_EQ(e.code, 2) << bad.message << ": " << e.err;
+    EXPECT_TRUE(contains(e.err, bad.message)) << e.err;
+  }
+}

@@ -1,11 +1,15 @@
 #include <attend/io_error.h>
 #include <attend/models/caption_train.h>
 #include <attend/models/checkpoint.h>
+#include <attend/models/caption_model.h>
 #include <attend/models/registry.h>
+#include <attend/models/saliency.h>
 
 #include <torch/torch.h>
 
 #include <gtest/gtest.h>
+
+#include <limits>
 
 #include "test_support.h"
 
@@ -17,7 +21,7 @@ namespace {
 
 /// Bars of varying size as 28x28 items, label (i + i / 10) % 10 (every tenth item
 /// still covers all classes, so the val split has them all).
-ds::Digits bars(std::int64_t n, std::int64_t salt) {
+ds::Digits bar_digits(std::int64_t n, std::int64_t salt) {
   auto images = torch::zeros({n, 28, 28}, torch::kUInt8);
   for (std::int64_t i = 0; i < n; ++i) {
     const auto x0 = 4 + (i + salt) % 5, y0 = 3 + i % 3;
@@ -27,14 +31,14 @@ ds::Digits bars(std::int64_t n, std::int64_t salt) {
   return {images, (i + i.div(10, "floor")) % 10};
 }
 
-std::shared_ptr<const ds::ObjectSceneGenerator> generator() {
+std::shared_ptr<const ds::ObjectSceneGenerator> bar_scene_generator() {
   return std::make_shared<const ds::ObjectSceneGenerator>(ds::ObjectSceneOptions().canvas(32), 3,
-                                                          std::vector<ds::Digits>{bars(200, 0)},
-                                                          std::vector<ds::Digits>{bars(60, 1)});
+                                                          std::vector<ds::Digits>{bar_digits(200, 0)},
+                                                          std::vector<ds::Digits>{bar_digits(60, 1)});
 }
 
 /// A small captioner's options for 32x32 grey scenes (stride 4: an 8x8 grid).
-nlohmann::json small_options(const std::string& attention = "soft") {
+nlohmann::json small_captioner_options(const std::string& attention = "soft") {
   const auto& kind = am::model_registry().at("captioner");
   auto o = am::complete_options(kind,
                                 {{"filters", {4, 8}}, {"embed", 8}, {"hidden", 16}, {"attention_size", 8},
@@ -83,9 +87,9 @@ TEST(CaptionGrounding, ParsesObjectsPlacesAndRelations) {
 TEST(CaptionModel, CheckpointAloneCaptionsTheSame) {
   TempDir dir;
   torch::manual_seed(0);
-  auto built = am::make_model("captioner", small_options());
+  auto built = am::make_model("captioner", small_captioner_options());
   auto& model = dynamic_cast<am::CaptionModel&>(*built);
-  EXPECT_EQ(model.options(), small_options());
+  EXPECT_EQ(model.options(), small_captioner_options());
   EXPECT_EQ(model.grid(), (std::pair<std::int64_t, std::int64_t>{8, 8}));
   am::CheckpointInfo info;
   info.model = {model.kind(), model.options()};
@@ -100,7 +104,7 @@ TEST(CaptionModel, CheckpointAloneCaptionsTheSame) {
   }
   EXPECT_EQ(loaded->vocabulary(), model.vocabulary());
 
-  auto options = small_options();
+  auto options = small_captioner_options();
   options.erase("vocabulary");
   EXPECT_THROW(am::make_model("captioner", options), c10::Error);
   auto cnn = am::make_classifier("cnn", am::complete_options(am::model_registry().at("cnn"), {}, {1, 28, 28}));
@@ -118,9 +122,9 @@ TEST(CaptionModel, CheckpointAloneCaptionsTheSame) {
 // exactly the chance level printed beside it; scores lie where they must.
 TEST(CaptionEvaluation, UniformAttentionGroundsAtChance) {
   torch::manual_seed(1);
-  auto built = am::make_model("captioner", small_options("uniform"));
+  auto built = am::make_model("captioner", small_captioner_options("uniform"));
   auto& model = dynamic_cast<am::CaptionModel&>(*built);
-  const ds::SceneCaptionSource test(generator(), ds::ObjectSplit::kTest, 12);
+  const ds::SceneCaptionSource test(bar_scene_generator(), ds::ObjectSplit::kTest, 12);
   const auto e = am::evaluate_captioner(model, test, am::CaptionEvalOptions().beam(2).batch_size(5));
   EXPECT_EQ(e.count, 12);
   EXPECT_TRUE(e.has_objects);
@@ -143,11 +147,11 @@ TEST(CaptionEvaluation, UniformAttentionGroundsAtChance) {
 // chosen references, the batches and the weights all follow from (seed, epoch, step).
 TEST(CaptionTraining, ResumesBitExactlyAndKeepsTheBestOnValidation) {
   TempDir dir;
-  const ds::SceneCaptionSource train(generator(), ds::ObjectSplit::kTrain, 24);
-  const ds::SceneCaptionSource val(generator(), ds::ObjectSplit::kVal, 6);
+  const ds::SceneCaptionSource train(bar_scene_generator(), ds::ObjectSplit::kTrain, 24);
+  const ds::SceneCaptionSource val(bar_scene_generator(), ds::ObjectSplit::kVal, 6);
   auto run = [&](const std::string& run_dir, std::int64_t epochs) {
     torch::manual_seed(2);
-    auto built = am::make_model("captioner", small_options());
+    auto built = am::make_model("captioner", small_captioner_options());
     auto& model = dynamic_cast<am::CaptionModel&>(*built);
     const auto options = am::TrainOptions().epochs(epochs).batch_size(8).lr(3e-3).seed(5).run_dir(run_dir);
     const auto summary = am::train_captioner(model, train, &val, options, am::CaptionMonitor::kCider);
@@ -174,7 +178,7 @@ TEST(CaptionTraining, ResumesBitExactlyAndKeepsTheBestOnValidation) {
 TEST(CaptionModel, TorchScriptEncoderByMethodOrChildFrozenOrFineTuned) {
   const std::string file = std::string(ATTEND_TEST_DATA) + "/torchscript/backbone.pt";
   auto with_encoder = [&](const std::string& path, const std::string& output, bool fine_tune) {
-    auto o = small_options();
+    auto o = small_captioner_options();
     o["encoder"] = {{"file", path}, {"output", output}, {"fine_tune", fine_tune}};
     return o;
   };
@@ -219,4 +223,99 @@ TEST(CaptionModel, TorchScriptEncoderByMethodOrChildFrozenOrFineTuned) {
   refused(with_encoder("/nonexistent/backbone.pt", "forward", false), "does not exist");
   refused(with_encoder(std::string(ATTEND_TEST_DATA) + "/torchscript/make_encoders.py", "forward", false),
           "not a TorchScript file");
+}
+
+// The captioner as a saliency model scores word v by its largest logit along the
+// model's own greedy caption: the same as teacher forcing that caption.
+TEST(CaptionSaliency, WordScoresAreTheLargestLogitsAlongTheGreedyCaption) {
+  torch::manual_seed(11);
+  auto built = am::make_model("captioner", small_captioner_options());
+  auto& model = dynamic_cast<am::CaptionModel&>(*built);
+  model.net->eval();
+  const auto images = torch::rand({3, 1, 32, 32});
+  const auto captions = model.caption(images, am::BeamSearchOptions().beam(1));
+  torch::NoGradGuard no_grad;
+  const auto scores = model.net->greedy_word_scores(model.net->encode(images), model.max_length() - 1,
+                                                    ds::Vocabulary::kStart, ds::Vocabulary::kEnd);
+  ASSERT_EQ(scores.sizes(), (std::vector<std::int64_t>{3, model.vocabulary().size()}));
+  for (std::int64_t b = 0; b < 3; ++b) {
+    const auto& caption = captions[static_cast<size_t>(b)];
+    std::vector<std::int64_t> tokens{ds::Vocabulary::kStart};
+    tokens.insert(tokens.end(), caption.tokens.begin(), caption.tokens.end());
+    if (caption.finished) tokens.push_back(ds::Vocabulary::kEnd);
+    // Steps that predict each token after <start>, plus none past the last one.
+    const auto forced = model.net->forward(images.narrow(0, b, 1), torch::tensor(tokens, torch::kInt64).unsqueeze(0));
+    const auto expected = std::get<0>(forced.logits[0].max(0));
+    EXPECT_TRUE(torch::allclose(scores[b], expected, 1e-5, 1e-5)) << "image " << b;
+    // The greedy caption's words score at least as high as their emitting step's logit.
+    for (size_t t = 0; t < caption.tokens.size(); ++t) {
+      EXPECT_GE(scores[b][caption.tokens[t]].item<float>(),
+                forced.logits[0][static_cast<std::int64_t>(t)][caption.tokens[t]].item<float>() - 1e-5f);
+    }
+  }
+}
+
+// Grad-CAM of a word at an encoder block is the gradient of that word's score with
+// respect to the block's output, averaged per channel, weighting the channels.
+TEST(CaptionSaliency, GradCamOfAWordDifferentiatesItsScoreAtTheEncoderBlock) {
+  torch::manual_seed(12);
+  std::shared_ptr<am::CaptionModel> model(
+      dynamic_cast<am::CaptionModel*>(am::make_model("captioner", small_captioner_options()).release()));
+  model->net->train();
+  const auto images = torch::rand({2, 1, 32, 32});
+  {
+    auto saliency = am::captioner_saliency_model(model, "captioner under test");
+    EXPECT_EQ(saliency->layers(), (std::vector<std::string>{"block1", "block2"}));
+    EXPECT_EQ(saliency->default_layer(), "block2");
+    EXPECT_EQ(saliency->class_names(), model->vocabulary().words());
+    for (const auto& p : model->module().parameters()) EXPECT_FALSE(p.requires_grad());
+    EXPECT_FALSE(model->net->is_training());
+
+    const auto logits = saliency->logits(images);
+    // The special tokens are never explained.
+    EXPECT_TRUE(torch::all(logits.narrow(1, 0, 4) == -std::numeric_limits<float>::infinity()).item<bool>());
+    const auto top = am::top_classes(logits, 1);
+    EXPECT_TRUE(torch::all(top >= 4).item<bool>());
+
+    const auto word = torch::tensor({{5}, {7}}, torch::kInt64);
+    const auto maps = am::compute_saliency(*saliency, images, word, am::SaliencyOptions().layers({"block1", "block2"}));
+    ASSERT_EQ(maps.raw.size(), 2u);
+
+    // By hand: run the encoder's two blocks, then differentiate word scores.
+    auto& enc = *model->net->encoder;
+    torch::Tensor block1, block2;
+    {
+      torch::NoGradGuard no_grad;
+      block1 = images;
+      for (size_t m = 0; m < 5; ++m) block1 = (enc.begin() + m)->forward(block1);
+    }
+    block1 = block1.detach().requires_grad_(true);
+    block2 = block1;
+    for (size_t m = 5; m < 10; ++m) block2 = (enc.begin() + m)->forward(block2);
+    auto scores = model->net->greedy_word_scores(model->net->annotations_of(block2), model->max_length() - 1,
+                                                 ds::Vocabulary::kStart, ds::Vocabulary::kEnd);
+    const auto target = scores.gather(1, word).sum();
+    const auto grads = torch::autograd::grad({target}, {block1, block2});
+    const auto gradcam = [](const torch::Tensor& a, const torch::Tensor& g) {
+      return (g.mean({2, 3}, true) * a).sum(1);
+    };
+    EXPECT_TRUE(torch::allclose(maps.raw[0].squeeze(1), gradcam(block1.detach(), grads[0]), 1e-4, 1e-6));
+    EXPECT_TRUE(torch::allclose(maps.raw[1].squeeze(1), gradcam(block2.detach(), grads[1]), 1e-4, 1e-6));
+    EXPECT_GT(maps.raw[1].abs().sum().item<double>(), 0.0);
+    EXPECT_TRUE(torch::allclose(maps.logits, logits));
+
+    try {
+      saliency->forward(images, {"block3"}, false);
+      ADD_FAILURE() << "an unknown layer was accepted";
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("unknown layer 'block3'"), std::string::npos);
+      EXPECT_NE(std::string(e.what()).find("block1, block2"), std::string::npos);
+    }
+    // CAM needs a GAP + linear head, which a captioner does not have.
+    EXPECT_THROW(am::compute_saliency(*saliency, images, word, am::SaliencyOptions().method(am::SaliencyMethod::kCam)),
+                 c10::Error);
+  }
+  // Put back as it was.
+  EXPECT_TRUE(model->net->is_training());
+  for (const auto& p : model->module().parameters()) EXPECT_TRUE(p.requires_grad());
 }

@@ -9,6 +9,7 @@
 #include "saliency_run.h"
 
 #include <attend/io_error.h>
+#include <attend/models/caption_model.h>
 #include <attend/models/checkpoint.h>
 #include <attend/models/registry.h>
 #include <attend/models/saliency.h>
@@ -23,6 +24,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -41,21 +43,6 @@ std::vector<std::string> split_list(const std::string& text) {
   std::stringstream ss(text);
   for (std::string item; std::getline(ss, item, ',');) {
     if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
-std::vector<double> parse_real_list(const std::string& text, const std::string& flag) {
-  std::vector<double> out;
-  for (const auto& item : split_list(text)) {
-    try {
-      size_t used = 0;
-      const double v = std::stod(item, &used);
-      if (used != item.size() || !std::isfinite(v)) throw std::invalid_argument(item);
-      out.push_back(v);
-    } catch (const std::exception&) {
-      throw UsageError("--" + flag + " must be a comma-separated list of numbers, got '" + text + "'");
-    }
   }
   return out;
 }
@@ -94,8 +81,10 @@ class SaliencyCommand : public Command {
            " (or all). Maps are post-processed as pytorch-grad-cam does (ReLU, min-max per map,\n"
            "bilinear resize); --npy also writes them as float32 .npy files, with the raw low-resolution map.\n"
            "\n"
-           "Models: an attend checkpoint of a kind with a feature map (cam, cnn), or a TorchScript file\n"
-           "exported from Python in one of two forms:\n"
+           "Models: an attend checkpoint of a kind with a feature map (cam, cnn); a captioner checkpoint,\n"
+           "whose encoder blocks are the layers and whose classes are the vocabulary's words, each scored by\n"
+           "its largest logit along the model's own greedy caption (--class WORD, or --top-k K for the K\n"
+           "best-scored words); or a TorchScript file exported from Python in one of two forms:\n"
            "  (a) forward is a chain of named children (nn.Sequential, or torchvision's ResNet/VGG whose\n"
            "      flatten before the last Linear is implied); the target is a child's name (--layer layer4):\n"
            "        torch.jit.script(torchvision.models.resnet18(weights=...).eval()).save('resnet18.pt')\n"
@@ -126,7 +115,8 @@ class SaliencyCommand : public Command {
          "comma-separated methods, or all")
         ("layer", po::value<std::string>()->value_name("LIST"),
          "target layers (several are fused; default: the last feature map)")
-        ("class", po::value<std::int64_t>()->value_name("N"), "explain class N (default: the top class)")
+        ("class", po::value<std::string>()->value_name("N|NAME"),
+         "explain class N, or the class named NAME (a captioner: a word; default: the top class)")
         ("top-k", po::value<std::int64_t>()->value_name("K"),
          "explain each image's K best classes (videos: the best one per frame)")
         ("aug-smooth", po::bool_switch(), "average over flips and x0.9/x1.1 of the input (6 passes)")
@@ -191,7 +181,6 @@ class SaliencyCommand : public Command {
     run.methods = parse_methods(vm["method"].as<std::string>());
     if (vm.count("layer")) run.layers = split_list(vm["layer"].as<std::string>());
     if (vm.count("class") && vm.count("top-k")) throw UsageError("give --class or --top-k, not both");
-    if (vm.count("class")) run.target_class = require_range<std::int64_t>(vm, "class", 0, 1'000'000);
     if (vm.count("top-k")) run.top_k = require_range<std::int64_t>(vm, "top-k", 1, 1000);
     run.aug_smooth = vm["aug-smooth"].as<bool>();
     run.score_batch = require_range<std::int64_t>(vm, "score-batch", 1, 4096);
@@ -326,31 +315,40 @@ class SaliencyCommand : public Command {
       }
       if (!vm["model-colours"].defaulted()) throw UsageError("--model-colours applies to TorchScript models");
       const auto& kind = am::model_registry().at(info->model.kind);
-      if (!kind.capabilities.feature_map) {
+      if (kind.capabilities.caption) {
+        std::shared_ptr<am::CaptionModel> captioner = am::load_captioner(path);
+        run.captioner = true;
+        run.model = am::captioner_saliency_model(captioner, "captioner checkpoint " + path);
+        run.input_height = captioner->height();
+        run.input_width = captioner->width();
+        run.channels = captioner->channels();
+        run.rgb = true;
+      } else if (!kind.capabilities.feature_map) {
         std::string kinds;
         for (const auto& k : am::model_registry().kinds()) {
-          if (k.capabilities.feature_map) kinds += (kinds.empty() ? "" : ", ") + k.name;
+          if (k.capabilities.feature_map || k.capabilities.caption) kinds += (kinds.empty() ? "" : ", ") + k.name;
         }
         throw UsageError("saliency: a '" + kind.name + "' model has no feature map to explain (kinds that do: " +
                          kinds + "; or a TorchScript file)");
-      }
-      std::shared_ptr<am::Classifier> classifier = am::load_classifier(path);
-      run.multi_label = classifier->multi_label();
-      std::vector<std::string> names;
-      if (info->data.value("kind", "") == "objects") {
-        try {
-          const auto spec = datasets::DataSpec::from_json(info->data);
-          names = datasets::object_words(spec.objects().items());
-          run.scenes = std::make_shared<datasets::DataSpec>(spec);
-        } catch (const c10::Error& e) {
-          throw IoError(path, std::string("stored data description is invalid: ") + e.what_without_backtrace());
+      } else {
+        std::shared_ptr<am::Classifier> classifier = am::load_classifier(path);
+        run.multi_label = classifier->multi_label();
+        std::vector<std::string> names;
+        if (info->data.value("kind", "") == "objects") {
+          try {
+            const auto spec = datasets::DataSpec::from_json(info->data);
+            names = datasets::object_words(spec.objects().items());
+            run.scenes = std::make_shared<datasets::DataSpec>(spec);
+          } catch (const c10::Error& e) {
+            throw IoError(path, std::string("stored data description is invalid: ") + e.what_without_backtrace());
+          }
         }
+        run.model = am::classifier_saliency_model(classifier, classifier->kind() + " checkpoint " + path, names);
+        run.input_height = classifier->height();
+        run.input_width = classifier->width();
+        run.channels = classifier->channels();
+        run.rgb = true;
       }
-      run.model = am::classifier_saliency_model(classifier, classifier->kind() + " checkpoint " + path, names);
-      run.input_height = classifier->height();
-      run.input_width = classifier->width();
-      run.channels = classifier->channels();
-      run.rgb = true;
     } else {
       auto options = am::ScriptedModelOptions(path);
       if (vm.count("script-method")) options.method(vm["script-method"].as<std::string>());
@@ -393,6 +391,7 @@ class SaliencyCommand : public Command {
       run.input_width = w;
       run.channels = options.channels();
     }
+    if (vm.count("class")) run.target_class = resolve_class(run, vm["class"].as<std::string>());
     // Layers and the class index are checked now, before any work.
     const auto valid = run.model->layers();
     for (const auto& l : run.layers) {
@@ -427,6 +426,31 @@ class SaliencyCommand : public Command {
   }
 
   static std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+  // --class: an index, or a name of the model's classes.
+  static std::int64_t resolve_class(const SaliencyRun& run, const std::string& text) {
+    if (!text.empty() && std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); })) {
+      if (text.size() > 9) throw UsageError("--class " + text + " is out of range");
+      return std::stoll(text);
+    }
+    const auto names = run.model->class_names();
+    if (names.empty()) {
+      throw UsageError("--class '" + text + "': " + run.model->describe() +
+                       " has no class names; give an index (or --class-names FILE)");
+    }
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == text) {
+        if (run.captioner && i < 4) throw UsageError("--class '" + text + "' is a special token, not a word");
+        return static_cast<std::int64_t>(i);
+      }
+    }
+    std::string list;
+    for (size_t i = run.captioner ? 4 : 0; i < names.size() && i < (run.captioner ? 44 : 40); ++i) {
+      list += (list.empty() ? "" : ", ") + names[i];
+    }
+    if (names.size() > (run.captioner ? 44u : 40u)) list += ", ...";
+    throw UsageError("--class '" + text + "' is not a class of " + run.model->describe() + " (" + list + ")");
+  }
 
   static std::int64_t probe_classes(SaliencyRun& run) {
     const auto probe = torch::zeros({1, run.channels, run.input_height, run.input_width});

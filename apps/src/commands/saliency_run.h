@@ -25,6 +25,7 @@ struct SaliencyRun {
   std::shared_ptr<datasets::DataSpec> scenes;
   bool multi_label = false;  ///< class probabilities are sigmoids, not a softmax
   bool rgb = true;           ///< the model takes RGB (else BGR) channels
+  bool captioner = false;    ///< the classes are a captioner's words (the first 4 are special tokens)
   std::int64_t channels = 3, input_height = 224, input_width = 224, classes = 0;
 
   std::vector<models::SaliencyMethod> methods;

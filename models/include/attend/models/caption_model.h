@@ -58,6 +58,18 @@ class CaptionModel : public Model {
   at::Generator sampler_;
 };
 
+class SaliencyModel;
+/// The captioner's encoder as a saliency model (saliency.h): its target layers are the
+/// encoder's blocks "block1".."blockN" (block outputs after pooling; "encoder" for an
+/// external TorchScript encoder), default the last; its classes are the vocabulary's
+/// words, and the score of word v for an image is the largest raw logit v gets at any
+/// step of the model's own greedy caption of that image, up to its <end>
+/// (CaptionerImpl::greedy_word_scores); the special tokens score -infinity. So Grad-CAM of a word shows where the encoder
+/// found the evidence for saying it; the word's attention maps (`attend caption
+/// --attention`) show where the decoder looked. The model is put in evaluation mode
+/// and its parameters stop requiring gradients while the returned model lives.
+std::unique_ptr<SaliencyModel> captioner_saliency_model(std::shared_ptr<CaptionModel> model, std::string description);
+
 /// Rebuilds the captioner stored in a checkpoint and loads its weights.
 /// throws attend::IoError naming the path for unreadable files, invalid stored
 /// options, or a checkpoint of another kind ("holds a 'ram' model, not a captioner").

@@ -131,6 +131,15 @@ class CaptionerImpl : public torch::nn::Cloneable<CaptionerImpl> {
   /// images [B,C,H,W] float -> annotations [B,N,D], N = (H/s)(W/s) cells in reading
   /// order, s = 2^blocks, D = the last filter count (+ 2 with `position`).
   torch::Tensor encode(const torch::Tensor& images);
+  /// The encoder's last feature map [B,D,h,w] -> annotations [B,N,D] (the last step of
+  /// encode: cells in reading order, position channels appended with `position`).
+  torch::Tensor annotations_of(const torch::Tensor& features) const;
+  /// Greedy decoding that keeps every step's raw word scores: scores[b,v] = the largest
+  /// logit word v gets at any step t of image b's greedy caption, up to and including
+  /// the step that emits <end> (or `max_steps`). Differentiable with respect to
+  /// `annotations` (the greedy choices themselves are not); in evaluation mode.
+  torch::Tensor greedy_word_scores(const torch::Tensor& annotations, std::int64_t max_steps,
+                                   std::int64_t start_token, std::int64_t end_token);
   /// Cells of the grid for an image of height x width: {rows, columns}.
   std::pair<std::int64_t, std::int64_t> grid(std::int64_t height, std::int64_t width) const;
   std::int64_t stride() const;
