@@ -2,6 +2,7 @@
 #include <attend/attention/hard.h>
 #include <attend/attention/luong.h>
 #include <attend/attention/mask.h>
+#include <attend/attention/pixel_correlation.h>
 #include <attend/attention/pooling.h>
 #include <attend/attention/soft_glimpse.h>
 #include <attend/attention/spatial.h>
@@ -249,4 +250,62 @@ TEST(AdditiveBias, IsZeroWhereAllowedAndMinusInfinityElsewhere) {
   EXPECT_TRUE(std::isinf(bias[0][1].item<float>()) && bias[0][1].item<float>() < 0);
   const auto scores = torch::randn({2, 2});
   EXPECT_TRUE(torch::allclose(aa::masked_softmax(scores, aa::causal_mask(2, 2)), torch::softmax(scores + bias, -1)));
+}
+
+// SEAM's pixel correlation against a direct loop over every pair of pixels.
+TEST_F(MoreAttention, PixelCorrelationMatchesALoopOverPixelPairs) {
+  const std::int64_t B = 2, D = 3, E = 4, C = 3, h = 3, w = 2, N = h * w;
+  aa::PixelCorrelation pcm(aa::PixelCorrelationOptions(D, E));
+  const auto features = torch::randn({B, D, h, w}, torch::kFloat64);
+  const auto maps = torch::rand({B, C, h, w}, torch::kFloat64);
+  pcm->to(torch::kFloat64);
+  const auto W = pcm->projection->weight.view({E, D});
+  auto expected = torch::zeros({B, C, N}, torch::kFloat64);
+  auto expected_weights = torch::zeros({B, N, N}, torch::kFloat64);
+  for (std::int64_t b = 0; b < B; ++b) {
+    std::vector<torch::Tensor> e;
+    for (std::int64_t i = 0; i < N; ++i) {
+      const auto f = W.matmul(features[b].flatten(1).select(1, i));
+      e.push_back(f / (f.norm().item<double>() + 1e-5));
+    }
+    for (std::int64_t j = 0; j < N; ++j) {
+      double column = 0;
+      std::vector<double> a(static_cast<size_t>(N));
+      for (std::int64_t i = 0; i < N; ++i) {
+        a[static_cast<size_t>(i)] = std::max(0.0, e[static_cast<size_t>(i)].dot(e[static_cast<size_t>(j)]).item<double>());
+        column += a[static_cast<size_t>(i)];
+      }
+      for (std::int64_t i = 0; i < N; ++i) {
+        const double weight = a[static_cast<size_t>(i)] / (column + 1e-5);
+        expected_weights[b][i][j] = weight;
+        for (std::int64_t c = 0; c < C; ++c) {
+          expected[b][c][j] += maps[b][c].flatten()[i].item<double>() * weight;
+        }
+      }
+    }
+  }
+  auto out = pcm->forward(features, maps);  // autograd on: the weights are a copy
+  EXPECT_TRUE(torch::allclose(out.context, expected.view({B, C, h, w}), 1e-10, 1e-12));
+  EXPECT_TRUE(torch::allclose(out.weights, expected_weights, 1e-10, 1e-12));
+  EXPECT_FALSE(out.weights.requires_grad());
+  {
+    torch::NoGradGuard no_grad;  // in place in the one buffer
+    const auto again = pcm->forward(features, maps);
+    EXPECT_TRUE(torch::allclose(again.context, out.context, 1e-12, 1e-14));
+    EXPECT_TRUE(torch::allclose(again.weights, expected_weights, 1e-10, 1e-12));
+  }
+  // Gradients reach the projection through the affinity (in place ReLU included)
+  // and match finite differences; the maps' gradient is the affinity's transpose.
+  const auto maps_grad = maps.clone().requires_grad_(true);
+  pcm->forward(features, maps_grad).context.sum().backward();
+  EXPECT_TRUE(torch::allclose(maps_grad.grad().flatten(2), expected_weights.sum(2).unsqueeze(1).expand({B, C, N}),
+                              1e-10, 1e-12));
+  attend::testing::expect_gradient_matches_finite_differences(
+      [&](const torch::Tensor& weight) {
+        const auto e = torch::einsum("ed,bdn->ben", {weight.view({E, D}), features.flatten(2)});
+        return (aa::PixelCorrelationImpl::correlate(e, maps.flatten(2), false).context * maps.flatten(2)).sum();
+      },
+      pcm->projection->weight);
+  EXPECT_THROW(pcm->forward(features, torch::rand({B, C, h + 1, w}, torch::kFloat64)), c10::Error);
+  EXPECT_THROW(pcm->forward(torch::randn({B, D + 1, h, w}, torch::kFloat64), maps), c10::Error);
 }
