@@ -39,6 +39,16 @@ CamNetOptions CamNetOptions::from_json(const nlohmann::json& j) {
       .multi_label(labels == "multi");
 }
 
+torch::nn::Sequential cam_block(std::int64_t in, std::int64_t out) {
+  torch::nn::Sequential block(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).padding(1).bias(false)),
+                              torch::nn::BatchNorm2d(out), torch::nn::ReLU());
+  // He initialisation for the ReLU stack.
+  for (auto& p : block->named_parameters()) {
+    if (p.key().find("0.weight") != std::string::npos) torch::nn::init::kaiming_normal_(p.value(), 0.0, torch::kFanOut);
+  }
+  return block;
+}
+
 CamNetImpl::CamNetImpl(CamNetOptions options_) : options(std::move(options_)) { reset(); }
 
 void CamNetImpl::reset() {
@@ -46,13 +56,7 @@ void CamNetImpl::reset() {
   convs = torch::nn::ModuleList();
   std::int64_t in = options.channels();
   for (auto n : options.filters()) {
-    torch::nn::Sequential block(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, n, 3).padding(1).bias(false)),
-                                torch::nn::BatchNorm2d(n), torch::nn::ReLU());
-    // He initialisation for the ReLU stack.
-    for (auto& p : block->named_parameters()) {
-      if (p.key().find("0.weight") != std::string::npos) torch::nn::init::kaiming_normal_(p.value(), 0.0, torch::kFanOut);
-    }
-    convs->push_back(block);
+    convs->push_back(cam_block(in, n));
     in = n;
   }
   register_module("convs", convs);

@@ -13,6 +13,7 @@ ModelKind cnn_kind();   // plain_kinds.cpp
 ModelKind fc_kind();    // plain_kinds.cpp
 ModelKind captioner_kind();  // captioner_kind.cpp
 ModelKind cam_kind();        // cam.cpp
+ModelKind seam_kind();       // seam.cpp
 
 /// Fraction of rows whose highest score is the target.
 double accuracy(const torch::Tensor& scores, const torch::Tensor& targets);

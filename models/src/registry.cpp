@@ -22,6 +22,7 @@ void add_builtin_kinds(ModelRegistry& registry) {
   registry.add(fc_kind());
   registry.add(captioner_kind());
   registry.add(cam_kind());
+  registry.add(seam_kind());
 }
 
 std::string number(double v) {

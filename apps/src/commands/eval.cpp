@@ -9,9 +9,14 @@
 #include <attend/io_error.h>
 
 #include <attend/models/registry.h>
+#include <attend/models/segmentation.h>
 
 #include <torch/torch.h>
 
+#include <chrono>
+#include <cmath>
+#include <iomanip>
+#include <optional>
 #include <sstream>
 
 namespace attend::cli {
@@ -38,7 +43,8 @@ class EvalCommand : public Command {
     return {"attend eval out/ram-c60/best.pt", "attend eval out/ram-c60/best.pt --json",
             "attend eval out/ram-c60/best.pt --samples 1,10,100",
             "attend eval out/ram-c60/best.pt --modes sampled --samples 50",
-            "attend eval out/cnn/best.pt --data out/cluttered-60 --split test"};
+            "attend eval out/cnn/best.pt --data out/cluttered-60 --split test",
+            "attend eval out/seam/best.pt --masks --curve"};
   }
   std::vector<po::options_description> options() override {
     po::options_description d("Evaluation", 100);
@@ -52,7 +58,25 @@ class EvalCommand : public Command {
         ("samples", po::value<std::string>()->default_value("1,10")->value_name("LIST"),
          "sampled trajectories per image for each sampled row, comma-separated (their class log-probabilities "
          "are averaged; each row drawn from a generator seeded with 0)");
-    return {d, data_source_options()};
+    po::options_description m("Segmentation (cam and seam models on object scenes)", 100);
+    m.add_options()
+        ("masks", po::bool_switch(),
+         "score pseudo-masks (argmax over [alpha, CAMs]) against the scenes' masks: mIoU, per-class IoU, "
+         "precision and recall, the alpha curve, the equivariance error")
+        ("alpha", po::value<double>()->value_name("A"),
+         "background score in [0,1] (default: the best of 0.00..0.60 on the validation scenes)")
+        ("val-count", po::value<std::int64_t>()->default_value(100)->value_name("N"),
+         "validation scenes on which alpha is chosen")
+        ("test-count", po::value<std::int64_t>()->value_name("N"), "test scenes (default: the checkpoint's)")
+        ("scales", po::value<std::string>()->default_value("0.5,1,1.5,2")->value_name("LIST"),
+         "inference scales whose CAMs are summed")
+        ("no-flip", po::bool_switch(), "without the horizontally flipped passes")
+        ("labels", po::value<std::string>()->default_value("gt")->value_name("L"),
+         "mask the CAMs by the true image labels (gt, the SEAM protocol) or the model's predictions (predicted)")
+        ("dilate", po::value<std::int64_t>()->default_value(0)->value_name("PX"),
+         "grow the true masks by PX pixels (thin strokes a stride-8 map cannot reach)")
+        ("curve", po::bool_switch(), "print the whole alpha curve");
+    return {d, data_source_options(), m};
   }
   po::positional_options_description positionals() const override {
     po::positional_options_description p;
@@ -124,6 +148,13 @@ class EvalCommand : public Command {
     } else {
       throw UsageError("eval: the checkpoint does not say what it was trained on; give --data or --scenes");
     }
+    if (vm["masks"].as<bool>()) return run_masks(vm, *classifier, spec, path, io);
+    for (const char* flag : {"alpha", "test-count"}) {
+      if (vm.count(flag)) throw UsageError(std::string("--") + flag + " needs --masks");
+    }
+    for (const char* flag : {"val-count", "scales", "no-flip", "labels", "dilate", "curve"}) {
+      if (!vm[flag].defaulted()) throw UsageError(std::string("--") + flag + " needs --masks");
+    }
     const auto source = spec.evaluation_source(split);
     const auto report = evaluation_report(*classifier, *source, path, modes);
     if (vm["json"].as<bool>()) {
@@ -135,6 +166,119 @@ class EvalCommand : public Command {
   }
 
  private:
+  static int run_masks(const po::variables_map& vm, am::Classifier& model, const datasets::DataSpec& spec,
+                       const std::string& path, Streams& io) {
+    const auto kind = model.kind();
+    if (kind != "cam" && kind != "seam") {
+      throw UsageError("--masks: a '" + kind + "' model has no class activation maps (cam or seam)");
+    }
+    if (!spec.multi_label()) {
+      throw UsageError("--masks needs object scenes (the checkpoint was trained on other data; give --scenes objects)");
+    }
+    if (!model.multi_label()) {
+      throw UsageError("--masks needs a multi-label model (train cam with object scenes)");
+    }
+    if (vm["split"].as<std::string>() != "test") throw UsageError("--masks scores the test scenes; drop --split");
+    am::SegmentationEvalOptions options;
+    if (vm.count("alpha")) {
+      const double a = require_finite(vm, "alpha");
+      if (a < 0 || a > 1) throw UsageError("--alpha must be in [0,1], got " + format_number(a));
+      options.alpha(a);
+    }
+    const auto scales = parse_real_list(vm["scales"].as<std::string>(), "scales");
+    for (double s : scales) {
+      if (s <= 0 || s > 4) throw UsageError("--scales must each be in (0,4], got " + format_number(s));
+    }
+    options.inference(am::CamInference().scales(scales).flip(!vm["no-flip"].as<bool>()));
+    options.predicted_labels(require_one_of(vm, "labels", {"gt", "predicted"}) == "predicted");
+    options.dilate(require_range<std::int64_t>(vm, "dilate", 0, 64));
+    const auto val_count = require_range<std::int64_t>(vm, "val-count", 0, 1'000'000);
+    if (val_count == 0 && !options.alpha()) throw UsageError("--val-count 0 needs --alpha (nothing to choose it on)");
+    const auto test_count = vm.count("test-count") ? require_range<std::int64_t>(vm, "test-count", 1, 1'000'000)
+                                                   : spec.test_count();
+    const auto generator = spec.object_generator();
+    if (static_cast<std::int64_t>(datasets::object_words(generator->options().items()).size()) != model.classes()) {
+      throw UsageError("--masks: the scenes have " +
+                       std::to_string(datasets::object_words(generator->options().items()).size()) +
+                       " classes, the model " + std::to_string(model.classes()));
+    }
+    if (generator->channels() != model.channels() || generator->options().canvas() != model.height()) {
+      throw UsageError("--masks: the scenes are " + std::to_string(generator->channels()) + "x" +
+                       std::to_string(generator->options().canvas()) + " pixels, the model takes " +
+                       std::to_string(model.channels()) + "x" + std::to_string(model.height()));
+    }
+    std::optional<datasets::ObjectLabelSource> val;
+    if (val_count > 0) val.emplace(generator, datasets::ObjectSplit::kVal, val_count, false);
+    const datasets::ObjectLabelSource test(generator, datasets::ObjectSplit::kTest, test_count, false);
+    const auto start = std::chrono::steady_clock::now();
+    const auto report = am::evaluate_segmentation(model, val ? &*val : nullptr, test, options);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const auto words = datasets::object_words(generator->options().items());
+    nlohmann::json j = {{"checkpoint", path},
+                        {"kind", model.kind()},
+                        {"val_count", report.val_count},
+                        {"test_count", report.test_count},
+                        {"alpha", report.alpha},
+                        {"alpha_chosen_on", options.alpha() ? "given" : "validation"},
+                        {"miou", report.test.mean_iou()},
+                        {"pixel_accuracy", report.test.pixel_accuracy()},
+                        {"equivariance_error", report.equivariance_error},
+                        {"labels", options.predicted_labels() ? "predicted" : "gt"},
+                        {"scales", scales},
+                        {"flip", options.inference().flip()},
+                        {"dilate", options.dilate()},
+                        {"seconds", seconds}};
+    const auto iou = report.test.iou(), precision = report.test.precision(), recall = report.test.recall();
+    auto number = [](double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); };
+    for (size_t c = 0; c < iou.size(); ++c) {
+      j["classes"].push_back({{"name", c == 0 ? std::string("background") : words[c - 1]},
+                              {"iou", number(iou[c])},
+                              {"precision", number(precision[c])},
+                              {"recall", number(recall[c])}});
+    }
+    for (size_t a = 0; a < report.alphas.size(); ++a) {
+      nlohmann::json row = {{"alpha", report.alphas[a]}, {"test_miou", number(report.test_miou[a])}};
+      if (!report.val_miou.empty()) row["val_miou"] = number(report.val_miou[a]);
+      j["curve"].push_back(row);
+    }
+    if (vm["json"].as<bool>()) {
+      io.out << j.dump(2) << "\n";
+      return kSuccess;
+    }
+    auto pct = [](double v) {
+      std::ostringstream s;
+      if (std::isnan(v)) return std::string("    -");
+      s << std::fixed << std::setprecision(1) << std::setw(5) << 100 * v;
+      return s.str();
+    };
+    io.out << "checkpoint " << path << " (" << model.kind() << "), " << report.test_count << " test scenes, "
+           << scales.size() * (options.inference().flip() ? 2 : 1) << " passes each, CAMs masked by "
+           << (options.predicted_labels() ? "predicted" : "true") << " labels\n";
+    io.out << "alpha " << format_number(report.alpha) << " ("
+           << (options.alpha() ? std::string("given") : "best of " + std::to_string(report.alphas.size()) +
+                                                              " on " + std::to_string(report.val_count) +
+                                                              " validation scenes")
+           << ")\n";
+    io.out << "mIoU " << pct(report.test.mean_iou()) << " %   pixel accuracy " << pct(report.test.pixel_accuracy())
+           << " %   equivariance error " << std::fixed << std::setprecision(3) << report.equivariance_error << "\n\n";
+    io.out << "class          IoU %  precision %  recall %\n";
+    for (size_t c = 0; c < iou.size(); ++c) {
+      std::string name = c == 0 ? std::string("background") : words[c - 1];
+      name.resize(12, ' ');
+      io.out << name << "   " << pct(iou[c]) << "        " << pct(precision[c]) << "     " << pct(recall[c]) << "\n";
+    }
+    if (vm["curve"].as<bool>()) {
+      io.out << "\nalpha   val mIoU %  test mIoU %\n";
+      for (size_t a = 0; a < report.alphas.size(); ++a) {
+        io.out << std::fixed << std::setprecision(2) << report.alphas[a] << "    "
+               << pct(report.val_miou.empty() ? std::nan("") : report.val_miou[a]) << "       "
+               << pct(report.test_miou[a]) << "\n";
+      }
+    }
+    io.out << "(" << std::fixed << std::setprecision(1) << seconds << " s)\n";
+    return kSuccess;
+  }
+
   std::unique_ptr<Command> caption_command_;
 };
 

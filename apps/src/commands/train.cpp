@@ -63,6 +63,8 @@ class TrainCommand : public Command {
             "attend train ram --data data/mnist --glimpses 6 --glimpse-size 8 --scales 1 --run-dir out/ram-28",
             "attend train cnn --scenes translated --canvas 60 --epochs 20 --run-dir out/cnn-t60",
             "attend train cam --scenes objects --objects 1-3 --background clutter --epochs 10 --run-dir out/cam",
+            "attend train seam --scenes objects --items fashion --colour --objects 1-4 --canvas 128 --background clutter "
+            "--epochs 20 --run-dir out/seam",
             "attend train ram --run-dir out/ram-c60 --scenes cluttered --epochs 150   # continue a run"};
   }
   std::vector<po::options_description> options() override {
@@ -103,20 +105,25 @@ class TrainCommand : public Command {
     auto user_options = given_model_options(vm, *kind);
     if (spec.multi_label()) {
       // Object scenes: which classes are present, several per image.
-      if (kind->option("labels") == nullptr) {
+      if (kind->option("labels") == nullptr && !kind->capabilities.multi_label_only) {
         throw UsageError("train: object scenes have several classes per image; a '" + kind->name +
-                         "' model predicts one (train a cam model)");
+                         "' model predicts one (train a cam or seam model)");
       }
-      if (user_options.contains("labels") && user_options["labels"] != "multi") {
-        throw UsageError("--labels single does not fit object scenes, which have several classes per image");
+      if (kind->option("labels") != nullptr) {
+        if (user_options.contains("labels") && user_options["labels"] != "multi") {
+          throw UsageError("--labels single does not fit object scenes, which have several classes per image");
+        }
+        user_options["labels"] = "multi";
       }
-      user_options["labels"] = "multi";
       const auto classes = datasets::object_words(spec.objects().items()).size();
       if (user_options.contains("classes") && user_options["classes"] != classes) {
         throw UsageError("--classes: object scenes of " + std::string(datasets::to_string(spec.objects().items())) +
                          " have " + std::to_string(classes) + " classes");
       }
       user_options["classes"] = classes;
+    } else if (kind->capabilities.multi_label_only) {
+      throw UsageError("train: a '" + kind->name +
+                       "' model learns from several classes per image; train it on object scenes (--scenes objects)");
     } else if (user_options.contains("labels") && user_options["labels"] == "multi") {
       throw UsageError("--labels multi needs data with several classes per image (--scenes objects)");
     }

@@ -45,6 +45,9 @@ struct CamNetOptions {
   static CamNetOptions from_json(const nlohmann::json& j);
 };
 
+/// One backbone block: 3x3 conv (no bias, He-initialised) + batch norm + ReLU.
+torch::nn::Sequential cam_block(std::int64_t in, std::int64_t out);
+
 class CamNetImpl : public torch::nn::Cloneable<CamNetImpl> {
  public:
   explicit CamNetImpl(CamNetOptions options = {});

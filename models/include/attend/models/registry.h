@@ -29,6 +29,7 @@ struct Capabilities {
   bool glimpse_trace = false;    ///< Classifier::glimpse_trace shows where it looked
   bool feature_map = false;      ///< Classifier::features and head (CAM, Grad-CAM)
   bool caption = false;          ///< generates captions
+  bool multi_label_only = false; ///< trained only on several classes per image (object scenes)
 };
 
 /// One option a user sets for a kind.

@@ -1,0 +1,385 @@
+// SEAM: the network, its Siamese losses, multi-scale inference and model kind "seam"
+// (seam.h).
+#include "kinds.h"
+
+#include <attend/models/cam.h>
+#include <attend/models/seam.h>
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace attend::models {
+
+namespace F = torch::nn::functional;
+
+namespace {
+
+constexpr double kEps = 1e-5;
+
+torch::Tensor resize(const torch::Tensor& x, std::int64_t height, std::int64_t width, bool corners) {
+  if (x.size(2) == height && x.size(3) == width) return x;
+  return F::interpolate(x, F::InterpolateFuncOptions()
+                               .size(std::vector<std::int64_t>{height, width})
+                               .mode(torch::kBilinear)
+                               .align_corners(corners));
+}
+
+const char* on_off(bool on) { return on ? "on" : "off"; }
+
+bool parse_on_off(const nlohmann::json& j, const char* key) {
+  const auto v = j.at(key).get<std::string>();
+  TORCH_CHECK(v == "on" || v == "off", "seam: ", key, " must be on or off, got '", v, "'");
+  return v == "on";
+}
+
+}  // namespace
+
+void SeamOptions::validate() const {
+  TORCH_CHECK(channels_ >= 1 && channels_ <= 64 && height_ >= 8 && width_ >= 8 && height_ <= 8192 && width_ <= 8192,
+              "seam: input must be 1..64 channels of 8..8192 pixels a side, got ", channels_, "x", height_, "x",
+              width_);
+  TORCH_CHECK(classes_ >= 1 && classes_ <= 100000, "seam: classes must be in 1..100000, got ", classes_);
+  TORCH_CHECK(filters_.size() >= 3, "seam: at least 3 conv blocks are needed, got ", filters_.size());
+  for (auto n : filters_) TORCH_CHECK(n >= 1 && n <= 4096, "seam: filter counts must be 1..4096, got ", n);
+  TORCH_CHECK(pools_ >= 1 && pools_ <= static_cast<std::int64_t>(filters_.size()) - 2,
+              "seam: pools must be between 1 and the number of blocks - 2 (", filters_.size() - 2,
+              ": the last two blocks share the output stride), got ", pools_);
+  TORCH_CHECK((height_ >> pools_) >= 2 && (width_ >> pools_) >= 2, "seam: ", height_, "x", width_,
+              " images are too small for ", pools_, " poolings");
+  TORCH_CHECK(pcm_reduce_.size() == 2 && pcm_reduce_[0] >= 1 && pcm_reduce_[1] >= 1 && pcm_reduce_[0] <= 4096 &&
+                  pcm_reduce_[1] <= 4096,
+              "seam: pcm_reduce must be two channel counts in 1..4096");
+  TORCH_CHECK(pcm_embed_ >= 1 && pcm_embed_ <= 4096, "seam: pcm_embed must be in 1..4096, got ", pcm_embed_);
+  TORCH_CHECK(scale_ > 0.0 && scale_ < 1.0, "seam: the rescale factor must be in (0,1), got ", scale_);
+  if (transform_ == SeamTransform::kRescale) {
+    TORCH_CHECK(std::floor(height_ * scale_) >= (1 << pools_) && std::floor(width_ * scale_) >= (1 << pools_),
+                "seam: rescaling ", height_, "x", width_, " by ", scale_, " leaves less than one grid cell");
+  }
+}
+
+nlohmann::json SeamOptions::to_json() const {
+  return {{"channels", channels_},
+          {"height", height_},
+          {"width", width_},
+          {"classes", classes_},
+          {"filters", filters_},
+          {"pools", pools_},
+          {"pcm_reduce", pcm_reduce_},
+          {"pcm_embed", pcm_embed_},
+          {"transform", transform_ == SeamTransform::kRescale ? "rescale" : "flip"},
+          {"scale", scale_},
+          {"er", on_off(er_)},
+          {"ecr", on_off(ecr_)},
+          {"min_pool", on_off(min_pool_)}};
+}
+
+SeamOptions SeamOptions::from_json(const nlohmann::json& j) {
+  const auto transform = j.at("transform").get<std::string>();
+  TORCH_CHECK(transform == "rescale" || transform == "flip", "seam: transform must be rescale or flip, got '",
+              transform, "'");
+  return SeamOptions()
+      .channels(j.at("channels").get<std::int64_t>())
+      .height(j.at("height").get<std::int64_t>())
+      .width(j.at("width").get<std::int64_t>())
+      .classes(j.at("classes").get<std::int64_t>())
+      .filters(j.at("filters").get<std::vector<std::int64_t>>())
+      .pools(j.at("pools").get<std::int64_t>())
+      .pcm_reduce(j.at("pcm_reduce").get<std::vector<std::int64_t>>())
+      .pcm_embed(j.at("pcm_embed").get<std::int64_t>())
+      .transform(transform == "rescale" ? SeamTransform::kRescale : SeamTransform::kFlip)
+      .scale(j.at("scale").get<double>())
+      .er(parse_on_off(j, "er"))
+      .ecr(parse_on_off(j, "ecr"))
+      .min_pool(parse_on_off(j, "min_pool"));
+}
+
+SeamNetImpl::SeamNetImpl(SeamOptions options_) : options(std::move(options_)) { reset(); }
+
+void SeamNetImpl::reset() {
+  options.validate();
+  convs = torch::nn::ModuleList();
+  std::int64_t in = options.channels();
+  for (auto n : options.filters()) {
+    convs->push_back(cam_block(in, n));
+    in = n;
+  }
+  register_module("convs", convs);
+  const auto& f = options.filters();
+  const auto n = f.size();
+  classifier = register_module(
+      "classifier", torch::nn::Conv2d(torch::nn::Conv2dOptions(f[n - 1], options.classes() + 1, 1).bias(false)));
+  reduce1 = register_module(
+      "reduce1", torch::nn::Conv2d(torch::nn::Conv2dOptions(f[n - 3], options.pcm_reduce()[0], 1).bias(false)));
+  reduce2 = register_module(
+      "reduce2", torch::nn::Conv2d(torch::nn::Conv2dOptions(f[n - 2], options.pcm_reduce()[1], 1).bias(false)));
+  pcm = register_module(
+      "pcm", attention::PixelCorrelation(attention::PixelCorrelationOptions(
+                 options.channels() + options.pcm_reduce()[0] + options.pcm_reduce()[1], options.pcm_embed())));
+  // As the authors initialise their new layers: Xavier for the CAM head, He for the
+  // reductions (the PCM's projection: Xavier with gain 4, in PixelCorrelation).
+  torch::NoGradGuard no_grad;
+  torch::nn::init::xavier_uniform_(classifier->weight);
+  torch::nn::init::kaiming_normal_(reduce1->weight);
+  torch::nn::init::kaiming_normal_(reduce2->weight);
+}
+
+void SeamNetImpl::pretty_print(std::ostream& stream) const {
+  stream << "attend::models::SeamNet(input=" << options.channels() << "x" << options.height() << "x"
+         << options.width() << ", filters=" << c10::IntArrayRef(options.filters()) << ", pools=" << options.pools()
+         << ", classes=" << options.classes() << "+background, pcm " << options.pcm_embed() << ")";
+}
+
+std::pair<std::int64_t, std::int64_t> SeamNetImpl::grid(std::int64_t height, std::int64_t width) const {
+  for (std::int64_t i = 0; i < options.pools(); ++i) {
+    height /= 2;
+    width /= 2;
+  }
+  return {height, width};
+}
+
+torch::Tensor SeamNetImpl::stage(std::size_t i, const torch::Tensor& x) {
+  TORCH_CHECK(i <= blocks(), "seam: no stage ", i);
+  auto y = x;
+  if (i == 0) {
+    TORCH_CHECK(x.dim() == 4 && x.size(1) == options.channels(), "seam: expected images [B,", options.channels(),
+                ",H,W], got ", x.sizes());
+  } else if (static_cast<std::int64_t>(i) <= options.pools()) {
+    y = torch::max_pool2d(y, 2);
+  }
+  if (i == blocks()) return classifier->forward(y).narrow(1, 1, options.classes()).mean({2, 3});
+  return convs[i]->as<torch::nn::Sequential>()->forward(y);
+}
+
+std::pair<torch::Tensor, torch::Tensor> SeamNetImpl::features(const torch::Tensor& images) {
+  const auto n = blocks();
+  std::vector<torch::Tensor> inputs(n);
+  auto x = images;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i >= 1 && static_cast<std::int64_t>(i) <= options.pools()) x = torch::max_pool2d(x, 2);
+    if (i == 0) {
+      TORCH_CHECK(x.dim() == 4 && x.size(1) == options.channels(), "seam: expected images [B,", options.channels(),
+                  ",H,W], got ", x.sizes());
+    }
+    inputs[i] = x;
+    x = convs[i]->as<torch::nn::Sequential>()->forward(x);
+  }
+  const auto h = x.size(2), w = x.size(3);
+  const auto f1 = torch::relu(reduce1->forward(inputs[n - 2].detach()));
+  const auto f2 = torch::relu(reduce2->forward(inputs[n - 1].detach()));
+  return {x, torch::cat({resize(images, h, w, true), f1, f2}, 1)};
+}
+
+SeamOutput SeamNetImpl::forward(const torch::Tensor& images, bool revise) {
+  const auto H = images.size(2), W = images.size(3);
+  auto [map, pcm_input] = features(images);
+  const auto cam = classifier->forward(map);
+  SeamOutput out;
+  out.grid_cam = cam;
+  out.cam = resize(cam, H, W, true);
+  if (!revise) return out;
+  torch::Tensor maps;
+  {
+    torch::NoGradGuard no_grad;
+    maps = seam::pcm_maps(cam.detach());
+  }
+  auto revised = pcm->forward(pcm_input, maps);
+  out.cam_rv = resize(revised.context, H, W, true);
+  out.affinity = revised.weights;
+  return out;
+}
+
+SeamLosses SeamNetImpl::losses(const torch::Tensor& images, const torch::Tensor& labels) {
+  const auto B = images.size(0), K = options.classes();
+  TORCH_CHECK(labels.dim() == 2 && labels.size(0) == B && labels.size(1) == K, "seam: expected labels [", B, ",", K,
+              "], got ", labels.sizes());
+  const auto t = labels.to(torch::kFloat32);
+  const auto y = torch::cat({torch::ones({B, 1}), t}, 1).view({B, K + 1, 1, 1});
+  const auto transform = options.transform();
+  const auto scale = options.scale();
+  const auto o1 = forward(images, options.pcm());
+  const auto o2 = forward(seam::transform(images, transform, scale), options.pcm());
+  auto fg = [K](const torch::Tensor& c) { return c.narrow(1, 1, K); };
+  SeamLosses out;
+  const auto zero = torch::zeros({});
+  // Classification on the grid-level GAP (= the logits): see SeamClassifier.
+  out.cls = (torch::binary_cross_entropy_with_logits(fg(o1.grid_cam).mean({2, 3}), t) +
+             torch::binary_cross_entropy_with_logits(fg(o2.grid_cam).mean({2, 3}), t)) /
+            2;
+  out.min_pool = options.min_pool() ? (seam::min_pool_loss(fg(o1.cam_rv * y)) + seam::min_pool_loss(fg(o2.cam_rv * y))) / 2
+                                    : zero;
+  const auto c1 = seam::transform(seam::max_norm(o1.cam), transform, scale) * y;
+  const auto c2 = seam::max_norm(o2.cam) * y;
+  out.er = options.er() ? (fg(c1) - fg(c2)).abs().mean() : zero;
+  if (options.ecr()) {
+    const auto r1 = seam::transform(seam::max_norm(o1.cam_rv), transform, scale) * y;
+    const auto r2 = seam::max_norm(o2.cam_rv) * y;
+    const auto t1 = seam::max_onehot(seam::with_background(c2).detach());
+    const auto t2 = seam::max_onehot(seam::with_background(c1).detach());
+    out.ecr = seam::top_mean((t1 - r1).abs(), 0.2) + seam::top_mean((t2 - r2).abs(), 0.2);
+  } else {
+    out.ecr = zero;
+  }
+  out.total = out.cls + out.min_pool + out.er + out.ecr;
+  return out;
+}
+
+namespace seam {
+
+torch::Tensor max_norm(const torch::Tensor& p) {
+  TORCH_CHECK(p.dim() == 4, "seam: expected maps [B,C,h,w], got ", p.sizes());
+  const auto r = torch::relu(p);
+  const auto flat = r.flatten(2);
+  const auto mx = std::get<0>(flat.max(2)).unsqueeze(2).unsqueeze(3);
+  const auto mn = std::get<0>(flat.min(2)).unsqueeze(2).unsqueeze(3);
+  return torch::relu(r - mn - kEps) / (mx - mn + kEps);
+}
+
+torch::Tensor pcm_maps(const torch::Tensor& cam) {
+  TORCH_CHECK(cam.dim() == 4 && cam.size(1) >= 2, "seam: expected CAMs [B,K+1,h,w], got ", cam.sizes());
+  const auto d = torch::relu(cam);
+  const auto mx = std::get<0>(d.flatten(2).max(2)).unsqueeze(2).unsqueeze(3) + kEps;
+  const auto norm = torch::relu(d - kEps) / mx;
+  return max_onehot(with_background(norm));
+}
+
+torch::Tensor with_background(const torch::Tensor& c) {
+  const auto fg = c.narrow(1, 1, c.size(1) - 1);
+  return torch::cat({1 - std::get<0>(fg.max(1, /*keepdim=*/true)), fg}, 1);
+}
+
+torch::Tensor max_onehot(const torch::Tensor& c) {
+  const auto fg = c.narrow(1, 1, c.size(1) - 1);
+  const auto top = std::get<0>(fg.max(1, /*keepdim=*/true));
+  return torch::cat({c.narrow(1, 0, 1), torch::where(fg < top, torch::zeros_like(fg), fg)}, 1);
+}
+
+torch::Tensor top_mean(const torch::Tensor& x, double fraction) {
+  const auto flat = x.flatten(1);
+  const auto k = static_cast<std::int64_t>(static_cast<double>(flat.size(1)) * fraction);
+  TORCH_CHECK(k >= 1, "seam: the top ", fraction, " of ", flat.size(1), " entries is empty");
+  return std::get<0>(flat.topk(k, 1)).mean();
+}
+
+torch::Tensor min_pool_loss(const torch::Tensor& foreground) {
+  const auto n = foreground.size(0);
+  const auto hw = foreground.size(2) * foreground.size(3);
+  const auto k = hw / 4;
+  TORCH_CHECK(k >= 1, "seam: the min-pooling loss needs at least 4 pixels, got ", hw);
+  const auto top = std::get<0>(foreground.max(1)).view({n, hw});
+  const auto lowest = std::get<0>(top.topk(k, 1, /*largest=*/false));
+  return torch::relu(lowest).sum() / static_cast<double>(k * n);
+}
+
+torch::Tensor transform(const torch::Tensor& maps, SeamTransform kind, double scale) {
+  if (kind == SeamTransform::kFlip) return maps.flip(3);
+  const auto h = static_cast<std::int64_t>(std::floor(static_cast<double>(maps.size(2)) * scale));
+  const auto w = static_cast<std::int64_t>(std::floor(static_cast<double>(maps.size(3)) * scale));
+  return resize(maps, h, w, true);
+}
+
+}  // namespace seam
+
+torch::Tensor aggregate_cams(const CamPass& pass, const torch::Tensor& images, const torch::Tensor& labels,
+                             const CamInference& inference) {
+  TORCH_CHECK(images.dim() == 4, "seam: expected images [B,C,H,W], got ", images.sizes());
+  TORCH_CHECK(!inference.scales().empty(), "seam: no inference scales");
+  const auto B = images.size(0), H = images.size(2), W = images.size(3);
+  torch::Tensor sum;
+  for (const double s : inference.scales()) {
+    TORCH_CHECK(s > 0 && s <= 8, "seam: inference scales must be in (0,8], got ", s);
+    const auto h = std::max<std::int64_t>(1, std::llround(static_cast<double>(H) * s));
+    const auto w = std::max<std::int64_t>(1, std::llround(static_cast<double>(W) * s));
+    const auto scaled = resize(images, h, w, false);
+    for (const bool flip : {false, true}) {
+      if (flip && !inference.flip()) continue;
+      auto cams = pass(flip ? scaled.flip(3) : scaled);
+      TORCH_CHECK(cams.dim() == 4 && cams.size(0) == B && cams.size(1) == labels.size(1),
+                  "seam: a CAM pass gave ", cams.sizes(), " for labels ", labels.sizes());
+      cams = resize(cams.to(torch::kFloat32), H, W, false) * labels.to(torch::kFloat32).view({B, -1, 1, 1});
+      if (flip) cams = cams.flip(3);
+      sum = sum.defined() ? sum + cams : cams;
+    }
+  }
+  if (!inference.normalise()) return sum;
+  sum = torch::relu(sum);
+  const auto flat = sum.flatten(2);
+  const auto mx = std::get<0>(flat.max(2)).unsqueeze(2).unsqueeze(3);
+  const auto mn = std::get<0>(flat.min(2)).unsqueeze(2).unsqueeze(3);
+  const auto norm = (sum - mn - kEps) / (mx - mn + kEps);
+  return torch::where(sum < mn + kEps, torch::zeros_like(norm), norm);
+}
+
+torch::Tensor pseudo_masks(const torch::Tensor& cams, double alpha) {
+  TORCH_CHECK(cams.dim() == 4, "seam: expected CAMs [B,K,H,W], got ", cams.sizes());
+  TORCH_CHECK(alpha >= 0.0 && alpha <= 1.0, "seam: the background score must be in [0,1], got ", alpha);
+  const auto bg = torch::full({cams.size(0), 1, cams.size(2), cams.size(3)}, alpha, cams.options());
+  return torch::cat({bg, cams}, 1).argmax(1);
+}
+
+SeamClassifier::SeamClassifier(const nlohmann::json& options) : net(SeamOptions::from_json(options)) {}
+
+ClassifierLoss SeamClassifier::loss(const torch::Tensor& images, const torch::Tensor& targets) {
+  TORCH_CHECK(targets.dim() == 2 && targets.size(1) == classes(), "seam: needs targets [B,", classes(),
+              "] (which classes are present), got ", targets.sizes());
+  const auto l = net->losses(images, targets);
+  ClassifierLoss out;
+  out.total = l.total;
+  out.metrics = {{"cls", l.cls.item<double>()},
+                 {"er", l.er.item<double>()},
+                 {"ecr", l.ecr.item<double>()},
+                 {"min_pool", l.min_pool.item<double>()}};
+  return out;
+}
+
+torch::Tensor SeamClassifier::logits(const torch::Tensor& images) {
+  auto x = images;
+  for (std::size_t i = 0; i <= net->blocks(); ++i) x = net->stage(i, x);
+  return x;
+}
+
+std::vector<Stage> SeamClassifier::stages() {
+  std::vector<Stage> out;
+  for (std::size_t i = 0; i <= net->blocks(); ++i) {
+    out.push_back({i == net->blocks() ? std::string("head") : "conv" + std::to_string(i + 1),
+                   [this, i](const torch::Tensor& x) { return net->stage(i, x); }});
+  }
+  return out;
+}
+
+torch::Tensor SeamClassifier::cam_weights(const std::string& name) {
+  if (name != "conv" + std::to_string(net->blocks())) return {};
+  const auto w = net->classifier->weight.detach();
+  return w.narrow(0, 1, classes()).flatten(1);
+}
+
+ModelKind seam_kind() {
+  ModelKind k;
+  k.name = "seam";
+  k.summary = "SEAM: CAMs made equivariant and refined by pixel correlation (weakly supervised segmentation)";
+  k.capabilities.classify = true;
+  k.capabilities.feature_map = true;
+  k.capabilities.multi_label_only = true;
+  k.options = {
+      int_option("classes", "classes", 10, 1, 100000, "number of foreground classes"),
+      int_list_option("filters", "seam-filters", {16, 32, 64, 128, 128}, 1, 4096,
+                      "output channels of each 3x3 conv + batch norm + ReLU block (at least 3)"),
+      int_option("pools", "seam-pools", 3, 1, 12,
+                 "blocks followed by 2x2 max-pooling (output stride 2^N; at most blocks - 2)"),
+      int_list_option("pcm_reduce", "pcm-reduce", {32, 64}, 1, 4096,
+                      "channels the inputs of the last two blocks are reduced to for the PCM"),
+      int_option("pcm_embed", "pcm-embed", 96, 1, 4096, "channels of the PCM's pixel embeddings"),
+      choice_option("transform", "transform", {"rescale", "flip"}, "the Siamese branch's transform", "T"),
+      real_option("scale", "rescale", 0.5, 0.05, 0.95, "rescale factor of the second branch"),
+      choice_option("er", "er", {"on", "off"}, "equivariant regularisation L_er", "on|off"),
+      choice_option("ecr", "ecr", {"on", "off"}, "equivariant cross regularisation L_ecr (trains the PCM)", "on|off"),
+      choice_option("min_pool", "min-pool", {"on", "off"}, "the adaptive min-pooling loss on the PCM's maps",
+                    "on|off"),
+  };
+  k.make = [](const nlohmann::json& options) -> std::unique_ptr<Model> {
+    return std::make_unique<SeamClassifier>(options);
+  };
+  return k;
+}
+
+}  // namespace attend::models

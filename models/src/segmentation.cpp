@@ -1,0 +1,179 @@
+#include "attend/models/segmentation.h"
+
+#include <attend/models/cam.h>
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace attend::models {
+
+namespace F = torch::nn::functional;
+
+namespace {
+
+torch::Tensor resize_corners(const torch::Tensor& x, std::int64_t height, std::int64_t width) {
+  if (x.size(2) == height && x.size(3) == width) return x;
+  return F::interpolate(x, F::InterpolateFuncOptions()
+                               .size(std::vector<std::int64_t>{height, width})
+                               .mode(torch::kBilinear)
+                               .align_corners(true));
+}
+
+std::vector<double> default_alphas() {
+  std::vector<double> out;
+  for (int i = 0; i <= 60; ++i) out.push_back(i / 100.0);
+  return out;
+}
+
+/// The transform a model is trained to be equivariant to (CAM: SEAM's default).
+std::pair<SeamTransform, double> model_transform(Classifier& model) {
+  if (auto* s = dynamic_cast<SeamClassifier*>(&model)) return {s->net->options.transform(), s->net->options.scale()};
+  return {SeamTransform::kRescale, 0.5};
+}
+
+}  // namespace
+
+CamPass cam_pass(Classifier& model) {
+  if (auto* s = dynamic_cast<SeamClassifier*>(&model)) {
+    return [s](const torch::Tensor& images) {
+      torch::NoGradGuard no_grad;
+      s->net->eval();
+      const bool revise = s->net->options.pcm();
+      const auto out = s->net->forward(images, revise);
+      return (revise ? out.cam_rv : out.cam).narrow(1, 1, s->classes());
+    };
+  }
+  if (auto* c = dynamic_cast<CamClassifier*>(&model)) {
+    return [c](const torch::Tensor& images) {
+      torch::NoGradGuard no_grad;
+      auto& net = *c->net;
+      net.eval();
+      TORCH_CHECK(images.dim() == 4 && images.size(1) == net.options.channels(), "cam: expected images [B,",
+                  net.options.channels(), ",H,W], got ", images.sizes());
+      auto x = images;
+      for (std::size_t i = 0; i < net.blocks(); ++i) {
+        if (i >= 1 && static_cast<std::int64_t>(i) <= net.options.pools()) x = torch::max_pool2d(x, 2);
+        x = net.convs[i]->as<torch::nn::Sequential>()->forward(x);
+      }
+      const auto w = net.fc->weight;  // [K,F]
+      const auto maps = torch::conv2d(x, w.view({w.size(0), w.size(1), 1, 1}));
+      return resize_corners(maps, images.size(2), images.size(3));
+    };
+  }
+  TORCH_CHECK(false, "segmentation: a '", model.kind(), "' model has no class activation maps (cam or seam)");
+}
+
+std::pair<double, double> equivariance_sums(const CamPass& pass, const torch::Tensor& images,
+                                            const torch::Tensor& labels, SeamTransform transform, double scale) {
+  const auto y = labels.to(torch::kFloat32).view({labels.size(0), labels.size(1), 1, 1});
+  const auto c = torch::relu(pass(images)) * y;
+  const auto of_transformed = torch::relu(pass(seam::transform(images, transform, scale))) * y;
+  const auto transformed = seam::transform(c, transform, scale);
+  return {(of_transformed - transformed).abs().sum().item<double>(), c.abs().sum().item<double>()};
+}
+
+torch::Tensor dilate_labels(const torch::Tensor& labels, std::int64_t pixels) {
+  TORCH_CHECK(labels.dim() == 2, "segmentation: expected a label image [H,W], got ", labels.sizes());
+  TORCH_CHECK(pixels >= 0 && pixels <= 64, "segmentation: dilation must be 0..64 pixels, got ", pixels);
+  if (pixels == 0) return labels;
+  const auto l = labels.to(torch::kInt64);
+  const auto objects = (l > 0) & (l != 255);
+  auto out = torch::where(objects, l, torch::zeros_like(l));
+  auto open = ~objects;
+  const auto values = std::get<0>(torch::_unique(l.masked_select(objects), /*sorted=*/true));
+  for (std::int64_t i = 0; i < values.numel(); ++i) {
+    const auto v = values[i].item<std::int64_t>();
+    const auto grown =
+        torch::max_pool2d((l == v).to(torch::kFloat32).unsqueeze(0).unsqueeze(0), 2 * pixels + 1, 1, pixels)[0][0] > 0;
+    const auto take = grown & open;
+    out = torch::where(take, torch::full_like(out, v), out);
+    open = open & ~take;
+  }
+  // The band: background pixels with an object above, below, left or right.
+  const auto obj = (out > 0).to(torch::kFloat32);
+  const auto p = F::pad(obj.unsqueeze(0).unsqueeze(0), F::PadFuncOptions({1, 1, 1, 1}))[0][0];
+  const auto H = obj.size(0), W = obj.size(1);
+  const auto near = p.narrow(0, 0, H).narrow(1, 1, W) + p.narrow(0, 2, H).narrow(1, 1, W) +
+                    p.narrow(0, 1, H).narrow(1, 0, W) + p.narrow(0, 1, H).narrow(1, 2, W);
+  out = torch::where((out == 0) & (near > 0), torch::full_like(out, 255), out);
+  return out.to(labels.scalar_type());
+}
+
+SegmentationReport evaluate_segmentation(Classifier& model, const datasets::ObjectLabelSource* val,
+                                         const datasets::ObjectLabelSource& test,
+                                         const SegmentationEvalOptions& options) {
+  TORCH_CHECK(options.batch() >= 1, "segmentation: batch must be >= 1");
+  const auto pass = cam_pass(model);
+  const auto K = model.classes();
+  SegmentationReport report;
+  report.alphas = options.alphas().empty() ? default_alphas() : options.alphas();
+  if (options.alpha()) {
+    TORCH_CHECK(*options.alpha() >= 0 && *options.alpha() <= 1, "segmentation: alpha must be in [0,1], got ",
+                *options.alpha());
+    // Scored with the curve.
+    if (std::find(report.alphas.begin(), report.alphas.end(), *options.alpha()) == report.alphas.end()) {
+      report.alphas.push_back(*options.alpha());
+    }
+  }
+  for (double a : report.alphas) TORCH_CHECK(a >= 0 && a <= 1, "segmentation: alpha must be in [0,1], got ", a);
+  const auto [transform, scale] = model_transform(model);
+  const bool was_training = model.module().is_training();
+  model.module().eval();
+  torch::NoGradGuard no_grad;
+
+  // Scores for every alpha over one source; the equivariance sums on request.
+  auto sweep = [&](const datasets::ObjectLabelSource& source, bool equivariance) {
+    std::vector<SegmentationScores> scores;  // one each: copies would share the counts
+    for (size_t a = 0; a < report.alphas.size(); ++a) scores.emplace_back(K + 1);
+    double diff = 0, mass = 0;
+    for (std::int64_t begin = 0; begin < source.size(); begin += options.batch()) {
+      std::vector<std::int64_t> indices;
+      for (std::int64_t i = begin; i < std::min(source.size(), begin + options.batch()); ++i) indices.push_back(i);
+      const auto batch = source.get(indices, 0);
+      TORCH_CHECK(batch.labels.dim() == 2 && batch.labels.size(1) == K, "segmentation: the scenes have ",
+                  batch.labels.size(-1), " classes, the model ", K);
+      const auto labels = options.predicted_labels() ? (model.logits(batch.images) > 0).to(torch::kFloat32)
+                                                     : batch.labels.to(torch::kFloat32);
+      const auto cams = aggregate_cams(pass, batch.images, labels, options.inference());
+      std::vector<torch::Tensor> truths;
+      for (auto i : indices) truths.push_back(dilate_labels(source.scene(i).labels, options.dilate()));
+      const auto truth = torch::stack(truths);
+      for (size_t a = 0; a < report.alphas.size(); ++a) scores[a].add(pseudo_masks(cams, report.alphas[a]), truth);
+      if (equivariance) {
+        const auto [d, m] = equivariance_sums(pass, batch.images, labels, transform, scale);
+        diff += d;
+        mass += m;
+      }
+    }
+    return std::make_tuple(std::move(scores), diff, mass);
+  };
+
+  if (val != nullptr && val->size() > 0) {
+    auto [scores, d, m] = sweep(*val, false);
+    for (const auto& s : scores) report.val_miou.push_back(s.mean_iou());
+    report.val_count = val->size();
+  }
+  TORCH_CHECK(options.alpha() || !report.val_miou.empty(),
+              "segmentation: choosing alpha needs validation scenes (or give alpha)");
+  auto [scores, diff, mass] = sweep(test, true);
+  for (const auto& s : scores) report.test_miou.push_back(s.mean_iou());
+  report.test_count = test.size();
+  report.equivariance_error = mass > 0 ? diff / mass : std::nan("");
+  size_t chosen = 0;
+  if (options.alpha()) {
+    chosen = static_cast<size_t>(std::find(report.alphas.begin(), report.alphas.end(), *options.alpha()) -
+                                 report.alphas.begin());
+  } else {
+    for (size_t a = 1; a < report.val_miou.size(); ++a) {
+      if (report.val_miou[a] > report.val_miou[chosen]) chosen = a;
+    }
+  }
+  report.alpha = report.alphas[chosen];
+  report.test = scores[chosen];
+  model.module().train(was_training);
+  return report;
+}
+
+}  // namespace attend::models

@@ -1,0 +1,254 @@
+// SEAM: each loss piece against a hand computation, the losses' composition and where
+// their gradients go, the transforms, multi-scale aggregation, pseudo-masks and mIoU.
+#include <attend/models/registry.h>
+#include <attend/models/seam.h>
+#include <attend/models/segmentation_metrics.h>
+
+#include <torch/torch.h>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace am = attend::models;
+namespace seam = attend::models::seam;
+
+namespace {
+
+am::SeamOptions tiny(std::int64_t classes = 3) {
+  return am::SeamOptions()
+      .channels(3)
+      .height(16)
+      .width(16)
+      .classes(classes)
+      .filters({4, 6, 8})
+      .pools(1)
+      .pcm_reduce({3, 5})
+      .pcm_embed(6);
+}
+
+}  // namespace
+
+TEST(Seam, MaxNormScalesEachChannelAfterReluAndMin) {
+  // One image, two channels of 4 pixels.
+  const auto p = torch::tensor({-1.0f, 0.5f, 1.0f, 2.0f, 3.0f, 3.0f, 1.0f, 2.0f}).view({1, 2, 2, 2});
+  const auto n = seam::max_norm(p);
+  // Channel 0: ReLU -> {0, .5, 1, 2}, min 0, max 2.
+  const float e = 1e-5f;
+  const auto c0 = torch::tensor({0.0f, (0.5f - e) / (2 + e), (1 - e) / (2 + e), (2 - e) / (2 + e)}).view({2, 2});
+  // Channel 1: {3, 3, 1, 2}, min 1, max 3: (x - 1 - e) / (2 + e), clipped at 0.
+  const auto c1 = torch::tensor({(2 - e) / (2 + e), (2 - e) / (2 + e), 0.0f, (1 - e) / (2 + e)}).view({2, 2});
+  EXPECT_TRUE(torch::allclose(n[0][0], c0, 1e-6, 1e-7));
+  EXPECT_TRUE(torch::allclose(n[0][1], c1, 1e-6, 1e-7));
+}
+
+TEST(Seam, PcmMapsKeepEachPixelsTopClassAndABackgroundOfOneMinusIt) {
+  // Background channel (ignored and overwritten) and two classes over 3 pixels.
+  const auto cam = torch::tensor({9.0f, 9.0f, 9.0f,  // background
+                                  4.0f, 1.0f, -2.0f,  // class 1: max 4
+                                  1.0f, 2.0f, 0.0f})  // class 2: max 2
+                       .view({1, 3, 1, 3});
+  const auto d = seam::pcm_maps(cam);
+  const float e = 1e-5f;
+  // Class 1 normalises to {a, (1-e)/(4+e), 0}, class 2 to {(1-e)/(2+e), f, 0}.
+  const float a = (4 - e) / (4 + e), f = (2 - e) / (2 + e);
+  // Pixel 0: class 1 (a) beats class 2 (~0.5); pixel 1: class 2 (f) beats ~0.25; pixel 2: none.
+  const auto expected = torch::tensor({1 - a, 1 - f, 1.0f,  //
+                                       a, 0.0f, 0.0f,       //
+                                       0.0f, f, 0.0f})
+                            .view({1, 3, 1, 3});
+  EXPECT_TRUE(torch::allclose(d, expected, 1e-6, 1e-6)) << d;
+}
+
+TEST(Seam, TopMeanAndMinPoolingByHand) {
+  const auto x = torch::tensor({{1.0f, 5.0f, 2.0f, 4.0f, 3.0f, 0.0f, 6.0f, 7.0f, 8.0f, 9.0f},
+                                {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 10.0f}});
+  // The top 20% of 10 entries: 2 per image -> (9 + 8 + 10 + 0.5) / 4.
+  EXPECT_NEAR(seam::top_mean(x, 0.2).item<double>(), (9 + 8 + 10 + 0.5) / 4.0, 1e-6);
+  // min-pooling: per pixel max over classes, the hw/4 smallest, ReLU, sum / (k n).
+  const auto fg = torch::tensor({-1.0f, 0.2f, 0.3f, 0.9f, 0.1f, 0.4f, 0.0f, 0.8f,  // class 1
+                                 -3.0f, 0.1f, 0.5f, 0.2f, 0.3f, 0.1f, 0.2f, 0.7f})  // class 2
+                      .view({1, 2, 2, 4});
+  // Per-pixel max: {-1, .2, .5, .9, .3, .4, .2, .8}; k = 2: {-1, .2} -> ReLU {0, .2}.
+  EXPECT_NEAR(seam::min_pool_loss(fg).item<double>(), 0.2 / 2, 1e-6);
+}
+
+TEST(Seam, TransformsAndTheirInversesRoundTrip) {
+  // A linear ramp resized with corners aligned stays the same ramp: 0..1 over 8 -> 4.
+  const auto ramp = torch::linspace(0, 1, 8).view({1, 1, 1, 8}).expand({1, 1, 8, 8}).contiguous();
+  const auto half = seam::transform(ramp, am::SeamTransform::kRescale, 0.5);
+  ASSERT_EQ(half.sizes(), (std::vector<std::int64_t>{1, 1, 4, 4}));
+  EXPECT_TRUE(torch::allclose(half[0][0][2], torch::linspace(0, 1, 4), 1e-6, 1e-6));
+  // ...and back up (the inverse, corners aligned) gives the ramp again.
+  const auto back = torch::nn::functional::interpolate(
+      half, torch::nn::functional::InterpolateFuncOptions().size(std::vector<std::int64_t>{8, 8}).mode(torch::kBilinear).align_corners(true));
+  EXPECT_TRUE(torch::allclose(back, ramp, 1e-6, 1e-6));
+  // Flip is its own inverse and mirrors columns.
+  const auto x = torch::arange(12, torch::kFloat32).view({1, 1, 3, 4});
+  const auto flipped = seam::transform(x, am::SeamTransform::kFlip, 0.5);
+  EXPECT_EQ(flipped[0][0][1][0].item<float>(), x[0][0][1][3].item<float>());
+  EXPECT_TRUE(torch::equal(seam::transform(flipped, am::SeamTransform::kFlip, 0.5), x));
+  // floor(s H) like the authors' scale_factor.
+  EXPECT_EQ(seam::transform(torch::zeros({1, 1, 15, 9}), am::SeamTransform::kRescale, 0.3).sizes(),
+            (std::vector<std::int64_t>{1, 1, 4, 2}));
+}
+
+TEST(Seam, LossesComposeAndTheirGradientsGoWhereTheAuthorsSendThem) {
+  torch::manual_seed(4);
+  am::SeamNet net(tiny());
+  const auto images = torch::rand({2, 3, 16, 16});
+  const auto labels = torch::tensor({{1.0f, 0.0f, 1.0f}, {0.0f, 1.0f, 0.0f}});
+  const auto l = net->losses(images, labels);
+  EXPECT_NEAR(l.total.item<double>(), (l.cls + l.min_pool + l.er + l.ecr).item<double>(), 1e-6);
+  for (const auto& t : {l.cls, l.min_pool, l.er, l.ecr}) EXPECT_GT(t.item<double>(), 0.0);
+
+  // The classification term by hand: BCE of the grid GAP of both branches.
+  const auto o1 = net->forward(images);
+  const auto o2 = net->forward(seam::transform(images, am::SeamTransform::kRescale, 0.5));
+  EXPECT_EQ(o1.grid_cam.sizes(), (std::vector<std::int64_t>{2, 4, 8, 8}));
+  EXPECT_EQ(o1.cam.sizes(), (std::vector<std::int64_t>{2, 4, 16, 16}));
+  EXPECT_EQ(o2.cam_rv.sizes(), (std::vector<std::int64_t>{2, 4, 8, 8}));
+  EXPECT_EQ(o1.affinity.sizes(), (std::vector<std::int64_t>{2, 64, 64}));
+  double bce = 0;
+  for (const auto* o : {&o1, &o2}) {
+    const auto s = o->grid_cam.narrow(1, 1, 3).mean({2, 3});
+    for (std::int64_t b = 0; b < 2; ++b) {
+      for (std::int64_t c = 0; c < 3; ++c) {
+        const double x = s[b][c].item<double>(), y = labels[b][c].item<double>();
+        bce -= y * std::log(1 / (1 + std::exp(-x))) + (1 - y) * std::log(1 / (1 + std::exp(x)));
+      }
+    }
+  }
+  EXPECT_NEAR(l.cls.item<double>(), bce / 6 / 2, 1e-5);
+  // L_er by hand: the labelled foreground of the rescaled, normalised branch-1 CAM
+  // against branch 2's.
+  const auto y = torch::cat({torch::ones({2, 1}), labels}, 1).view({2, 4, 1, 1});
+  const auto c1 = seam::transform(seam::max_norm(o1.cam), am::SeamTransform::kRescale, 0.5) * y;
+  const auto c2 = seam::max_norm(o2.cam) * y;
+  EXPECT_NEAR(l.er.item<double>(), (c1 - c2).narrow(1, 1, 3).abs().sum().item<double>() / (2 * 3 * 64), 1e-6);
+
+  // Switched off, a term is 0; without ECR and min-pooling the PCM is not even run.
+  auto plain = tiny();
+  plain.er(false).ecr(false).min_pool(false);
+  EXPECT_FALSE(plain.pcm());
+  am::SeamNet cam_only(plain);
+  const auto l0 = cam_only->losses(images, labels);
+  EXPECT_EQ(l0.er.item<double>(), 0.0);
+  EXPECT_EQ(l0.ecr.item<double>(), 0.0);
+  EXPECT_EQ(l0.min_pool.item<double>(), 0.0);
+  EXPECT_FALSE(cam_only->forward(images, false).cam_rv.defined());
+
+  // L_ecr trains only the PCM side (its inputs are detached): no backbone gradient.
+  net->zero_grad();
+  net->losses(images, labels).ecr.backward();
+  for (const auto& p : net->named_parameters()) {
+    const bool pcm_side = p.key().rfind("pcm", 0) == 0 || p.key().rfind("reduce", 0) == 0;
+    const double g = p.value().grad().defined() ? p.value().grad().abs().sum().item<double>() : 0.0;
+    if (pcm_side) {
+      EXPECT_GT(g, 0.0) << p.key();
+    } else {
+      EXPECT_EQ(g, 0.0) << p.key();
+    }
+  }
+  // L_er and L_cls reach the backbone and the CAM head, never the PCM.
+  net->zero_grad();
+  const auto l2 = net->losses(images, labels);
+  (l2.er + l2.cls).backward();
+  EXPECT_GT(net->classifier->weight.grad().abs().sum().item<double>(), 0.0);
+  const auto pg = net->pcm->projection->weight.grad();
+  EXPECT_TRUE(!pg.defined() || pg.abs().sum().item<double>() == 0.0);
+}
+
+TEST(Seam, MultiScaleAggregationIsTheSumOfTheSinglePasses) {
+  // A pass with position-dependent output, so flips and scales matter.
+  torch::manual_seed(5);
+  const auto weight = torch::randn({2, 3, 3, 3});
+  const am::CamPass pass = [&](const torch::Tensor& x) { return torch::conv2d(x, weight, {}, 1, 1); };
+  const auto images = torch::rand({1, 3, 12, 12});
+  const auto labels = torch::tensor({{1.0f, 1.0f}});
+  const auto all = am::aggregate_cams(pass, images, labels, am::CamInference().normalise(false));
+  torch::Tensor sum = torch::zeros_like(all);
+  for (const double s : {0.5, 1.0, 1.5, 2.0}) {
+    sum += am::aggregate_cams(pass, images, labels, am::CamInference().scales({s}).flip(true).normalise(false));
+  }
+  EXPECT_TRUE(torch::allclose(all, sum, 1e-5, 1e-5));
+  // The identity pass at scale 1 without flip: the maps themselves.
+  const auto one = am::aggregate_cams(pass, images, labels, am::CamInference().scales({1.0}).flip(false).normalise(false));
+  EXPECT_TRUE(torch::allclose(one, pass(images), 1e-6, 1e-6));
+  // A flipped pass is flipped back: for a mirror-symmetric pass, flip doubles the map.
+  const am::CamPass symmetric = [](const torch::Tensor& x) { return x.narrow(1, 0, 2) + x.narrow(1, 0, 2).flip(3); };
+  const auto doubled =
+      am::aggregate_cams(symmetric, images, labels, am::CamInference().scales({1.0}).flip(true).normalise(false));
+  EXPECT_TRUE(torch::allclose(doubled, 2 * symmetric(images), 1e-6, 1e-6));
+  // Normalised: labels mask classes out, each kept class spans [0, 1).
+  const auto masked = am::aggregate_cams(pass, images, torch::tensor({{0.0f, 1.0f}}));
+  EXPECT_EQ(masked[0][0].abs().max().item<float>(), 0.0f);
+  EXPECT_NEAR(masked[0][1].max().item<float>(), 1.0f, 1e-4);
+  EXPECT_EQ(masked[0][1].min().item<float>(), 0.0f);
+}
+
+TEST(Seam, PseudoMasksAndMeanIoUByHand) {
+  // Two classes over a 2x3 image; alpha 0.3.
+  const auto cams = torch::tensor({0.9f, 0.2f, 0.1f, 0.0f, 0.5f, 0.25f,  // class 1
+                                   0.1f, 0.4f, 0.2f, 0.8f, 0.6f, 0.3f})  // class 2
+                        .view({1, 2, 2, 3});
+  const auto masks = am::pseudo_masks(cams, 0.3);
+  EXPECT_TRUE(torch::equal(masks[0], torch::tensor({{1, 2, 0}, {2, 2, 0}}, torch::kInt64))) << masks;
+  EXPECT_THROW(am::pseudo_masks(cams, 1.5), c10::Error);
+
+  am::SegmentationScores scores(3);
+  const auto truth = torch::tensor({{1, 2, 255}, {0, 2, 0}}, torch::kUInt8);
+  scores.add(masks[0], truth);
+  // Counted pixels (255 ignored): (1,1) (2,2) (0,2) (2,2) (0,0).
+  // Background: TP 1, FP 0, FN 1 -> 1/2; class 1: 1/1; class 2: TP 2, FP 1 -> 2/3.
+  const auto iou = scores.iou();
+  EXPECT_NEAR(iou[0], 0.5, 1e-12);
+  EXPECT_NEAR(iou[1], 1.0, 1e-12);
+  EXPECT_NEAR(iou[2], 2.0 / 3.0, 1e-12);
+  EXPECT_NEAR(scores.mean_iou(), (0.5 + 1.0 + 2.0 / 3.0) / 3, 1e-12);
+  EXPECT_NEAR(scores.precision()[2], 2.0 / 3.0, 1e-12);
+  EXPECT_NEAR(scores.recall()[0], 0.5, 1e-12);
+  EXPECT_NEAR(scores.pixel_accuracy(), 4.0 / 5.0, 1e-12);
+  // A class in neither truth nor prediction has no IoU and leaves the mean alone.
+  am::SegmentationScores wide(4);
+  wide.add(masks[0], truth);
+  EXPECT_TRUE(std::isnan(wide.iou()[3]));
+  EXPECT_NEAR(wide.mean_iou(), scores.mean_iou(), 1e-12);
+  try {
+    scores.add(masks[0], torch::tensor({{1, 7, 0}, {0, 0, 0}}, torch::kUInt8));
+    ADD_FAILURE() << "a label outside the classes was accepted";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("true label 7 is outside 0..2"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(scores.add(masks[0], torch::zeros({3, 2}, torch::kUInt8)), c10::Error);
+}
+
+TEST(Seam, KindIsMultiLabelWithCamStagesAndRefusesBadOptions) {
+  const auto& kind = am::model_registry().at("seam");
+  EXPECT_TRUE(kind.capabilities.multi_label_only);
+  auto options = am::complete_options(kind, nlohmann::json::object(), am::InputShape{3, 32, 32});
+  options["filters"] = {4, 6, 8};
+  options["pools"] = 1;
+  torch::manual_seed(6);
+  auto model = am::make_model("seam", options);
+  auto& seam_model = dynamic_cast<am::SeamClassifier&>(*model);
+  const auto images = torch::rand({2, 3, 32, 32});
+  seam_model.module().eval();
+  // The head is GAP then the CAM head's foreground weights: CAM's identity holds.
+  const auto map = [&] {
+    auto x = images;
+    for (std::size_t i = 0; i < 3; ++i) x = seam_model.net->stage(i, x);
+    return x;
+  }();
+  const auto w = seam_model.cam_weights("conv3");
+  ASSERT_EQ(w.sizes(), (std::vector<std::int64_t>{10, 8}));
+  EXPECT_TRUE(torch::allclose(seam_model.logits(images), map.mean({2, 3}).matmul(w.t()), 1e-5, 1e-6));
+  EXPECT_FALSE(seam_model.cam_weights("conv2").defined());
+  EXPECT_EQ(seam_model.stages().size(), 4u);
+  auto bad = options;
+  bad["pools"] = 2;  // the last two blocks would not share the stride
+  EXPECT_THROW(am::make_model("seam", bad), c10::Error);
+  bad = options;
+  bad["er"] = "maybe";
+  EXPECT_THROW(am::make_model("seam", bad), c10::Error);
+}
