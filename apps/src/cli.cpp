@@ -245,6 +245,7 @@ std::vector<std::unique_ptr<Command>> make_commands() {
   commands.push_back(make_classify_command());
   commands.push_back(make_caption_command());
   commands.push_back(make_saliency_command());
+  commands.push_back(make_segment_command());
   return commands;
 }
 

@@ -85,7 +85,9 @@ TEST_F(SaliencyCli, TrainCamOnObjectScenesIsMultiLabel) {
   // Precision and recall follow from the counts.
   for (const auto& c : eval["results"][0]["classes"]) {
     const double tp = c["tp"], fp = c["fp"];
-    if (tp + fp > 0) EXPECT_DOUBLE_EQ(c["precision"].get<double>(), tp / (tp + fp));
+    if (tp + fp > 0) {
+      EXPECT_DOUBLE_EQ(c["precision"].get<double>(), tp / (tp + fp));
+    }
   }
   // A single-label kind, or single labels, are refused on object scenes.
   const auto cnn = run({"train", "cnn", "--scenes", "objects", "--source", dir_->file("items"), "--run-dir",
@@ -369,6 +371,62 @@ TEST_F(SaliencyCli, SeamTrainsOnObjectScenesAndEvalScoresItsMasks) {
            {{"train", "seam", "--scenes", "objects", "--source", dir_->file("items"), "--canvas", "32", "--seam-pools",
              "2", "--seam-filters", "4,6,8", "--run-dir", dir_->file("seam-bad")},
             2, "pools must be between 1 and the number of blocks - 2"}}) {
+    const auto e = run(bad.args);
+    EXPECT_EQ(e.code, bad.code) << bad.message << ": " << e.err;
+    EXPECT_TRUE(contains(e.err, bad.message)) << e.err;
+  }
+}
+
+// attend segment over images of any size: labels and overlays at the image's size.
+TEST_F(SaliencyCli, SegmentWritesLabelsAndOverlaysAtTheImagesSize) {
+  const auto run_dir = dir_->file("seam-seg");
+  const auto trained = run({"train", "seam", "--scenes", "objects", "--source", dir_->file("items"), "--canvas", "32",
+                            "--objects", "1-2", "--count", "8", "--val-count", "0", "--test-count", "2", "--epochs",
+                            "1", "--batch", "8", "--seam-filters", "4,6,8", "--seam-pools", "1", "--pcm-reduce",
+                            "3,5", "--pcm-embed", "8", "--run-dir", run_dir});
+  ASSERT_EQ(trained.code, 0) << trained.err;
+  const auto model = run_dir + "/last.pt";
+  fs::create_directories(dir_->file("seg/images"));
+  fs::create_directories(dir_->file("seg/masks"));
+  cv::Mat grey(40, 50, CV_8UC1, cv::Scalar(0));
+  grey(cv::Rect(10, 8, 14, 16)).setTo(230);
+  cv::imwrite(dir_->file("seg/images/a.png"), grey);
+  cv::Mat mask(40, 50, CV_8UC1, cv::Scalar(0));
+  mask(cv::Rect(10, 8, 14, 16)).setTo(4);  // class 3
+  cv::imwrite(dir_->file("seg/masks/a.png"), mask);
+  const auto out = dir_->file("seg-out");
+  const auto r = run({"segment", model, dir_->file("seg/images"), "--out", out, "--labels", "gt", "--npy",
+                      "--scales", "1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "a.png: 3;")) << r.out;  // the mask's class, by name
+  const auto labels = cv::imread(out + "/a_labels.png", cv::IMREAD_UNCHANGED);
+  ASSERT_EQ(labels.size(), cv::Size(50, 40));
+  double lo = 0, hi = 0;
+  cv::minMaxLoc(labels, &lo, &hi);
+  EXPECT_TRUE(hi == 0 || hi == 4) << hi;  // background, or the one class allowed
+  const auto overlay = cv::imread(out + "/a_overlay.png");
+  EXPECT_EQ(overlay.cols, hi == 4 ? 96 : 50);  // widened for the legend when a class is drawn
+  const auto cams = attend::vision::read_npy(out + "/a_cams.npy");
+  EXPECT_EQ(cams.sizes(), (std::vector<std::int64_t>{10, 40, 50}));
+  EXPECT_EQ(cams.narrow(0, 0, 3).abs().max().item<float>(), 0.0f);  // absent classes are masked out
+
+  cv::Mat wrong(40, 50, CV_8UC1, cv::Scalar(0));
+  cv::imwrite(dir_->file("seg/masks/b.png"), cv::Mat(10, 10, CV_8UC1, cv::Scalar(0)));
+  cv::imwrite(dir_->file("seg/images/b.png"), wrong);
+  cv::imwrite(dir_->file("loose.png"), wrong);
+  struct Bad {
+    std::vector<std::string> args;
+    int code;
+    std::string message;
+  };
+  for (const auto& bad : std::vector<Bad>{
+           {{"segment", model, dir_->file("scene.png"), "--out", out}, 1, "has 3 channels; the model takes 1 (grey)"},
+           {{"segment", model, dir_->file("seg/images/b.png"), "--out", out, "--labels", "gt"}, 1, "is 10x10, its image 50x40"},
+           {{"segment", model, dir_->file("seg/images/a.png"), "--out", out, "--alpha", "-0.1"}, 2,
+            "--alpha must be in [0,1]"},
+           {{"segment", model, dir_->file("loose.png"), "--out", out, "--labels", "gt"}, 1,
+            "--labels gt needs its mask"},
+           {{"segment", model, dir_->file("seg/images/a.png")}, 2, "--out DIR is required"}}) {
     const auto e = run(bad.args);
     EXPECT_EQ(e.code, bad.code) << bad.message << ": " << e.err;
     EXPECT_TRUE(contains(e.err, bad.message)) << e.err;

@@ -1,4 +1,5 @@
 #include <attend/vision/saliency_render.h>
+#include <attend/vision/segmentation_render.h>
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
@@ -252,4 +253,48 @@ TEST(TileGrid, CellsAreTheLargestTileAndCaptionsAddAStrip) {
   EXPECT_THROW(av::tile_grid({a, b}, 2, {"only one"}), c10::Error);
   EXPECT_THROW(av::tile_grid({}, 2), c10::Error);
   EXPECT_THROW(av::tile_grid({a, cv::Mat(3, 3, CV_8UC1)}, 2), c10::Error);
+}
+
+// Letterboxing keeps the aspect ratio and its inverse puts maps back where the image was.
+TEST(SegmentationRender, LetterboxAndItsInverseRoundTrip) {
+  const auto box = attend::vision::letterbox_geometry({200, 100}, {64, 64});  // 200 wide, 100 high
+  EXPECT_EQ(box.inner, cv::Rect(0, 16, 64, 32));
+  cv::Mat image(100, 200, CV_8UC3, cv::Scalar(10, 20, 30));
+  image(cv::Rect(0, 0, 100, 100)).setTo(cv::Scalar(200, 100, 50));  // left half
+  const auto fitted = attend::vision::letterbox(image, box);
+  ASSERT_EQ(fitted.size(), cv::Size(64, 64));
+  EXPECT_EQ(fitted.at<cv::Vec3b>(5, 30), cv::Vec3b(0, 0, 0));          // padding
+  EXPECT_EQ(fitted.at<cv::Vec3b>(30, 10), cv::Vec3b(200, 100, 50));    // left half
+  EXPECT_EQ(fitted.at<cv::Vec3b>(30, 50), cv::Vec3b(10, 20, 30));      // right half
+  // A label map drawn on the canvas comes back at the source size, in the same place.
+  cv::Mat labels(64, 64, CV_8UC1, cv::Scalar(0));
+  labels(cv::Rect(0, 16, 32, 32)).setTo(3);
+  const auto back = attend::vision::unletterbox(labels, box, cv::INTER_NEAREST);
+  ASSERT_EQ(back.size(), image.size());
+  EXPECT_EQ(back.at<uchar>(50, 20), 3);
+  EXPECT_EQ(back.at<uchar>(50, 180), 0);
+  EXPECT_EQ(cv::countNonZero(back == 3), 100 * 100);
+  EXPECT_THROW(attend::vision::letterbox(image, attend::vision::letterbox_geometry({10, 10}, {64, 64})),
+               std::invalid_argument);
+}
+
+TEST(SegmentationRender, VocColoursOverlaysContoursAndLegend) {
+  // The PASCAL VOC palette: 1 = (128,0,0), 2 = (0,128,0), 15 = (192,128,128) in RGB.
+  EXPECT_EQ(attend::vision::label_colour(1), cv::Vec3b(0, 0, 128));
+  EXPECT_EQ(attend::vision::label_colour(2), cv::Vec3b(0, 128, 0));
+  EXPECT_EQ(attend::vision::label_colour(15), cv::Vec3b(128, 128, 192));
+  EXPECT_EQ(attend::vision::label_colour(0), cv::Vec3b(0, 0, 0));
+  EXPECT_EQ(attend::vision::label_colour(255), cv::Vec3b(255, 255, 255));
+  cv::Mat image(40, 120, CV_8UC3, cv::Scalar(100, 100, 100));
+  cv::Mat labels(40, 120, CV_8UC1, cv::Scalar(0));
+  labels(cv::Rect(10, 10, 20, 20)).setTo(1);
+  labels(cv::Rect(60, 10, 20, 20)).setTo(2);
+  const auto out = attend::vision::overlay_labels(image, labels, {"shirt", "bag"});
+  // Two legend rows of 14 pixels (+4) below the image.
+  ASSERT_EQ(out.size(), cv::Size(120, 40 + 2 * 14 + 4));
+  EXPECT_EQ(out.at<cv::Vec3b>(5, 5), cv::Vec3b(100, 100, 100));  // background untouched
+  EXPECT_EQ(out.at<cv::Vec3b>(20, 20), cv::Vec3b(50, 50, 114));   // (100 + colour) / 2
+  EXPECT_EQ(out.at<cv::Vec3b>(10, 20), attend::vision::label_colour(1));  // its contour
+  EXPECT_THROW(attend::vision::overlay_labels(image, labels, {"shirt"}), std::invalid_argument);
+  EXPECT_THROW(attend::vision::overlay_labels(image, labels(cv::Rect(0, 0, 60, 40)), {"a", "b"}), std::invalid_argument);
 }
