@@ -100,6 +100,11 @@ TEST(Seam, LossesComposeAndTheirGradientsGoWhereTheAuthorsSendThem) {
   const auto labels = torch::tensor({{1.0f, 0.0f, 1.0f}, {0.0f, 1.0f, 0.0f}});
   const auto l = net->losses(images, labels);
   EXPECT_NEAR(l.total.item<double>(), (l.cls + l.min_pool + l.er + l.ecr).item<double>(), 1e-6);
+  // One image at a time gives the same terms (the chunks only bound memory).
+  const auto one = net->losses(images, labels, 1);
+  for (const auto& [a, b] : {std::pair{l.min_pool, one.min_pool}, {l.er, one.er}, {l.ecr, one.ecr}}) {
+    EXPECT_NEAR(a.item<double>(), b.item<double>(), 1e-6);
+  }
   for (const auto& t : {l.cls, l.min_pool, l.er, l.ecr}) EXPECT_GT(t.item<double>(), 0.0);
 
   // The classification term by hand: BCE of the grid GAP of both branches.

@@ -116,7 +116,7 @@ class SaliencyCommand : public Command {
         ("layer", po::value<std::string>()->value_name("LIST"),
          "target layers (several are fused; default: the last feature map)")
         ("class", po::value<std::string>()->value_name("N|NAME"),
-         "explain class N, or the class named NAME (a captioner: a word; default: the top class)")
+         "explain the class named NAME (a captioner: a word), or class N (default: the top class)")
         ("top-k", po::value<std::int64_t>()->value_name("K"),
          "explain each image's K best classes (videos: the best one per frame)")
         ("aug-smooth", po::bool_switch(), "average over flips and x0.9/x1.1 of the input (6 passes)")
@@ -429,26 +429,29 @@ class SaliencyCommand : public Command {
 
   // --class: an index, or a name of the model's classes.
   static std::int64_t resolve_class(const SaliencyRun& run, const std::string& text) {
+    // A class name first (a captioner's words may be digits), then an index.
+    const auto names = run.model->class_names();
+    const size_t first = run.captioner ? 4 : 0;  // a captioner's special tokens are not words
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] != text) continue;
+      if (i < first) throw UsageError("--class '" + text + "' is a special token, not a word");
+      return static_cast<std::int64_t>(i);
+    }
     if (!text.empty() && std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); })) {
       if (text.size() > 9) throw UsageError("--class " + text + " is out of range");
-      return std::stoll(text);
+      const auto index = std::stoll(text);
+      if (index < static_cast<std::int64_t>(first)) {
+        throw UsageError("--class " + text + " is a special token of the captioner, not a word");
+      }
+      return index;
     }
-    const auto names = run.model->class_names();
     if (names.empty()) {
       throw UsageError("--class '" + text + "': " + run.model->describe() +
                        " has no class names; give an index (or --class-names FILE)");
     }
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == text) {
-        if (run.captioner && i < 4) throw UsageError("--class '" + text + "' is a special token, not a word");
-        return static_cast<std::int64_t>(i);
-      }
-    }
     std::string list;
-    for (size_t i = run.captioner ? 4 : 0; i < names.size() && i < (run.captioner ? 44 : 40); ++i) {
-      list += (list.empty() ? "" : ", ") + names[i];
-    }
-    if (names.size() > (run.captioner ? 44u : 40u)) list += ", ...";
+    for (size_t i = first; i < names.size() && i < first + 40; ++i) list += (list.empty() ? "" : ", ") + names[i];
+    if (names.size() > first + 40) list += ", ...";
     throw UsageError("--class '" + text + "' is not a class of " + run.model->describe() + " (" + list + ")");
   }
 

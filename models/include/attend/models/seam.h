@@ -101,7 +101,8 @@ struct SeamOptions {
 
 /// One branch's outputs.
 struct SeamOutput {
-  torch::Tensor grid_cam;  ///< [B,K+1,h,w] raw CAMs at the grid
+  torch::Tensor grid_cam;     ///< [B,K+1,h,w] raw CAMs at the grid
+  torch::Tensor grid_cam_rv;  ///< [B,K+1,h,w] PCM-revised CAMs at the grid
   torch::Tensor cam;       ///< [B,K+1,H,W] raw CAMs at the input size
   torch::Tensor cam_rv;    ///< [B,K+1,H,W] PCM-revised CAMs at the input size
   torch::Tensor affinity;  ///< [B,N,N] the PCM's normalised affinity (detached), N = h*w
@@ -123,11 +124,14 @@ class SeamNetImpl : public torch::nn::Cloneable<SeamNetImpl> {
   std::pair<torch::Tensor, torch::Tensor> features(const torch::Tensor& images);
   /// Raw CAMs at the grid [B,K+1,h,w] of the last block's map.
   torch::Tensor cam_head(const torch::Tensor& map) { return classifier->forward(map); }
-  /// One branch (any input size): cam and cam_rv at the input size; without `revise`
-  /// the PCM is skipped (cam_rv and affinity undefined).
-  SeamOutput forward(const torch::Tensor& images, bool revise = true);
-  /// The Siamese losses for images [B,C,H,W] and labels [B,K] (0/1).
-  SeamLosses losses(const torch::Tensor& images, const torch::Tensor& labels);
+  /// One branch (any input size): cam and cam_rv at the input size (without
+  /// `resize_maps` only at the grid); without `revise` the PCM is skipped (cam_rv and
+  /// affinity undefined).
+  SeamOutput forward(const torch::Tensor& images, bool revise = true, bool resize_maps = true);
+  /// The Siamese losses for images [B,C,H,W] and labels [B,K] (0/1). The terms on
+  /// resized CAMs are computed `chunk` images at a time (0: as many as keep each
+  /// tensor under 8 MiB); the values do not depend on it.
+  SeamLosses losses(const torch::Tensor& images, const torch::Tensor& labels, std::int64_t chunk = 0);
   /// Stage i of the backbone (0-based; pooling before block i when block i-1 pools).
   torch::Tensor stage(std::size_t i, const torch::Tensor& x);
   std::size_t blocks() const { return options.filters().size(); }
