@@ -68,8 +68,8 @@ CamPass cam_pass(Classifier& model) {
 std::pair<double, double> equivariance_sums(const CamPass& pass, const torch::Tensor& images,
                                             const torch::Tensor& labels, SeamTransform transform, double scale) {
   const auto y = labels.to(torch::kFloat32).view({labels.size(0), labels.size(1), 1, 1});
-  const auto c = torch::relu(pass(images)) * y;
-  const auto of_transformed = torch::relu(pass(seam::transform(images, transform, scale))) * y;
+  const auto c = seam::max_norm(pass(images)) * y;
+  const auto of_transformed = seam::max_norm(pass(seam::transform(images, transform, scale))) * y;
   const auto transformed = seam::transform(c, transform, scale);
   return {(of_transformed - transformed).abs().sum().item<double>(), c.abs().sum().item<double>()};
 }

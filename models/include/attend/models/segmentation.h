@@ -10,9 +10,10 @@
 /// the best alpha on the validation scenes is the one applied to the test scenes.
 ///
 /// Equivariance error of a model under a transform T (its Siamese transform):
-///   sum |C(T(x)) - T(C(x))| / sum |C(x)|, C(x) = ReLU of the foreground CAMs of one
-/// pass at the input size (the revised CAMs when the PCM is trained), times the image
-/// labels, summed over the scenes.
+///   sum |C(T(x)) - T(C(x))| / sum |C(x)|, C(x) = the foreground CAMs of one pass at
+/// the input size (the revised CAMs when the PCM is trained), max-normalised per
+/// image and class as L_er does (seam::max_norm: the scale of a CAM does not count,
+/// as pseudo-masks normalise it too), times the image labels, summed over the scenes.
 
 #include <attend/datasets/object_scenes.h>
 #include <attend/models/seam.h>
