@@ -669,13 +669,15 @@ LabelledBatch ObjectLabelSource::get(const std::vector<std::int64_t>& indices, s
   const auto c = generator_->channels();
   auto images = torch::empty({b, c, s, s}, torch::kFloat32);
   auto labels = torch::zeros({b, generator_->classes()}, torch::kFloat32);
+  auto masks = torch::empty({b, s, s}, torch::kInt64);
   for (std::int64_t i = 0; i < b; ++i) {
     const auto sc = scene(indices[static_cast<size_t>(i)], epoch);
     auto image = sc.image.to(torch::kFloat32).div_(255);
     images[i].copy_(c == 3 ? image.permute({2, 0, 1}) : image.unsqueeze(0));
     for (const auto& ob : sc.objects) labels[i][ob.label] = 1.0f;
+    masks[i].copy_(sc.labels);
   }
-  return {images, labels};
+  return {images, labels, masks};
 }
 
 namespace {

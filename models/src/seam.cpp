@@ -34,6 +34,13 @@ bool parse_on_off(const nlohmann::json& j, const char* key) {
   return v == "on";
 }
 
+bool supervision(const nlohmann::json& j) {
+  // Absent in checkpoints written before the option: image-level labels.
+  const auto v = j.value("supervision", std::string("image"));
+  TORCH_CHECK(v == "image" || v == "pixel", "seam: supervision must be image or pixel, got '", v, "'");
+  return v == "pixel";
+}
+
 }  // namespace
 
 void SeamOptions::validate() const {
@@ -72,7 +79,8 @@ nlohmann::json SeamOptions::to_json() const {
           {"scale", scale_},
           {"er", on_off(er_)},
           {"ecr", on_off(ecr_)},
-          {"min_pool", on_off(min_pool_)}};
+          {"min_pool", on_off(min_pool_)},
+          {"supervision", pixel_supervision_ ? "pixel" : "image"}};
 }
 
 SeamOptions SeamOptions::from_json(const nlohmann::json& j) {
@@ -92,7 +100,8 @@ SeamOptions SeamOptions::from_json(const nlohmann::json& j) {
       .scale(j.at("scale").get<double>())
       .er(parse_on_off(j, "er"))
       .ecr(parse_on_off(j, "ecr"))
-      .min_pool(parse_on_off(j, "min_pool"));
+      .min_pool(parse_on_off(j, "min_pool"))
+      .pixel_supervision(supervision(j));
 }
 
 SeamNetImpl::SeamNetImpl(SeamOptions options_) : options(std::move(options_)) { reset(); }
@@ -250,6 +259,36 @@ SeamLosses SeamNetImpl::losses(const torch::Tensor& images, const torch::Tensor&
   return out;
 }
 
+SeamLosses SeamNetImpl::pixel_losses(const torch::Tensor& images, const torch::Tensor& labels,
+                                     const torch::Tensor& masks, std::int64_t chunk_size) {
+  const auto B = images.size(0), H = images.size(2), W = images.size(3), K = options.classes();
+  TORCH_CHECK(labels.dim() == 2 && labels.size(0) == B && labels.size(1) == K, "seam: expected labels [", B, ",", K,
+              "], got ", labels.sizes());
+  TORCH_CHECK(masks.dim() == 3 && masks.size(0) == B && masks.size(1) == H && masks.size(2) == W,
+              "seam: expected masks [", B, ",", H, ",", W, "], got ", masks.sizes());
+  const auto m = masks.to(torch::kInt64);
+  const auto bad = (m < 0) | ((m > K) & (m != 255));
+  TORCH_CHECK(!bad.any().item<bool>(), "seam: a mask label is outside 0..", K, " (and 255, ignore)");
+  const auto cam = forward(images, /*revise=*/false, /*resize_maps=*/false).grid_cam;
+  const auto counted = (m != 255).sum().item<std::int64_t>();
+  const auto per_image = (K + 1) * H * W * static_cast<std::int64_t>(sizeof(float));
+  const auto chunk = chunk_size > 0 ? chunk_size : std::max<std::int64_t>(1, (std::int64_t{8} << 20) / per_image);
+  SeamLosses out;
+  out.pixel = torch::zeros({});
+  for (std::int64_t begin = 0; begin < B; begin += chunk) {
+    const auto n = std::min(chunk, B - begin);
+    out.pixel = out.pixel + torch::nn::functional::cross_entropy(
+                                resize(cam.narrow(0, begin, n), H, W, true), m.narrow(0, begin, n),
+                                torch::nn::functional::CrossEntropyFuncOptions().ignore_index(255).reduction(
+                                    torch::kSum));
+  }
+  out.pixel = out.pixel / static_cast<double>(std::max<std::int64_t>(1, counted));
+  out.cls = torch::binary_cross_entropy_with_logits(cam.narrow(1, 1, K).mean({2, 3}), labels.to(torch::kFloat32));
+  out.min_pool = out.er = out.ecr = torch::zeros({});
+  out.total = out.pixel + out.cls;
+  return out;
+}
+
 namespace seam {
 
 torch::Tensor max_norm(const torch::Tensor& p) {
@@ -358,6 +397,16 @@ ClassifierLoss SeamClassifier::loss(const torch::Tensor& images, const torch::Te
   return out;
 }
 
+ClassifierLoss SeamClassifier::loss(const datasets::LabelledBatch& batch) {
+  if (!net->options.pixel_supervision()) return loss(batch.images, batch.labels);
+  TORCH_CHECK(batch.masks.defined(), "seam: pixel supervision needs the scenes' masks (object scenes, no augmentation)");
+  const auto l = net->pixel_losses(batch.images, batch.labels, batch.masks);
+  ClassifierLoss out;
+  out.total = l.total;
+  out.metrics = {{"pixel", l.pixel.item<double>()}, {"cls", l.cls.item<double>()}};
+  return out;
+}
+
 torch::Tensor SeamClassifier::logits(const torch::Tensor& images) {
   auto x = images;
   for (std::size_t i = 0; i <= net->blocks(); ++i) x = net->stage(i, x);
@@ -401,6 +450,8 @@ ModelKind seam_kind() {
       choice_option("ecr", "ecr", {"on", "off"}, "equivariant cross regularisation L_ecr (trains the PCM)", "on|off"),
       choice_option("min_pool", "min-pool", {"on", "off"}, "the adaptive min-pooling loss on the PCM's maps",
                     "on|off"),
+      choice_option("supervision", "supervision", {"image", "pixel"},
+                    "image-level labels (SEAM), or the scenes' pixel masks (a fully supervised upper bound)", "S"),
   };
   k.make = [](const nlohmann::json& options) -> std::unique_ptr<Model> {
     return std::make_unique<SeamClassifier>(options);

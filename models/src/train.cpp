@@ -121,7 +121,7 @@ FitSummary train_classifier(Classifier& classifier, const datasets::ImageSource&
     const auto indices = datasets::order_batch(order, options.batch_size(), c.step_in_epoch);
     const auto batch = train.get(indices, c.epoch);
     classifier.set_epoch(c.epoch, options.epochs());
-    auto l = classifier.loss(batch.images, batch.labels);
+    auto l = classifier.loss(batch);
     return {l.total, static_cast<std::int64_t>(indices.size()), l.metrics};
   };
   EvalFn eval;

@@ -316,3 +316,50 @@ TEST(Seam, ShortTrainingLeavesSeamMoreEquivariantThanCam) {
   const double cam_error = equivariance_after_training(cam, 30);
   EXPECT_LT(seam_error, cam_error) << "SEAM " << seam_error << ", CAM " << cam_error;
 }
+
+// The fully supervised upper bound: cross-entropy of the resized CAMs against the
+// masks, 255 ignored, plus the classification term.
+TEST(Seam, PixelSupervisionIsTheCrossEntropyOfTheCamsAgainstTheMasks) {
+  torch::manual_seed(9);
+  auto options = tiny();
+  options.pixel_supervision(true);
+  EXPECT_FALSE(options.pcm());
+  am::SeamNet net(options);
+  const auto images = torch::rand({2, 3, 16, 16});
+  const auto labels = torch::tensor({{1.0f, 0.0f, 1.0f}, {0.0f, 1.0f, 0.0f}});
+  auto masks = torch::randint(0, 4, {2, 16, 16}, torch::kInt64);
+  masks[0][3].fill_(255);
+  const auto l = net->pixel_losses(images, labels, masks, 1);
+  const auto logp = torch::log_softmax(net->forward(images, false).cam, 1);
+  double sum = 0;
+  std::int64_t n = 0;
+  for (std::int64_t b = 0; b < 2; ++b) {
+    for (std::int64_t y = 0; y < 16; ++y) {
+      for (std::int64_t x = 0; x < 16; ++x) {
+        const auto t = masks[b][y][x].item<std::int64_t>();
+        if (t == 255) continue;
+        sum -= logp[b][t][y][x].item<double>();
+        ++n;
+      }
+    }
+  }
+  EXPECT_EQ(n, 2 * 256 - 16);
+  EXPECT_NEAR(l.pixel.item<double>(), sum / static_cast<double>(n), 1e-5);
+  EXPECT_NEAR(l.total.item<double>(), (l.pixel + l.cls).item<double>(), 1e-6);
+  EXPECT_THROW(net->pixel_losses(images, labels, torch::full({2, 16, 16}, 7, torch::kInt64)), c10::Error);
+
+  // As a model kind, its training loss needs the batch's masks.
+  const auto& kind = am::model_registry().at("seam");
+  auto json = am::complete_options(kind, nlohmann::json{{"supervision", "pixel"}}, am::InputShape{3, 16, 16});
+  json["filters"] = {4, 6, 8};
+  json["pools"] = 1;
+  json["classes"] = 3;
+  auto model = am::make_model("seam", json);
+  auto& classifier = dynamic_cast<am::Classifier&>(*model);
+  attend::datasets::LabelledBatch batch{images, labels, {}};
+  EXPECT_THROW(classifier.loss(batch), c10::Error);
+  batch.masks = masks;
+  const auto trained = classifier.loss(batch);
+  EXPECT_EQ(trained.metrics.count("pixel"), 1u);
+  EXPECT_GT(trained.total.item<double>(), 0.0);
+}

@@ -17,6 +17,10 @@ namespace attend::datasets {
 struct LabelledBatch {
   torch::Tensor images;  ///< [B,C,H,W] float in [0,1]
   torch::Tensor labels;  ///< [B] int64 class, or [B,K] float multi-hot for multi-label sources
+  /// [B,H,W] int64 label images (0 background, c+1 class c, 255 ignore) from sources
+  /// that know where every object is (object scenes); undefined otherwise (and after
+  /// augmentations that move pixels).
+  torch::Tensor masks{};
 };
 
 class ImageSource {

@@ -4,6 +4,7 @@
 /// the interface of the image classifiers ("ram", "soft", "fc", "cnn"). Kinds are
 /// listed, built and loaded through the registry (registry.h).
 
+#include <attend/datasets/source.h>
 #include <attend/models/checkpoint.h>
 #include <attend/models/observer.h>
 #include <attend/vision/glimpse.h>
@@ -75,6 +76,10 @@ class Classifier : public Model {
   virtual bool multi_label() const { return false; }
   /// Training loss on a batch: images [B,C,H,W] float, targets as multi_label() says.
   virtual ClassifierLoss loss(const torch::Tensor& images, const torch::Tensor& targets) = 0;
+  /// The training loss of a whole batch; the trainer calls this one. By default
+  /// loss(images, labels); models that learn from more than labels (the pixel masks
+  /// of object scenes) override it.
+  virtual ClassifierLoss loss(const datasets::LabelledBatch& batch) { return loss(batch.images, batch.labels); }
   /// Raw class scores (before softmax) [B,classes] of a deterministic pass (the
   /// policy mean for models that sample where they look).
   virtual torch::Tensor logits(const torch::Tensor& images) = 0;

@@ -85,6 +85,11 @@ struct SeamOptions {
   TORCH_ARG(SeamTransform, transform) = SeamTransform::kRescale;
   /// Rescale factor of branch 2 (0.3 in the authors' code for 448-pixel crops).
   TORCH_ARG(double, scale) = 0.5;
+  /// "pixel": a fully supervised upper bound with the same network: the training
+  /// loss is the per-pixel cross-entropy of the K+1 CAMs (resized to the input)
+  /// against the scenes' label images (255 ignored), plus the classification term;
+  /// the SEAM terms and the PCM are unused. "image" (default): image-level labels, the SEAM losses.
+  TORCH_ARG(bool, pixel_supervision) = false;
   /// Loss terms (ablations).
   TORCH_ARG(bool, er) = true;
   TORCH_ARG(bool, ecr) = true;
@@ -92,7 +97,7 @@ struct SeamOptions {
 
  public:
   /// Whether the PCM is trained (by L_ecr or L_min), so inference uses cam_rv.
-  bool pcm() const { return ecr_ || min_pool_; }
+  bool pcm() const { return !pixel_supervision_ && (ecr_ || min_pool_); }
   /// throws c10::Error naming the first invalid value.
   void validate() const;
   nlohmann::json to_json() const;
@@ -111,6 +116,7 @@ struct SeamOutput {
 /// The loss terms of one Siamese step (each a scalar; 0 when switched off).
 struct SeamLosses {
   torch::Tensor total, cls, min_pool, er, ecr;
+  torch::Tensor pixel;  ///< pixel supervision only
 };
 
 class SeamNetImpl : public torch::nn::Cloneable<SeamNetImpl> {
@@ -132,6 +138,11 @@ class SeamNetImpl : public torch::nn::Cloneable<SeamNetImpl> {
   /// resized CAMs are computed `chunk` images at a time (0: as many as keep each
   /// tensor under 8 MiB); the values do not depend on it.
   SeamLosses losses(const torch::Tensor& images, const torch::Tensor& labels, std::int64_t chunk = 0);
+  /// With pixel supervision: `pixel` = the mean cross-entropy over the pixels of masks
+  /// [B,H,W] (0 background, c+1 class c) that are not 255, plus `cls` as in losses()
+  /// on the one branch (so the pooled CAMs still classify); total = pixel + cls.
+  SeamLosses pixel_losses(const torch::Tensor& images, const torch::Tensor& labels, const torch::Tensor& masks,
+                          std::int64_t chunk = 0);
   /// Stage i of the backbone (0-based; pooling before block i when block i-1 pools).
   torch::Tensor stage(std::size_t i, const torch::Tensor& x);
   std::size_t blocks() const { return options.filters().size(); }
@@ -197,6 +208,8 @@ class SeamClassifier : public Classifier {
   std::int64_t classes() const override { return net->options.classes(); }
   bool multi_label() const override { return true; }
   ClassifierLoss loss(const torch::Tensor& images, const torch::Tensor& targets) override;
+  /// With pixel supervision, the pixel loss on the batch's masks (required).
+  ClassifierLoss loss(const datasets::LabelledBatch& batch) override;
   torch::Tensor logits(const torch::Tensor& images) override;
   std::vector<Stage> stages() override;
   torch::Tensor cam_weights(const std::string& name) override;
