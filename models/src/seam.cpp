@@ -161,7 +161,7 @@ torch::Tensor SeamNetImpl::stage(std::size_t i, const torch::Tensor& x) {
   return convs[i]->as<torch::nn::Sequential>()->forward(y);
 }
 
-std::pair<torch::Tensor, torch::Tensor> SeamNetImpl::features(const torch::Tensor& images) {
+std::pair<torch::Tensor, torch::Tensor> SeamNetImpl::features(const torch::Tensor& images, bool pcm_input) {
   const auto n = blocks();
   std::vector<torch::Tensor> inputs(n);
   auto x = images;
@@ -174,6 +174,7 @@ std::pair<torch::Tensor, torch::Tensor> SeamNetImpl::features(const torch::Tenso
     inputs[i] = x;
     x = convs[i]->as<torch::nn::Sequential>()->forward(x);
   }
+  if (!pcm_input) return {x, torch::Tensor()};
   const auto h = x.size(2), w = x.size(3);
   const auto f1 = torch::relu(reduce1->forward(inputs[n - 2].detach()));
   const auto f2 = torch::relu(reduce2->forward(inputs[n - 1].detach()));
@@ -182,7 +183,7 @@ std::pair<torch::Tensor, torch::Tensor> SeamNetImpl::features(const torch::Tenso
 
 SeamOutput SeamNetImpl::forward(const torch::Tensor& images, bool revise, bool resize_maps) {
   const auto H = images.size(2), W = images.size(3);
-  auto [map, pcm_input] = features(images);
+  auto [map, pcm_input] = features(images, revise);
   const auto cam = classifier->forward(map);
   SeamOutput out;
   out.grid_cam = cam;

@@ -125,9 +125,9 @@ class SeamNetImpl : public torch::nn::Cloneable<SeamNetImpl> {
   void reset() override;
   void pretty_print(std::ostream& stream) const override;
 
-  /// The last block's map [B,F,h,w] and the PCM's feature input [B,C+r1+r2,h,w] for
-  /// images [B,C,H,W] (any size that survives the pooling).
-  std::pair<torch::Tensor, torch::Tensor> features(const torch::Tensor& images);
+  /// The last block's map [B,F,h,w] and (with `pcm_input`) the PCM's feature input
+  /// [B,C+r1+r2,h,w] for images [B,C,H,W] (any size that survives the pooling).
+  std::pair<torch::Tensor, torch::Tensor> features(const torch::Tensor& images, bool pcm_input = true);
   /// Raw CAMs at the grid [B,K+1,h,w] of the last block's map.
   torch::Tensor cam_head(const torch::Tensor& map) { return classifier->forward(map); }
   /// One branch (any input size): cam and cam_rv at the input size (without
