@@ -39,28 +39,43 @@ CamNetOptions CamNetOptions::from_json(const nlohmann::json& j) {
       .multi_label(labels == "multi");
 }
 
-torch::nn::Sequential cam_block(std::int64_t in, std::int64_t out) {
-  torch::nn::Sequential block(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).padding(1).bias(false)),
-                              torch::nn::BatchNorm2d(out), torch::nn::ReLU());
-  // He initialisation for the ReLU stack.
-  for (auto& p : block->named_parameters()) {
-    if (p.key().find("0.weight") != std::string::npos) torch::nn::init::kaiming_normal_(p.value(), 0.0, torch::kFanOut);
+torch::nn::ModuleList cam_backbone(std::int64_t channels, const std::vector<std::int64_t>& filters) {
+  torch::nn::ModuleList blocks;
+  std::int64_t in = channels;
+  for (auto n : filters) {
+    torch::nn::Sequential block(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, n, 3).padding(1).bias(false)),
+                                torch::nn::BatchNorm2d(n), torch::nn::ReLU());
+    // He initialisation for the ReLU stack.
+    for (auto& p : block->named_parameters()) {
+      if (p.key().find("0.weight") != std::string::npos) torch::nn::init::kaiming_normal_(p.value(), 0.0, torch::kFanOut);
+    }
+    blocks->push_back(block);
+    in = n;
   }
-  return block;
+  return blocks;
+}
+
+torch::Tensor backbone_stage(torch::nn::ModuleList& blocks, std::size_t i, std::int64_t pools, const torch::Tensor& x) {
+  const auto y = i >= 1 && static_cast<std::int64_t>(i) <= pools ? torch::max_pool2d(x, 2) : x;
+  return blocks[i]->as<torch::nn::Sequential>()->forward(y);
+}
+
+std::vector<Stage> conv_stages(std::size_t blocks,
+                               std::function<torch::Tensor(std::size_t, const torch::Tensor&)> stage) {
+  std::vector<Stage> out;
+  for (std::size_t i = 0; i <= blocks; ++i) {
+    out.push_back({i == blocks ? std::string("head") : "conv" + std::to_string(i + 1),
+                   [stage, i](const torch::Tensor& x) { return stage(i, x); }});
+  }
+  return out;
 }
 
 CamNetImpl::CamNetImpl(CamNetOptions options_) : options(std::move(options_)) { reset(); }
 
 void CamNetImpl::reset() {
   options.validate();
-  convs = torch::nn::ModuleList();
-  std::int64_t in = options.channels();
-  for (auto n : options.filters()) {
-    convs->push_back(cam_block(in, n));
-    in = n;
-  }
-  register_module("convs", convs);
-  fc = register_module("fc", torch::nn::Linear(in, options.classes()));
+  convs = register_module("convs", cam_backbone(options.channels(), options.filters()));
+  fc = register_module("fc", torch::nn::Linear(options.filters().back(), options.classes()));
 }
 
 void CamNetImpl::pretty_print(std::ostream& stream) const {
@@ -80,17 +95,15 @@ std::pair<std::int64_t, std::int64_t> CamNetImpl::grid() const {
 
 torch::Tensor CamNetImpl::stage(std::size_t i, const torch::Tensor& x) {
   TORCH_CHECK(i <= blocks(), "CamNet: no stage ", i);
-  auto y = x;
   if (i == 0) {
     TORCH_CHECK(x.dim() == 4 && x.size(1) == options.channels() && x.size(2) == options.height() &&
                     x.size(3) == options.width(),
                 "CamNet: expected images [B,", options.channels(), ",", options.height(), ",", options.width(),
                 "], got ", x.sizes());
-  } else if (static_cast<std::int64_t>(i) <= options.pools()) {
-    y = torch::max_pool2d(y, 2);
   }
-  if (i == blocks()) return fc->forward(y.mean({2, 3}));
-  return convs[i]->as<torch::nn::Sequential>()->forward(y);
+  // pools < blocks: the head is never preceded by pooling.
+  if (i == blocks()) return fc->forward(x.mean({2, 3}));
+  return backbone_stage(convs, i, options.pools(), x);
 }
 
 torch::Tensor CamNetImpl::logits(const torch::Tensor& images) {
@@ -124,12 +137,7 @@ torch::Tensor CamClassifier::features(const torch::Tensor& images) {
 torch::Tensor CamClassifier::head(const torch::Tensor& features) { return net->stage(net->blocks(), features); }
 
 std::vector<Stage> CamClassifier::stages() {
-  std::vector<Stage> out;
-  for (std::size_t i = 0; i <= net->blocks(); ++i) {
-    out.push_back({i == net->blocks() ? std::string("head") : "conv" + std::to_string(i + 1),
-                   [this, i](const torch::Tensor& x) { return net->stage(i, x); }});
-  }
-  return out;
+  return conv_stages(net->blocks(), [this](std::size_t i, const torch::Tensor& x) { return net->stage(i, x); });
 }
 
 torch::Tensor CamClassifier::cam_weights(const std::string& name) {

@@ -108,13 +108,7 @@ SeamNetImpl::SeamNetImpl(SeamOptions options_) : options(std::move(options_)) { 
 
 void SeamNetImpl::reset() {
   options.validate();
-  convs = torch::nn::ModuleList();
-  std::int64_t in = options.channels();
-  for (auto n : options.filters()) {
-    convs->push_back(cam_block(in, n));
-    in = n;
-  }
-  register_module("convs", convs);
+  convs = register_module("convs", cam_backbone(options.channels(), options.filters()));
   const auto& f = options.filters();
   const auto n = f.size();
   classifier = register_module(
@@ -150,29 +144,26 @@ std::pair<std::int64_t, std::int64_t> SeamNetImpl::grid(std::int64_t height, std
 
 torch::Tensor SeamNetImpl::stage(std::size_t i, const torch::Tensor& x) {
   TORCH_CHECK(i <= blocks(), "seam: no stage ", i);
-  auto y = x;
   if (i == 0) {
     TORCH_CHECK(x.dim() == 4 && x.size(1) == options.channels(), "seam: expected images [B,", options.channels(),
                 ",H,W], got ", x.sizes());
-  } else if (static_cast<std::int64_t>(i) <= options.pools()) {
-    y = torch::max_pool2d(y, 2);
   }
-  if (i == blocks()) return classifier->forward(y).narrow(1, 1, options.classes()).mean({2, 3});
-  return convs[i]->as<torch::nn::Sequential>()->forward(y);
+  // pools <= blocks - 2: the head is never preceded by pooling.
+  if (i == blocks()) return classifier->forward(x).narrow(1, 1, options.classes()).mean({2, 3});
+  return backbone_stage(convs, i, options.pools(), x);
 }
 
 std::pair<torch::Tensor, torch::Tensor> SeamNetImpl::features(const torch::Tensor& images, bool pcm_input) {
   const auto n = blocks();
   std::vector<torch::Tensor> inputs(n);
+  TORCH_CHECK(images.dim() == 4 && images.size(1) == options.channels(), "seam: expected images [B,",
+              options.channels(), ",H,W], got ", images.sizes());
   auto x = images;
   for (std::size_t i = 0; i < n; ++i) {
+    // The input of block i (after its pooling), kept for the PCM.
     if (i >= 1 && static_cast<std::int64_t>(i) <= options.pools()) x = torch::max_pool2d(x, 2);
-    if (i == 0) {
-      TORCH_CHECK(x.dim() == 4 && x.size(1) == options.channels(), "seam: expected images [B,", options.channels(),
-                  ",H,W], got ", x.sizes());
-    }
     inputs[i] = x;
-    x = convs[i]->as<torch::nn::Sequential>()->forward(x);
+    x = backbone_stage(convs, i, /*pools=*/0, x);
   }
   if (!pcm_input) return {x, torch::Tensor()};
   const auto h = x.size(2), w = x.size(3);
@@ -415,12 +406,7 @@ torch::Tensor SeamClassifier::logits(const torch::Tensor& images) {
 }
 
 std::vector<Stage> SeamClassifier::stages() {
-  std::vector<Stage> out;
-  for (std::size_t i = 0; i <= net->blocks(); ++i) {
-    out.push_back({i == net->blocks() ? std::string("head") : "conv" + std::to_string(i + 1),
-                   [this, i](const torch::Tensor& x) { return net->stage(i, x); }});
-  }
-  return out;
+  return conv_stages(net->blocks(), [this](std::size_t i, const torch::Tensor& x) { return net->stage(i, x); });
 }
 
 torch::Tensor SeamClassifier::cam_weights(const std::string& name) {

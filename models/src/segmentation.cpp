@@ -53,10 +53,7 @@ CamPass cam_pass(Classifier& model) {
       TORCH_CHECK(images.dim() == 4 && images.size(1) == net.options.channels(), "cam: expected images [B,",
                   net.options.channels(), ",H,W], got ", images.sizes());
       auto x = images;
-      for (std::size_t i = 0; i < net.blocks(); ++i) {
-        if (i >= 1 && static_cast<std::int64_t>(i) <= net.options.pools()) x = torch::max_pool2d(x, 2);
-        x = net.convs[i]->as<torch::nn::Sequential>()->forward(x);
-      }
+      for (std::size_t i = 0; i < net.blocks(); ++i) x = backbone_stage(net.convs, i, net.options.pools(), x);
       const auto w = net.fc->weight;  // [K,F]
       const auto maps = torch::conv2d(x, w.view({w.size(0), w.size(1), 1, 1}));
       return resize_corners(maps, images.size(2), images.size(3));

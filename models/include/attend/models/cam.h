@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <vector>
 
 namespace attend::models {
@@ -45,8 +46,15 @@ struct CamNetOptions {
   static CamNetOptions from_json(const nlohmann::json& j);
 };
 
-/// One backbone block: 3x3 conv (no bias, He-initialised) + batch norm + ReLU.
-torch::nn::Sequential cam_block(std::int64_t in, std::int64_t out);
+/// The CAM backbone's blocks, each a 3x3 conv (no bias, He-initialised) + batch norm +
+/// ReLU, from `channels` input channels through `filters`.
+torch::nn::ModuleList cam_backbone(std::int64_t channels, const std::vector<std::int64_t>& filters);
+/// Block i of a backbone applied to x, after the 2x2 max-pooling that follows block
+/// i-1 when i-1 < pools (the pooling belongs to the next stage).
+torch::Tensor backbone_stage(torch::nn::ModuleList& blocks, std::size_t i, std::int64_t pools, const torch::Tensor& x);
+/// Saliency stages "conv1".."convN" then "head" of a chain whose stage i is
+/// `stage(i, x)` (i = N: the head).
+std::vector<Stage> conv_stages(std::size_t blocks, std::function<torch::Tensor(std::size_t, const torch::Tensor&)> stage);
 
 class CamNetImpl : public torch::nn::Cloneable<CamNetImpl> {
  public:
