@@ -426,6 +426,7 @@ TEST_F(SaliencyCli, SegmentWritesLabelsAndOverlaysAtTheImagesSize) {
             "--alpha must be in [0,1]"},
            {{"segment", model, dir_->file("loose.png"), "--out", out, "--labels", "gt"}, 1,
             "--labels gt needs its mask"},
+           {{"segment", model, dir_->file("nope.png"), "--out", out}, 1, "nope.png: no such file"},
            {{"segment", model, dir_->file("seg/images/a.png")}, 2, "--out DIR is required"}}) {
     const auto e = run(bad.args);
     EXPECT_EQ(e.code, bad.code) << bad.message << ": " << e.err;

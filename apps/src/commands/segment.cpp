@@ -111,8 +111,11 @@ class SegmentCommand : public Command {
     const cv::Size size(static_cast<int>(model->width()), static_cast<int>(model->height()));
     const auto K = model->classes();
     for (const auto& file : files) {
+      std::error_code missing;
+      if (!fs::exists(file, missing)) throw IoError(file, "no such file");
+      if (fs::is_directory(file, missing)) throw IoError(file, "is a folder, expected an image file");
       cv::Mat image = cv::imread(file, cv::IMREAD_UNCHANGED);
-      if (image.empty()) throw IoError(file, "cannot read the image");
+      if (image.empty()) throw IoError(file, "not a readable image (unknown format or corrupt data)");
       if (image.depth() != CV_8U) throw IoError(file, "only 8-bit images are supported");
       if (image.channels() == 4) cv::cvtColor(image, image, cv::COLOR_BGRA2BGR);
       if (image.channels() != model->channels()) {
