@@ -47,7 +47,7 @@ class SegmentCommand : public Command {
            "and named) and with --npy NAME_cams.npy [K,H,W] float32.\n"
            "--labels predicted takes the classes the model predicts (logit > 0); --labels gt the classes\n"
            "in the image's mask, masks/NAME.png beside images/NAME.png (as attend data objects writes).\n"
-           "`attend eval CHECKPOINT --masks` finds the alpha that scores best on validation scenes.";
+           "`attend eval CHECKPOINT --masks` finds the alpha that scores best on validation scenes.\n";
   }
   std::vector<std::string> examples() const override {
     return {"attend segment out/seam/best.pt out/objects/images --out out/segment --alpha 0.3",
