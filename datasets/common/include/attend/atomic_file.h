@@ -97,7 +97,10 @@ class AtomicFile {
   /// throws IoError naming the target.
   void write(std::string_view bytes) {
     const int fd = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) fail("cannot create the temporary file " + temp_);
+    if (fd < 0) {
+      const int err = errno;
+      fail("cannot create the temporary file " + temp_, err);
+    }
     const char* p = bytes.data();
     size_t left = bytes.size();
     while (left > 0) {
@@ -111,7 +114,10 @@ class AtomicFile {
       p += n;
       left -= static_cast<size_t>(n);
     }
-    if (::close(fd) != 0) fail("close failed");
+    if (::close(fd) != 0) {
+      const int err = errno;
+      fail("close failed", err);
+    }
   }
 
   /// Syncs the temporary file, renames it over the target and syncs the folder.
@@ -123,7 +129,10 @@ class AtomicFile {
   void commit(bool durable = true) {
     if (durable) {
       const int fd = ::open(temp_.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) fail("cannot reopen the temporary file " + temp_);
+      if (fd < 0) {
+        const int err = errno;
+        fail("cannot reopen the temporary file " + temp_, err);
+      }
       if (::fsync(fd) != 0) {
         const int err = errno;
         ::close(fd);
@@ -131,7 +140,10 @@ class AtomicFile {
       }
       ::close(fd);
     }
-    if (::rename(temp_.c_str(), path_.c_str()) != 0) fail("cannot rename the temporary file into place");
+    if (::rename(temp_.c_str(), path_.c_str()) != 0) {
+      const int err = errno;  // before the message's allocation can touch it
+      fail("cannot rename the temporary file into place", err);
+    }
     committed_ = true;
     if (!durable) return;
     const std::filesystem::path target(path_);
@@ -144,8 +156,7 @@ class AtomicFile {
   }
 
  private:
-  // Takes errno before anything else can overwrite it.
-  [[noreturn]] void fail(const std::string& what) { fail(what, errno); }
+  // Callers take errno right after the failing call, before building a message.
   [[noreturn]] void fail(const std::string& what, int err) {
     throw IoError(path_, what + ": " + std::strerror(err));
   }
