@@ -104,6 +104,7 @@ void ProgressObserver::on_epoch_end(const models::EpochReport& r) {
   for (const auto& [name, value] : r.train_metrics) out_ << "  " << name << " " << fixed(value, 4);
   for (const auto& [name, value] : r.eval_metrics) out_ << "  val_" << name << " " << fixed(value, 4);
   if (r.improved) out_ << "  (best)";
+  if (r.skipped_steps > 0) out_ << "  (" << count(r.skipped_steps, "non-finite step") << " skipped)";
   out_ << "\n" << std::flush;
 }
 
@@ -174,7 +175,8 @@ void MetricsJsonl::on_epoch_end(const models::EpochReport& r) {
                        {"train_seconds", r.train_seconds},
                        {"eval_seconds", r.eval_seconds},
                        {"examples_per_second", r.examples_per_second},
-                       {"improved", r.improved}}
+                       {"improved", r.improved},
+                       {"skipped_steps", r.skipped_steps}}
             .dump());
 }
 

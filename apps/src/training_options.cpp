@@ -29,6 +29,8 @@ po::options_description common_training_options(const std::string& patience_help
       ("step-epochs", po::value<std::int64_t>()->default_value(10)->value_name("N"), "step schedule period")
       ("gamma", po::value<double>()->default_value(0.1, "0.1")->value_name("G"), "step schedule factor")
       ("clip", po::value<double>()->default_value(0.0)->value_name("N"), "clip gradient norm (0 = off)")
+      ("on-nonfinite", po::value<std::string>()->default_value("stop")->value_name("A"),
+       "a step with a nan or inf loss or gradient: stop (keep the checkpoints as they are, exit 1) or skip it")
       ("patience", po::value<std::int64_t>()->default_value(0)->value_name("N"), patience_help.c_str())
       ("no-resume", po::bool_switch(), "start afresh even if the run folder holds last.pt")
       ("checkpoint-every", po::value<std::int64_t>()->default_value(0)->value_name("N"),
@@ -64,7 +66,8 @@ am::TrainOptions parse_training_options(const po::variables_map& vm, const Globa
                       .seed(global.seed)
                       .run_dir(run_dir)
                       .resume(!vm["no-resume"].as<bool>())
-                      .checkpoint_every(require_range<std::int64_t>(vm, "checkpoint-every", 0, 1'000'000'000));
+                      .checkpoint_every(require_range<std::int64_t>(vm, "checkpoint-every", 0, 1'000'000'000))
+                      .skip_nonfinite(require_one_of(vm, "on-nonfinite", {"stop", "skip"}) == "skip");
   if (vm.count("eval-samples")) training.eval_samples(require_range<std::int64_t>(vm, "eval-samples", 0, 1000));
   try {
     training.validate();

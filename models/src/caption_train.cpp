@@ -219,7 +219,8 @@ FitSummary train_captioner(CaptionModel& model, const ds::CaptionSource& train, 
                          .monitor(validation != nullptr ? enum_name(monitor) : "")
                          .maximize(true)
                          .patience(validation != nullptr ? options.patience() : 0)
-                         .clip_norm(options.clip_norm());
+                         .clip_norm(options.clip_norm())
+                         .skip_nonfinite(options.skip_nonfinite());
   return fit(model.module(), *optimizer, description, fit_options, loss, eval, observer, stop, hooks);
 }
 

@@ -145,7 +145,8 @@ FitSummary train_classifier(Classifier& classifier, const datasets::ImageSource&
                          .monitor(validation != nullptr ? "accuracy" : "")
                          .maximize(true)
                          .patience(validation != nullptr ? options.patience() : 0)
-                         .clip_norm(options.clip_norm());
+                         .clip_norm(options.clip_norm())
+                         .skip_nonfinite(options.skip_nonfinite());
   return fit(classifier.module(), *optimizer, description, fit_options, loss, eval, observer, stop, hooks);
 }
 

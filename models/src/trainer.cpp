@@ -1,11 +1,14 @@
 #include "attend/models/trainer.h"
 
 #include <attend/io_error.h>
+#include <attend/run_lock.h>
 
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
+#include <memory>
 
 namespace attend::models {
 namespace {
@@ -26,11 +29,14 @@ struct LoopState {
   bool has_best = false;
   double best = 0.0;
   std::int64_t bad_epochs = 0;
+  std::int64_t skipped_in_epoch = 0;  // non-finite steps skipped (skip_nonfinite)
+  std::int64_t skipped_in_a_row = 0;
 
   nlohmann::json to_json() const {
     return {{"epoch", epoch},       {"step_in_epoch", step_in_epoch}, {"global_step", global_step},
             {"loss_sum", loss_sum}, {"examples", examples},           {"metric_sums", metric_sums},
-            {"has_best", has_best}, {"best", best},                   {"bad_epochs", bad_epochs}};
+            {"has_best", has_best}, {"best", best},                   {"bad_epochs", bad_epochs},
+            {"skipped_in_epoch", skipped_in_epoch}, {"skipped_in_a_row", skipped_in_a_row}};
   }
   static LoopState from_json(const nlohmann::json& j, const std::string& path) {
     try {
@@ -44,6 +50,9 @@ struct LoopState {
       s.has_best = j.at("has_best").get<bool>();
       s.best = j.at("best").get<double>();
       s.bad_epochs = j.at("bad_epochs").get<std::int64_t>();
+      // Absent from checkpoints written before non-finite steps could be skipped.
+      s.skipped_in_epoch = j.value("skipped_in_epoch", std::int64_t{0});
+      s.skipped_in_a_row = j.value("skipped_in_a_row", std::int64_t{0});
       return s;
     } catch (const nlohmann::json::exception& e) {
       throw IoError(path, std::string("checkpoint holds no resumable loop state: ") + e.what());
@@ -94,6 +103,8 @@ class Engine {
   }
 
   FitSummary run() {
+    // Before anything in the folder is read or written; in the writing process only.
+    if (!options_.run_dir().empty() && hooks_.writer) lock_ = std::make_unique<RunFolderLock>(options_.run_dir());
     const bool resumed = resume();
     obs_.on_train_begin(RunInfo{description_.model.kind, options_.run_dir(), options_.epochs(),
                                 options_.steps_per_epoch(), state_.epoch, state_.global_step, resumed});
@@ -127,6 +138,7 @@ class Engine {
     load.generators = hooks_.generators;
     const auto loaded = load_checkpoint(last_path_, model_, &optimizer_, load);
     state_ = LoopState::from_json(loaded.state, last_path_);
+    last_saved_step_ = loaded.step;
     return true;
   }
 
@@ -161,6 +173,12 @@ class Engine {
     TORCH_CHECK(out.loss.defined() && out.loss.numel() == 1, "fit: the loss function must return a scalar loss");
     out.loss.backward();
     if (hooks_.after_backward) hooks_.after_backward(context);
+    const double loss = out.loss.item<double>();
+    if (const auto problem = nonfinite(loss); !problem.empty()) {
+      handle_nonfinite(problem);
+      return;
+    }
+    state_.skipped_in_a_row = 0;
     if (options_.clip_norm() > 0) {
       std::vector<torch::Tensor> params;
       for (const auto& group : optimizer_.param_groups()) {
@@ -169,7 +187,6 @@ class Engine {
       torch::nn::utils::clip_grad_norm_(params, options_.clip_norm());
     }
     optimizer_.step();
-    const double loss = out.loss.item<double>();
     ++state_.global_step;
     state_.loss_sum += loss;
     state_.examples += out.examples;
@@ -179,13 +196,68 @@ class Engine {
                             state_.global_step, out.examples, loss, since(t_step), out.metrics});
   }
 
+  /// "" when the loss and every gradient are finite, else which is not.
+  std::string nonfinite(double loss) const {
+    if (!std::isfinite(loss)) return "the loss is " + describe(loss);
+    // One reduction over all gradients: the sum of their norms is finite exactly when
+    // every gradient is (a norm overflowing to inf is as useless for a step).
+    std::vector<torch::Tensor> norms;
+    for (const auto& group : optimizer_.param_groups()) {
+      for (const auto& p : group.params()) {
+        if (p.grad().defined()) norms.push_back(p.grad().detach().norm().to(torch::kFloat64));
+      }
+    }
+    if (norms.empty()) return "";
+    const double total = torch::stack(norms).sum().item<double>();
+    if (std::isfinite(total)) return "";
+    for (const auto& item : model_.named_parameters(/*recurse=*/true)) {
+      const auto& grad = item.value().grad();
+      if (grad.defined() && !torch::isfinite(grad).all().item<bool>()) {
+        return "the gradient of " + item.key() + " is not finite";
+      }
+    }
+    return "a gradient is not finite";
+  }
+
+  static std::string describe(double value) {
+    return std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf");
+  }
+
+  /// Stops the run, or skips the step (no optimizer update) when asked to.
+  void handle_nonfinite(const std::string& problem) {
+    const auto where = "step " + std::to_string(state_.global_step + 1) + " (epoch " +
+                       std::to_string(state_.epoch + 1) + ")";
+    if (options_.skip_nonfinite() && state_.skipped_in_a_row + 1 < kMaxSkippedInARow) {
+      optimizer_.zero_grad();
+      ++state_.global_step;
+      ++state_.skipped_in_epoch;
+      ++state_.skipped_in_a_row;
+      return;
+    }
+    std::string kept;
+    if (last_path_.empty()) {
+      kept = "no checkpoints are kept";
+    } else if (last_saved_step_ < 0) {
+      kept = "no checkpoint was written yet";
+    } else {
+      kept = last_path_ + " keeps step " + std::to_string(last_saved_step_);
+    }
+    const auto why = options_.skip_nonfinite()
+                         ? std::to_string(kMaxSkippedInARow) + " steps in a row were not finite, the last at " + where
+                         : problem + " at " + where;
+    throw NonFiniteError("training stopped: " + why + "; the update was not applied and " + kept,
+                         state_.global_step);
+  }
+
   /// Evaluation, best.pt, last.pt and the epoch report.
   void end_epoch() {
     EpochReport report;
     report.epoch = state_.epoch;
     report.epochs = options_.epochs();
     report.global_step = state_.global_step;
-    const auto steps = static_cast<double>(options_.steps_per_epoch());
+    // Skipped steps are not in the sums.
+    const auto steps = static_cast<double>(std::max<std::int64_t>(1, options_.steps_per_epoch() - state_.skipped_in_epoch));
+    report.skipped_steps = state_.skipped_in_epoch;
     report.mean_loss = state_.loss_sum / steps;
     for (const auto& [name, sum] : state_.metric_sums) report.train_metrics[name] = sum / steps;
     report.train_seconds = since(epoch_start_);
@@ -206,10 +278,15 @@ class Engine {
     state_.loss_sum = 0.0;
     state_.examples = 0;
     state_.metric_sums.clear();
+    state_.skipped_in_epoch = 0;
     if (report.improved && !best_path_.empty()) {
       auto best = state_.to_json();
       best["monitor"] = options_.monitor();
-      best["eval_metrics"] = report.eval_metrics;
+      Metrics finite;  // a diverged side metric must not make the checkpoint unwritable
+      for (const auto& [name, value] : report.eval_metrics) {
+        if (std::isfinite(value)) finite[name] = value;
+      }
+      best["eval_metrics"] = finite;
       save(best_path_, best);
     }
     save(last_path_, state_.to_json());
@@ -222,6 +299,11 @@ class Engine {
     const auto it = metrics.find(options_.monitor());
     TORCH_CHECK(it != metrics.end(), "fit: the evaluation returned no metric '", options_.monitor(), "' to monitor");
     const double value = it->second;
+    // A non-finite metric is never a new best (and would not survive JSON).
+    if (!std::isfinite(value)) {
+      ++state_.bad_epochs;
+      return false;
+    }
     if (state_.has_best && !(options_.maximize() ? value > state_.best : value < state_.best)) {
       ++state_.bad_epochs;
       return false;
@@ -242,6 +324,7 @@ class Engine {
     info.step = state.at("global_step").get<std::int64_t>();
     info.epoch = state.at("epoch").get<std::int64_t>();
     save_checkpoint(path, info, model_, &optimizer_, hooks_.generators);
+    if (path == last_path_) last_saved_step_ = info.step;
     obs_.on_checkpoint(path, info.step);
   }
 
@@ -270,6 +353,8 @@ class Engine {
   const std::atomic<bool>* stop_;
   const FitHooks& hooks_;
   std::string last_path_, best_path_;
+  std::unique_ptr<RunFolderLock> lock_;
+  std::int64_t last_saved_step_ = -1;  // step of the newest last.pt (-1: none)
   LoopState state_;
   Clock::time_point start_ = Clock::now();
   Clock::time_point epoch_start_ = Clock::now();

@@ -1,5 +1,6 @@
 #include <attend/io_error.h>
 #include <attend/models/trainer.h>
+#include <attend/run_lock.h>
 
 #include <test_support.h>
 
@@ -7,7 +8,19 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <set>
 #include <thread>
 
 namespace am = attend::models;
@@ -294,4 +307,186 @@ TEST(Fit, ThroughputLeavesTheValidationTimeOut) {
   EXPECT_LT(e.train_seconds, 0.3);
   EXPECT_NEAR(e.seconds, e.train_seconds + e.eval_seconds, 0.01);
   EXPECT_NEAR(e.examples_per_second, 5 * 32 / e.train_seconds, 1e-6 * e.examples_per_second);
+}
+
+namespace {
+
+/// Regression whose loss becomes nan (or whose gradient becomes inf) at chosen steps.
+struct Poisoned : Regression {
+  std::set<std::int64_t> nan_loss_at, nan_grad_at;
+  am::LossFn fn() {
+    return [this](const am::StepContext& c) {
+      auto out = loss(c);
+      if (nan_loss_at.count(c.global_step)) out.loss = out.loss * std::numeric_limits<float>::quiet_NaN();
+      // sqrt at 0 has an infinite slope: the loss stays finite (0), the gradient is not.
+      if (nan_grad_at.count(c.global_step)) out.loss = out.loss + (model->weight.sum() - model->weight.sum().detach()).sqrt();
+      return out;
+    };
+  }
+};
+
+std::vector<torch::Tensor> parameter_copies(torch::nn::Module& m) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : m.parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+
+bool same_tensors(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!torch::equal(a[i], b[i])) return false;
+  }
+  return a.size() == b.size();
+}
+
+}  // namespace
+
+TEST(Fit, ANonFiniteLossStopsBeforeTheUpdateAndKeepsTheCheckpoints) {
+  TempDir dir;
+  Poisoned r;
+  r.nan_loss_at = {7};  // step 8, in epoch 2 of 5-step epochs
+  const auto options = am::FitOptions().epochs(3).steps_per_epoch(5).run_dir(dir.path().string());
+  std::vector<torch::Tensor> before;
+  Recorder rec;
+  try {
+    am::fit(*r.model, r.optimizer, description(), options,
+            [&](const am::StepContext& c) {
+              if (c.global_step == 7) before = parameter_copies(*r.model);
+              return r.fn()(c);
+            },
+            nullptr, &rec, nullptr, r.hooks());
+    FAIL() << "expected NonFiniteError";
+  } catch (const am::NonFiniteError& e) {
+    EXPECT_EQ(e.step(), 7);
+    const std::string what = e.what();
+    EXPECT_NE(what.find("the loss is nan at step 8 (epoch 2)"), std::string::npos) << what;
+    EXPECT_NE(what.find("last.pt keeps step 5"), std::string::npos) << what;
+  }
+  EXPECT_TRUE(same_tensors(before, parameter_copies(*r.model))) << "the poisoned step must not update the parameters";
+  EXPECT_EQ(rec.steps.size(), 7u) << "the poisoned step is not reported";
+  EXPECT_EQ(am::read_checkpoint_info(dir.path().string() + "/last.pt").step, 5);
+}
+
+TEST(Fit, ANonFiniteGradientIsCaughtByName) {
+  Poisoned r;
+  r.nan_grad_at = {2};
+  try {
+    am::fit(*r.model, r.optimizer, description(), am::FitOptions().epochs(1).steps_per_epoch(5), r.fn());
+    FAIL() << "expected NonFiniteError";
+  } catch (const am::NonFiniteError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("the gradient of weight is not finite at step 3 (epoch 1)"), std::string::npos) << what;
+    EXPECT_NE(what.find("no checkpoints are kept"), std::string::npos) << what;
+  }
+}
+
+TEST(Fit, SkippingNonFiniteStepsLeavesThemOutOfTheMeansAndGoesOn) {
+  TempDir dir;
+  Poisoned r;
+  r.nan_loss_at = {1, 3};
+  r.nan_grad_at = {6};
+  Recorder rec;
+  const auto summary =
+      am::fit(*r.model, r.optimizer, description(),
+              am::FitOptions().epochs(2).steps_per_epoch(5).run_dir(dir.path().string()).skip_nonfinite(true), r.fn(), nullptr,
+              &rec, nullptr, r.hooks());
+  EXPECT_EQ(summary.status, am::FitStatus::kCompleted);
+  EXPECT_EQ(summary.global_step, 10) << "a skipped step still consumes its batch";
+  ASSERT_EQ(rec.epochs.size(), 2u);
+  EXPECT_EQ(rec.epochs[0].skipped_steps, 2);
+  EXPECT_EQ(rec.epochs[1].skipped_steps, 1);
+  ASSERT_EQ(rec.steps.size(), 7u);
+  double sum = 0;
+  for (int i = 0; i < 3; ++i) sum += rec.steps[static_cast<size_t>(i)].loss;  // steps 0, 2, 4 of epoch 1
+  EXPECT_NEAR(rec.epochs[0].mean_loss, sum / 3, 1e-9);
+  for (const auto& p : r.model->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
+  EXPECT_EQ(am::read_checkpoint_info(dir.path().string() + "/last.pt").step, 10);
+}
+
+TEST(Fit, SkippingStopsAfterTooManyNonFiniteStepsInARow) {
+  Poisoned r;
+  for (std::int64_t s = 3; s < 3 + am::kMaxSkippedInARow + 5; ++s) r.nan_loss_at.insert(s);
+  try {
+    am::fit(*r.model, r.optimizer, description(),
+            am::FitOptions().epochs(1).steps_per_epoch(200).skip_nonfinite(true), r.fn());
+    FAIL() << "expected NonFiniteError";
+  } catch (const am::NonFiniteError& e) {
+    EXPECT_EQ(e.step(), 3 + am::kMaxSkippedInARow - 1);
+    EXPECT_NE(std::string(e.what()).find(std::to_string(am::kMaxSkippedInARow) + " steps in a row"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Fit, ANonFiniteMetricIsNeverTheBest) {
+  TempDir dir;
+  Regression r;
+  int calls = 0;
+  const auto summary = am::fit(*r.model, r.optimizer, description(),
+                               am::FitOptions().epochs(3).steps_per_epoch(2).run_dir(dir.path().string()).monitor("score"),
+                               r.fn(),
+                               [&](std::int64_t) {
+                                 ++calls;
+                                 return am::Metrics{{"score", calls == 2 ? std::nan("") : calls * 1.0},
+                                                    {"side", std::numeric_limits<double>::infinity()}};
+                               },
+                               nullptr, nullptr, r.hooks());
+  EXPECT_TRUE(summary.has_best);
+  EXPECT_EQ(summary.best, 3.0);
+  // Both checkpoints load: no non-finite number reached their descriptions.
+  EXPECT_EQ(am::read_checkpoint_info(dir.path().string() + "/best.pt").step, 6);
+  EXPECT_EQ(am::read_checkpoint_info(dir.path().string() + "/last.pt").step, 6);
+}
+
+TEST(RunFolderLock, ASecondRunOnTheFolderFailsNamingTheHolderUntilItEnds) {
+  TempDir dir;
+  const auto folder = dir.path().string() + "/run";
+  std::filesystem::create_directories(folder);
+  // The holder: another process taking the lock the way attend does (open, flock,
+  // its pid in the file). Only system calls after fork.
+  int to_child[2], to_parent[2];
+  ASSERT_EQ(::pipe(to_child), 0);
+  ASSERT_EQ(::pipe(to_parent), 0);
+  const auto lock_path = folder + "/" + attend::RunFolderLock::kFileName;
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || ::flock(fd, LOCK_EX | LOCK_NB) != 0) ::_exit(3);
+    char pid[24];
+    const int n = std::snprintf(pid, sizeof pid, "%d\n", static_cast<int>(::getpid()));
+    if (::pwrite(fd, pid, static_cast<size_t>(n), 0) != n) ::_exit(4);
+    char c = 'x';
+    if (::write(to_parent[1], &c, 1) != 1) ::_exit(5);
+    if (::read(to_child[0], &c, 1) < 0) ::_exit(6);  // hold until told (or killed)
+    ::_exit(0);
+  }
+  char c;
+  ASSERT_EQ(::read(to_parent[0], &c, 1), 1);
+  try {
+    attend::RunFolderLock lock(folder);
+    FAIL() << "expected the folder to be in use";
+  } catch (const attend::IoError& e) {
+    EXPECT_EQ(std::string(e.what()), folder + ": in use by another run (process " + std::to_string(child) +
+                                         "); wait for it to end or use another run folder");
+  }
+  // The engine refuses too, before it reads or writes anything.
+  Regression r;
+  EXPECT_THROW(am::fit(*r.model, r.optimizer, description(), am::FitOptions().run_dir(folder), r.fn()),
+               attend::IoError);
+  EXPECT_FALSE(std::filesystem::exists(folder + "/last.pt"));
+  // Killed: its lock file stays behind but no longer blocks.
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  EXPECT_TRUE(std::filesystem::exists(lock_path));
+  {
+    attend::RunFolderLock first(folder);
+    attend::RunFolderLock again(folder);  // the same process may take it twice (CLI, then engine)
+    std::ifstream in(lock_path);
+    std::string holder;
+    in >> holder;
+    EXPECT_EQ(holder, std::to_string(::getpid()));
+    // What a fit() inside the CLI's lock does.
+    EXPECT_NO_THROW(am::fit(*r.model, r.optimizer, description(), am::FitOptions().run_dir(folder), r.fn()));
+  }
+  for (int fd : {to_child[0], to_child[1], to_parent[0], to_parent[1]}) ::close(fd);
 }

@@ -47,6 +47,7 @@ struct EpochReport {
   double eval_seconds = 0.0;        ///< of which the evaluation
   double examples_per_second = 0.0; ///< training examples per second of training steps (no evaluation)
   bool improved = false;            ///< the monitored metric reached a new best
+  std::int64_t skipped_steps = 0;   ///< steps skipped for a non-finite loss or gradient (not in the means)
 };
 
 enum class FitStatus { kCompleted, kStoppedEarly, kInterrupted };

@@ -50,12 +50,15 @@ struct TrainOptions {
   TORCH_ARG(std::string, run_dir) = "";
   TORCH_ARG(bool, resume) = true;
   TORCH_ARG(std::int64_t, checkpoint_every) = 0;
+  /// Skip steps whose loss or gradient is not finite instead of stopping (see
+  /// FitOptions::skip_nonfinite).
+  TORCH_ARG(bool, skip_nonfinite) = false;
 
  public:
   /// throws c10::Error naming the first value out of range or not finite.
   void validate() const;
-  /// The checkpoint's training part (run_dir, resume and checkpoint_every are
-  /// where and how, not what, and are left out).
+  /// The checkpoint's training part (run_dir, resume, checkpoint_every and
+  /// skip_nonfinite are where and how, not what, and are left out).
   nlohmann::json to_json() const;
 };
 

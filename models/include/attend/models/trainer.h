@@ -5,7 +5,11 @@
 /// cleanly on request (e.g. Ctrl-C).
 ///
 /// One step: optimizer.zero_grad(); loss = loss_fn(context); loss.backward();
-/// hooks.after_backward(context); gradient clipping; optimizer.step().
+/// hooks.after_backward(context); the non-finite check of the loss and the
+/// gradients; gradient clipping; optimizer.step().
+///
+/// A run folder is locked for the run's life (attend::RunFolderLock): a second run on
+/// it, in this process or another, fails at once.
 ///
 /// Resuming is bit-exact when the loss function is a pure function of its
 /// StepContext, the model, LibTorch's default generator and the generators handed
@@ -26,6 +30,7 @@
 
 #include <atomic>
 #include <functional>
+#include <stdexcept>
 #include <string>
 
 namespace attend::models {
@@ -47,6 +52,26 @@ struct FitOptions {
   TORCH_ARG(std::int64_t, patience) = 0;
   /// Clip the global gradient norm to this after the after-backward hook; 0 = off.
   TORCH_ARG(double, clip_norm) = 0.0;
+  /// A step whose loss or gradient is not finite (nan, inf): false stops the run with
+  /// NonFiniteError before the optimizer step, so the parameters and the checkpoints
+  /// on disk stay as they were; true skips the step (no optimizer step, the batch
+  /// counts as seen) and stops only after kMaxSkippedInARow such steps in a row.
+  TORCH_ARG(bool, skip_nonfinite) = false;
+};
+
+/// Non-finite steps in a row after which even skip_nonfinite stops the run.
+constexpr std::int64_t kMaxSkippedInARow = 100;
+
+/// The loss or a gradient stopped being finite: the run stopped before the step's
+/// optimizer update. what() names the step and epoch and what the run folder keeps.
+class NonFiniteError : public std::runtime_error {
+ public:
+  NonFiniteError(const std::string& what, std::int64_t step) : std::runtime_error(what), step_(step) {}
+  /// The global step (0-based) that was not finite.
+  std::int64_t step() const noexcept { return step_; }
+
+ private:
+  std::int64_t step_;
 };
 
 struct StepContext {
@@ -92,7 +117,8 @@ struct FitHooks {
 /// the error names the first field that differs.
 /// requires: epochs >= 1, steps_per_epoch >= 1, checkpoint_every >= 0, patience >= 0,
 ///           clip_norm >= 0; monitor set only with an eval function.
-/// throws c10::Error for bad options; attend::IoError for checkpoint problems;
+/// throws c10::Error for bad options; attend::IoError for checkpoint problems and a
+///        run folder in use by another run; NonFiniteError (see skip_nonfinite);
 ///        whatever the loss or eval function throws.
 FitSummary fit(torch::nn::Module& model, torch::optim::Optimizer& optimizer, const CheckpointInfo& description,
                const FitOptions& options, const LossFn& loss, const EvalFn& eval = nullptr,
