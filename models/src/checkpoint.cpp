@@ -4,8 +4,12 @@
 #include <attend/io_error.h>
 
 #include <torch/torch.h>
+#include <zlib.h>
 
+#include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -25,6 +29,23 @@ constexpr const char* kGeneratorsKey = "generators";
 
 /// First line of a LibTorch error, without its C++ backtrace.
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+/// The dotted key of the first non-finite number in `j` ("" when there is none):
+/// JSON has no nan or inf (nlohmann writes null), so such a file could not be read.
+std::string first_nonfinite(const nlohmann::json& j, const std::string& prefix) {
+  if (j.is_number_float()) return std::isfinite(j.get<double>()) ? "" : (prefix.empty() ? "(value)" : prefix);
+  if (j.is_object()) {
+    for (const auto& [k, v] : j.items()) {
+      if (auto found = first_nonfinite(v, prefix.empty() ? k : prefix + "." + k); !found.empty()) return found;
+    }
+  }
+  if (j.is_array()) {
+    for (size_t i = 0; i < j.size(); ++i) {
+      if (auto found = first_nonfinite(j[i], prefix + "[" + std::to_string(i) + "]"); !found.empty()) return found;
+    }
+  }
+  return "";
+}
 
 nlohmann::json info_to_json(const CheckpointInfo& info) {
   return {{"format", kCheckpointFormat},
@@ -73,10 +94,114 @@ CheckpointInfo info_from_json(const nlohmann::json& j, const std::string& path) 
   }
 }
 
+// ---- integrity: the zip records' CRC-32s --------------------------------------------
+//
+// A checkpoint is a zip archive (LibTorch's format) whose writer stores the CRC-32 of
+// every record (the description, each tensor, the optimizer state, the generators)
+// in the archive's central directory. LibTorch's reader does not check them, so a
+// flipped byte inside a weight would load silently. verify_records() reads the
+// central directory itself and checks every stored record's CRC before LibTorch
+// sees the file.
+
+std::uint32_t le16(const unsigned char* p) { return static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8); }
+std::uint32_t le32(const unsigned char* p) { return le16(p) | (le16(p + 2) << 16); }
+std::uint64_t le64(const unsigned char* p) { return le32(p) | (static_cast<std::uint64_t>(le32(p + 4)) << 32); }
+
+[[noreturn]] void corrupt(const std::string& path, const std::string& what) {
+  throw IoError(path, "corrupt: " + what);
+}
+
+/// Checks the CRC-32 of every record of the zip archive `bytes` (stored records;
+/// compressed ones, which LibTorch does not write, are left to the reader).
+/// throws IoError(path, "corrupt: ...") naming the first record that does not match.
+void verify_records(const std::string& bytes, const std::string& path) {
+  const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
+  const std::uint64_t size = bytes.size();
+  auto fits = [&](std::uint64_t offset, std::uint64_t length) { return offset <= size && length <= size - offset; };
+  // End of central directory: 22 bytes plus a comment of at most 65535.
+  const auto unreadable = "not a readable checkpoint: no zip directory at its end (truncated, or not a checkpoint)";
+  if (size < 22) throw IoError(path, unreadable);
+  std::uint64_t eocd = size - 22;
+  const std::uint64_t lowest = size > 22 + 65535 ? size - 22 - 65535 : 0;
+  while (le32(data + eocd) != 0x06054b50u) {
+    if (eocd == lowest) throw IoError(path, unreadable);
+    --eocd;
+  }
+  std::uint64_t entries = le16(data + eocd + 10);
+  std::uint64_t directory_size = le32(data + eocd + 12);
+  std::uint64_t directory = le32(data + eocd + 16);
+  if (entries == 0xffff || directory_size == 0xffffffffu || directory == 0xffffffffu) {
+    // Zip64: a locator just before the record points to the 64-bit record.
+    if (eocd < 20 || le32(data + eocd - 20) != 0x07064b50u) corrupt(path, "zip64 locator missing");
+    const auto record = le64(data + eocd - 20 + 8);
+    if (!fits(record, 56) || le32(data + record) != 0x06064b50u) corrupt(path, "zip64 directory record missing");
+    entries = le64(data + record + 32);
+    directory_size = le64(data + record + 40);
+    directory = le64(data + record + 48);
+  }
+  if (!fits(directory, directory_size)) corrupt(path, "zip directory lies outside the file (truncated?)");
+  std::uint64_t at = directory;
+  const std::uint64_t end = directory + directory_size;
+  for (std::uint64_t i = 0; i < entries; ++i) {
+    if (at > end || end - at < 46 || le32(data + at) != 0x02014b50u) corrupt(path, "damaged zip directory");
+    const auto method = le16(data + at + 10);
+    const auto crc = le32(data + at + 16);
+    std::uint64_t stored = le32(data + at + 20);
+    std::uint64_t length = le32(data + at + 24);
+    const auto name_length = le16(data + at + 28);
+    const auto extra_length = le16(data + at + 30);
+    const auto comment_length = le16(data + at + 32);
+    std::uint64_t local = le32(data + at + 42);
+    const std::uint64_t entry_size = 46ull + name_length + extra_length + comment_length;
+    if (end - at < entry_size) corrupt(path, "damaged zip directory");
+    const std::string name(reinterpret_cast<const char*>(data + at + 46), name_length);
+    // Zip64 sizes and offset, in this order, for the fields that hold 0xffffffff.
+    for (std::uint64_t e = at + 46 + name_length; e + 4 <= at + 46 + name_length + extra_length;) {
+      const auto id = le16(data + e), field_size = le16(data + e + 2);
+      if (e + 4 + field_size > at + 46 + name_length + extra_length) corrupt(path, "damaged zip directory entry of " + name);
+      if (id == 0x0001) {
+        std::uint64_t f = e + 4;
+        const std::uint64_t f_end = f + field_size;
+        auto take = [&](std::uint64_t& value) {
+          if (value != 0xffffffffu) return;
+          if (f + 8 > f_end) corrupt(path, "damaged zip64 field of " + name);
+          value = le64(data + f);
+          f += 8;
+        };
+        take(length);
+        take(stored);
+        take(local);
+      }
+      e += 4ull + field_size;
+    }
+    if (!fits(local, 30) || le32(data + local) != 0x04034b50u) corrupt(path, "record " + name + " is missing");
+    const std::uint64_t start = local + 30 + le16(data + local + 26) + le16(data + local + 28);
+    if (!fits(start, stored)) corrupt(path, "record " + name + " is cut short (truncated?)");
+    if (method == 0) {
+      if (stored != length) corrupt(path, "record " + name + " has inconsistent sizes");
+      uLong sum = crc32(0L, Z_NULL, 0);
+      for (std::uint64_t done = 0; done < length;) {
+        const auto chunk = static_cast<uInt>(std::min<std::uint64_t>(length - done, 1u << 30));
+        sum = crc32(sum, data + start + done, chunk);
+        done += chunk;
+      }
+      if (static_cast<std::uint32_t>(sum) != crc) corrupt(path, "checksum mismatch in record " + name);
+    }
+    at += entry_size;
+  }
+}
+
 InputArchive open_archive(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) throw IoError(path, "no such checkpoint");
   if (fs::is_directory(path, ec)) throw IoError(path, "is a folder, expected a checkpoint file");
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw IoError(path, std::string("cannot open: ") + std::strerror(errno));
+    std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    if (in.bad()) throw IoError(path, "read failed");
+    verify_records(bytes, path);
+  }
   InputArchive archive;
   try {
     archive.load_from(path);
@@ -235,7 +360,11 @@ void save_checkpoint(const std::string& path, const CheckpointInfo& info, const 
   OutputArchive archive;
   auto meta = info;
   meta.has_optimizer = optimizer != nullptr;
-  archive.write(kMetaKey, c10::IValue(info_to_json(meta).dump()));
+  const auto description = info_to_json(meta);
+  if (const auto key = first_nonfinite(description, ""); !key.empty()) {
+    throw IoError(path, "cannot write a checkpoint whose description holds a non-finite number at " + key);
+  }
+  archive.write(kMetaKey, c10::IValue(description.dump()));
   OutputArchive model_archive(archive.compilation_unit());
   model.save(model_archive);
   archive.write(kModelKey, model_archive);

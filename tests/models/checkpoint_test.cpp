@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 
 #include <csignal>
+#include <fstream>
 
 namespace am = attend::models;
 using attend::testing::TempDir;
@@ -394,4 +395,80 @@ TEST(CheckpointFormat1, ARunFolderOfTheOldFormatResumes) {
   auto ram2 = am::make_classifier("ram", options);
   EXPECT_THROW(am::train_classifier(*ram2, train, nullptr, am::TrainOptions(training).lr(0.5).epochs(3), info.data),
                attend::IoError);
+}
+
+namespace {
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_all(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+}
+
+std::string load_error(const std::string& path, torch::nn::Module& model) {
+  try {
+    am::load_checkpoint(path, model);
+  } catch (const attend::IoError& e) {
+    return e.what();
+  }
+  return "(loaded)";
+}
+
+}  // namespace
+
+TEST_F(Checkpoint, AFlippedBitInsideAWeightIsAChecksumMismatch) {
+  Net net;
+  const auto path = dir.file("c.pt");
+  am::save_checkpoint(path, describe(), *net);
+  auto bytes = read_all(path);
+  // The stored bytes of fc2.weight (float32, uncompressed in the archive).
+  const auto weight = net->fc2->weight.contiguous();
+  const std::string raw(static_cast<const char*>(weight.data_ptr()), static_cast<size_t>(weight.nbytes()));
+  const auto at = bytes.find(raw);
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + raw.size() / 2] = static_cast<char>(bytes[at + raw.size() / 2] ^ 0x10);
+  write_all(path, bytes);
+  Net other;
+  const auto before = other->fc2->weight.clone();
+  const auto what = load_error(path, *other);
+  EXPECT_EQ(what.rfind(path + ": corrupt: checksum mismatch in record ", 0), 0u) << what;
+  EXPECT_TRUE(torch::equal(before, other->fc2->weight)) << "nothing loaded";
+  EXPECT_EQ(what.find('\n'), std::string::npos);
+  // The description alone is refused too: the whole file is checked.
+  EXPECT_THROW(am::read_checkpoint_info(path), attend::IoError);
+}
+
+TEST_F(Checkpoint, EveryTruncationIsRefusedNamingTheFile) {
+  Net net;
+  const auto path = dir.file("c.pt");
+  am::save_checkpoint(path, describe(), *net);
+  const auto bytes = read_all(path);
+  const auto cut_path = dir.file("cut.pt");
+  for (const double fraction : {0.0, 0.1, 0.5, 0.9, 0.99}) {
+    write_all(cut_path, bytes.substr(0, static_cast<size_t>(fraction * static_cast<double>(bytes.size()))));
+    Net other;
+    const auto what = load_error(cut_path, *other);
+    EXPECT_EQ(what.rfind(cut_path + ": ", 0), 0u) << fraction << ": " << what;
+    EXPECT_TRUE(what.find("corrupt") != std::string::npos || what.find("not a readable checkpoint") != std::string::npos)
+        << what;
+  }
+}
+
+TEST_F(Checkpoint, ANonFiniteNumberInTheDescriptionIsRefusedBeforeWriting) {
+  Net net;
+  auto info = describe();
+  info.training["schedule"] = {{"lr", 0.1}, {"gamma", std::nan("")}};
+  const auto path = dir.file("c.pt");
+  try {
+    am::save_checkpoint(path, info, *net);
+    ADD_FAILURE() << "written";
+  } catch (const attend::IoError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              path + ": cannot write a checkpoint whose description holds a non-finite number at training.schedule.gamma");
+  }
+  EXPECT_FALSE(std::filesystem::exists(path));
 }
