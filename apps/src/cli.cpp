@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include <attend/io_error.h>
+#include <attend/models/trainer.h>
 
 #include <c10/util/Exception.h>
 #include <ATen/Parallel.h>
@@ -12,6 +13,7 @@
 #include <iomanip>
 #include <iostream>
 #include <limits>
+#include <cmath>
 #include <sstream>
 #include <thread>
 
@@ -43,6 +45,29 @@ size_t edit_distance(const std::string& a, const std::string& b) {
     }
   }
   return d[a.size()][b.size()];
+}
+
+/// Checks every command applies to its options at the edge, whatever it reads:
+/// a floating option must be finite (nan and inf parse as doubles but no option
+/// means them, and JSON cannot store them), and --seed must not be negative (Boost
+/// reads "-1" as 2^64-1 for an unsigned option).
+void check_parsed_values(const po::variables_map& vm, const std::vector<std::string>& args) {
+  for (const auto& [name, value] : vm) {
+    if (const auto* d = boost::any_cast<double>(&value.value()); d != nullptr && !std::isfinite(*d)) {
+      std::ostringstream text;
+      text << *d;
+      throw UsageError("--" + name + " must be a finite number, got " + text.str());
+    }
+  }
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string value;
+    if (args[i] == "--seed" && i + 1 < args.size()) value = args[i + 1];
+    if (args[i].rfind("--seed=", 0) == 0) value = args[i].substr(7);
+    const auto first = value.find_first_not_of(" \t");
+    if (first != std::string::npos && value[first] == '-') {
+      throw UsageError("--seed must be a whole number from 0 to 18446744073709551615, got " + value);
+    }
+  }
 }
 
 }  // namespace
@@ -219,6 +244,7 @@ int dispatch(int argc, const char* const argv[], std::ostream& out, std::ostream
       return kSuccess;
     }
     po::notify(vm);
+    check_parsed_values(vm, args);
     after.seed_given = !vm["seed"].defaulted();
     ThreadScope threads(after);
     Streams io{out, err, &err == &std::cerr && ::isatty(STDERR_FILENO) == 1};
@@ -264,6 +290,9 @@ int run_cli(int argc, const char* const argv[], std::ostream& out, std::ostream&
     return kInterrupted;
   } catch (const IoError& e) {
     err << "attend: error: " << one_line(e.what()) << "\n";
+    return kFailure;
+  } catch (const models::NonFiniteError& e) {
+    err << "attend: error: " << one_line(e.what()) << " (lower --lr, add --clip, or skip such steps with --on-nonfinite skip)\n";
     return kFailure;
   } catch (const c10::Error& e) {
     err << "attend: error: " << one_line(e.what_without_backtrace()) << "\n";

@@ -5,6 +5,9 @@
 
 #include <torch/torch.h>
 
+#include <attend/datasets/idx.h>
+
+#include <algorithm>
 #include <filesystem>
 
 namespace attend::cli {
@@ -92,12 +95,13 @@ ds::DataSpec data_spec(const po::variables_map& vm, std::uint64_t seed) {
   if (kind == ds::SceneKind::kCluttered) {
     spec.fragments(vm.count("fragments") ? require_range<std::int64_t>(vm, "fragments", 0, 1000) : 4);
   }
+  check_scene_geometry(spec.source(), spec.canvas(), spec.fragment_size());
   return spec;
 }
 
-ds::TrainingSources training_sources(const ds::DataSpec& spec, std::int64_t val_count) {
+ds::TrainingSources training_sources(const ds::DataSpec& spec, std::int64_t val_count, std::int64_t classes) {
   try {
-    return spec.training_sources(val_count);
+    return spec.training_sources(val_count, classes);
   } catch (const c10::Error& e) {
     // Argument errors found once the data's size is known: the held-out count, the
     // shift, and scene sizes the digits do not fit.
@@ -105,6 +109,21 @@ ds::TrainingSources training_sources(const ds::DataSpec& spec, std::int64_t val_
     if (what.rfind("validation count", 0) == 0) throw UsageError("--val-count: " + what);
     if (what.rfind("shift", 0) == 0) throw UsageError("--" + what);
     throw UsageError(what);
+  }
+}
+
+void check_scene_geometry(const std::string& source, std::int64_t canvas, std::int64_t fragment_size) {
+  const auto header = ds::read_idx_header(ds::find_split(source, "train").images);
+  if (header.dims.size() < 3) return;  // load_digits names the file and its rank
+  const auto side = std::max(header.dims[1], header.dims[2]);
+  const auto narrow = std::min(header.dims[1], header.dims[2]);
+  if (canvas < side || canvas > 4096) {
+    throw UsageError("--canvas must be between " + std::to_string(side) + " (the side of the digits in " + source +
+                     ") and 4096, got " + std::to_string(canvas));
+  }
+  if (fragment_size < 1 || fragment_size > narrow) {
+    throw UsageError("--fragment-size must be between 1 and " + std::to_string(narrow) + " (the side of the digits in " +
+                     source + "), got " + std::to_string(fragment_size));
   }
 }
 

@@ -23,8 +23,15 @@ po::options_description object_count_options();
 /// contradictory, missing or out-of-range options.
 datasets::DataSpec data_spec(const po::variables_map& vm, std::uint64_t seed);
 
-/// spec.training_sources(val_count), with its range problems as usage errors naming
-/// --val-count or --shift.
-datasets::TrainingSources training_sources(const datasets::DataSpec& spec, std::int64_t val_count);
+/// spec.training_sources(val_count, classes), with its range problems as usage
+/// errors naming --val-count or --shift.
+datasets::TrainingSources training_sources(const datasets::DataSpec& spec, std::int64_t val_count,
+                                           std::int64_t classes = 0);
+
+/// --canvas and --fragment-size of generated scenes against the digits of `source`
+/// (the side declared by its training images' IDX header): the canvas must hold a
+/// digit (side..4096) and a fragment must fit in one (1..side).
+/// throws UsageError naming the option; attend::IoError when the source is unreadable.
+void check_scene_geometry(const std::string& source, std::int64_t canvas, std::int64_t fragment_size);
 
 }  // namespace attend::cli

@@ -19,11 +19,6 @@ constexpr std::uint64_t kShiftStream = 3;
 constexpr std::uint64_t kWarpStream = 4;
 constexpr std::uint64_t kValidationSplitStream = 7;
 
-Digits select(const Digits& d, const std::vector<std::int64_t>& indices) {
-  const auto index = torch::tensor(indices, torch::kInt64);
-  return {d.images.index_select(0, index), d.labels.index_select(0, index)};
-}
-
 std::shared_ptr<const SceneGenerator> make_generator(const DataSpec& spec, Digits digits, std::uint64_t stream) {
   const auto opts = SceneOptions()
                         .canvas(spec.canvas())
@@ -199,7 +194,13 @@ std::shared_ptr<const ObjectSceneGenerator> DataSpec::object_generator() const {
   return std::make_shared<const ObjectSceneGenerator>(objects_, seed_, sources);
 }
 
-TrainingSources DataSpec::training_sources(std::int64_t validation_count) const {
+Digits DataSpec::load_checked(const std::string& dir, const std::string& split, std::int64_t classes) {
+  auto digits = load_split(dir, split);
+  if (classes > 0) check_labels(digits, classes);
+  return digits;
+}
+
+TrainingSources DataSpec::training_sources(std::int64_t validation_count, std::int64_t classes) const {
   validate();
   if (kind_ == DataKind::kObjects) {
     // Validation scenes come from the val split's items, never seen in training.
@@ -215,7 +216,7 @@ TrainingSources DataSpec::training_sources(std::int64_t validation_count) const 
     return augmented_training(std::move(s));
   }
   const bool idx = kind_ == DataKind::kIdx;
-  auto digits = load_split(idx ? dir_ : source_, "train");
+  auto digits = load_checked(idx ? dir_ : source_, "train", classes);
   TORCH_CHECK(validation_count >= 0 && validation_count < digits.size(),
               "validation count must be between 0 and ", digits.size() - 1, " (the training split has ",
               digits.size(), " items), got ", validation_count);
@@ -259,16 +260,18 @@ TrainingSources DataSpec::augmented_training(TrainingSources s) const {
   return s;
 }
 
-std::shared_ptr<const ImageSource> DataSpec::evaluation_source(const std::string& split) const {
+std::shared_ptr<const ImageSource> DataSpec::evaluation_source(const std::string& split, std::int64_t classes) const {
   validate();
   TORCH_CHECK(split == "train" || split == "test", "unknown split '", split, "' (expected train or test)");
-  if (kind_ == DataKind::kIdx) return std::make_shared<const DigitsSource>(load_split(dir_, split));
+  if (kind_ == DataKind::kIdx) return std::make_shared<const DigitsSource>(load_checked(dir_, split, classes));
   if (kind_ == DataKind::kObjects) {
     return std::make_shared<const ObjectLabelSource>(
         object_generator(), split == "train" ? ObjectSplit::kTrain : ObjectSplit::kTest,
         split == "train" ? count_ : test_count_, false);
   }
-  return std::make_shared<SceneSource>(scene_generator(split), SceneMode::kFixed);
+  return std::make_shared<SceneSource>(
+      make_generator(*this, load_checked(source_, split, classes), split == "train" ? kTrainStream : kTestStream),
+      SceneMode::kFixed);
 }
 
 std::shared_ptr<const SceneGenerator> DataSpec::scene_generator(const std::string& split) const {

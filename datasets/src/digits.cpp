@@ -27,7 +27,30 @@ Digits load_digits(const std::string& images_path, const std::string& labels_pat
     throw IoError(labels_path, "holds " + std::to_string(labels.size(0)) + " labels but " + images_path +
                                    " holds " + std::to_string(images.size(0)) + " images");
   }
-  return {images, labels.to(torch::kInt64)};
+  Digits digits{images, labels.to(torch::kInt64)};
+  digits.labels_file = labels_path;
+  return digits;
+}
+
+void check_labels(const Digits& digits, std::int64_t classes) {
+  if (!digits.labels.defined() || digits.size() == 0) return;
+  const auto bad = (digits.labels < 0).logical_or(digits.labels >= classes).nonzero();
+  if (bad.size(0) == 0) return;
+  const auto i = bad[0][0].item<std::int64_t>();
+  const auto position = digits.file_index.defined() ? digits.file_index[i].item<std::int64_t>() : i;
+  throw IoError(digits.labels_file.empty() ? std::string("labels") : digits.labels_file,
+                "label " + std::to_string(digits.labels[i].item<std::int64_t>()) + " at index " +
+                    std::to_string(position) + " is outside 0.." + std::to_string(classes - 1) + " (" +
+                    std::to_string(bad.size(0)) + " of " + std::to_string(digits.size()) + " labels are; " +
+                    std::to_string(classes) + " classes)");
+}
+
+Digits select(const Digits& digits, const std::vector<std::int64_t>& indices) {
+  const auto index = torch::tensor(indices, torch::kInt64);
+  Digits out{digits.images.index_select(0, index), digits.labels.index_select(0, index)};
+  out.labels_file = digits.labels_file;
+  out.file_index = digits.file_index.defined() ? digits.file_index.index_select(0, index) : index;
+  return out;
 }
 
 Digits load_split(const std::string& dir, const std::string& split) {

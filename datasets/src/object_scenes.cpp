@@ -295,10 +295,7 @@ ObjectSceneGenerator::ObjectSceneGenerator(ObjectSceneOptions options, std::uint
         throw IoError(dir, "object scenes are made of 28x28 grey items (MNIST, Fashion-MNIST), found " +
                                c10::str(d->images.sizes().slice(1)));
       }
-      if (d->size() > 0 && (d->labels.min().item<std::int64_t>() < 0 || d->labels.max().item<std::int64_t>() > 9)) {
-        throw IoError(dir, "object scenes need labels 0..9, found " + std::to_string(d->labels.min().item<std::int64_t>()) +
-                               ".." + std::to_string(d->labels.max().item<std::int64_t>()));
-      }
+      check_labels(*d, 10);  // object scenes name items by the ten classes of MNIST or Fashion-MNIST
     }
   }
   init(std::move(train), std::move(test));

@@ -219,3 +219,42 @@ TEST(DataSpec, ObjectScenesAreMultiLabelSources) {
       generator->generate(ds::ObjectSplit::kTest, 4, 0).image.to(torch::kFloat32) / 255));
   EXPECT_THROW(ds::DataSpec(spec).count(0).validate(), c10::Error);
 }
+
+TEST(Labels, ALabelOutsideTheClassesIsNamedWithItsFileAndIndex) {
+  TempDir dir;
+  write_digits(dir.path().string());
+  const auto labels = dir.file("train-labels-idx1-ubyte");
+  auto values = (torch::arange(40) / 4).to(torch::kUInt8);
+  values[33] = 200;
+  values[36] = 12;
+  ds::write_idx(labels, values);
+  const auto spec = ds::DataSpec().kind(ds::DataKind::kIdx).dir(dir.path().string());
+  // Without a class count nothing is checked (as before); with one, the file and the
+  // first bad label's position in it are named, also when validation reorders items.
+  EXPECT_NO_THROW(spec.training_sources(5));
+  for (const auto split : {ds::ValidationSplit::kLast, ds::ValidationSplit::kStratified}) {
+    auto s = spec;
+    s.validation(split);
+    try {
+      s.training_sources(5, 10);
+      ADD_FAILURE() << "label 200 accepted";
+    } catch (const attend::IoError& e) {
+      EXPECT_EQ(std::string(e.what()),
+                labels + ": label 200 at index 33 is outside 0..9 (2 of 40 labels are; 10 classes)");
+    }
+  }
+  EXPECT_NO_THROW(spec.training_sources(5, 201)) << "a model with 201 classes has a class 200";
+  EXPECT_NO_THROW(spec.evaluation_source("test", 10));
+  ds::write_idx(dir.file("t10k-labels-idx1-ubyte"), torch::full({20}, 10, torch::kUInt8));
+  EXPECT_THROW(spec.evaluation_source("test", 10), attend::IoError);
+
+  // select() keeps where each item came from.
+  const auto digits = ds::load_split(dir.path().string(), "train");
+  const auto picked = ds::select(digits, {36, 2});
+  try {
+    ds::check_labels(picked, 10);
+    ADD_FAILURE() << "label 12 accepted";
+  } catch (const attend::IoError& e) {
+    EXPECT_EQ(std::string(e.what()), labels + ": label 12 at index 36 is outside 0..9 (1 of 2 labels are; 10 classes)");
+  }
+}

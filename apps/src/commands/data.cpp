@@ -1,6 +1,7 @@
 // attend data translated|cluttered|objects: generates scene data sets (IDX files, or
 // for object scenes a caption data set with masks) plus a contact sheet.
 #include "../cli.h"
+#include "../data_options.h"
 #include "../interrupt.h"
 #include "../scene_options.h"
 #include "../validate.h"
@@ -29,6 +30,9 @@
 
 namespace attend::cli {
 namespace {
+
+/// Scenes generated between two looks at the interrupt flag.
+constexpr std::int64_t kSceneChunk = 2048;
 
 namespace fs = std::filesystem;
 namespace ds = attend::datasets;
@@ -70,7 +74,9 @@ class DataCommand : public Command {
         ("fragments", po::value<std::int64_t>()->value_name("K"),
          "clutter fragments per scene (cluttered: default 4; translated: 0; objects with clutter: 8)")
         ("fragment-size", po::value<std::int64_t>()->value_name("F"),
-         "fragment side in pixels (default 8; objects: 10, in pixels of the 28x28 item)");
+         "fragment side in pixels (default 8; objects: 10, in pixels of the 28x28 item)")
+        ("classes", po::value<std::int64_t>()->default_value(10)->value_name("K"),
+         "translated, cluttered: the source's labels must lie in 0..K-1");
     auto objects = object_scene_options();
     objects.add_options()
         ("val-count", po::value<std::int64_t>()->value_name("N"), "validation scenes (default count/10)")
@@ -120,6 +126,8 @@ class DataCommand : public Command {
       }
     }
     const auto source = vm["source"].as<std::string>();
+    check_scene_geometry(source, canvas, fragment_size);
+    const auto classes = require_range<std::int64_t>(vm, "classes", 1, 256);
     const auto out_dir = vm.count("out") ? vm["out"].as<std::string>()
                                          : "out/" + kind + "-" + std::to_string(canvas);
     const bool gzip = vm["gzip"].as<bool>();
@@ -148,24 +156,49 @@ class DataCommand : public Command {
                           .fragments(fragments)
                           .fragment_size(fragment_size)
                           .seed(global.seed);
+    // Ctrl-C (or SIGTERM) stops between chunks of scenes and after a file is complete:
+    // no temporary file is left and no manifest.json is written.
+    InterruptScope interrupt;
+    auto stop_if_asked = [&] {
+      if (interrupt.flag().load()) {
+        throw Interrupted("data: stopped before the data set was complete; " + out_dir +
+                          " has no manifest.json (run the command again)");
+      }
+    };
     for (const auto& name : splits) {
       const auto generator = spec.scene_generator(name);
       const auto& digits = generator->digits();
-      if (digits.labels.max().item<std::int64_t>() > 255) {
-        throw IoError(source, "labels above 255 cannot be written as unsigned-byte IDX labels");
-      }
+      ds::check_labels(digits, classes);
       const auto n = count > 0 ? count : digits.size();
       if (n * canvas * canvas * (digits.images.dim() == 4 ? digits.images.size(3) : 1) > (std::int64_t{1} << 34)) {
         throw UsageError("data: " + std::to_string(n) + " scenes of " + std::to_string(canvas) + "x" +
                          std::to_string(canvas) + " exceed the 16 GiB limit; lower --count or --canvas");
       }
-      const auto scenes = generator->generate_all(n);
+      // In chunks, to answer Ctrl-C; a scene is a function of its index, so the
+      // chunks give the same bytes as one call.
+      ds::SceneBatch scenes;
+      for (std::int64_t first = 0; first < n; first += kSceneChunk) {
+        stop_if_asked();
+        std::vector<std::int64_t> indices(static_cast<size_t>(std::min(kSceneChunk, n - first)));
+        for (size_t i = 0; i < indices.size(); ++i) indices[i] = first + static_cast<std::int64_t>(i);
+        auto chunk = generator->generate(indices, 0);
+        if (first == 0) {
+          auto sizes = chunk.images.sizes().vec();
+          sizes[0] = n;
+          scenes.images = torch::empty(sizes, chunk.images.options());
+          scenes.labels = torch::empty({n}, chunk.labels.options());
+        }
+        scenes.images.narrow(0, first, chunk.images.size(0)).copy_(chunk.images);
+        scenes.labels.narrow(0, first, chunk.labels.size(0)).copy_(chunk.labels);
+      }
+      stop_if_asked();
       const std::string prefix = name == "train" ? "train" : "t10k";
       const std::string suffix = gzip ? ".gz" : "";
       const auto images_path = (fs::path(out_dir) / (prefix + "-images-idx3-ubyte" + suffix)).string();
       const auto labels_path = (fs::path(out_dir) / (prefix + "-labels-idx1-ubyte" + suffix)).string();
       ds::write_idx(images_path, scenes.images);
       ds::write_idx(labels_path, scenes.labels.to(torch::kUInt8));
+      stop_if_asked();
       manifest["splits"][name] = {{"scenes", n}, {"images", images_path}, {"labels", labels_path}};
       io.out << "wrote " << n << " " << name << " scenes (" << canvas << "x" << canvas << ", " << fragments
              << " fragments) to " << images_path << "\n";
@@ -193,6 +226,7 @@ class DataCommand : public Command {
         vision::write_image(sheet_path, vision::make_contact_sheet(images, captions, opts));
       }
     }
+    stop_if_asked();
     const auto manifest_path = (fs::path(out_dir) / "manifest.json").string();
     write_file_atomically(manifest_path, manifest.dump(2) + "\n");
     if (!sheet_path.empty()) io.out << "contact sheet " << sheet_path << "\n";
@@ -201,7 +235,7 @@ class DataCommand : public Command {
 
  private:
   int run_objects(const po::variables_map& vm, const GlobalOptions& global, Streams& io) {
-    for (const char* flag : {"split", "gzip", "png"}) {
+    for (const char* flag : {"split", "gzip", "png", "classes"}) {
       if (!vm[flag].defaulted()) throw UsageError(std::string("--") + flag + " does not apply to object scenes");
     }
     const auto options = parse_object_scene_options(vm);

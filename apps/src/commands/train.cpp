@@ -11,6 +11,7 @@
 #include "../validate.h"
 
 #include <attend/io_error.h>
+#include <attend/run_lock.h>
 #include <attend/models/registry.h>
 #include <attend/models/train.h>
 
@@ -130,10 +131,28 @@ class TrainCommand : public Command {
 
     const auto training = parse_training_options(vm, global, run_dir);
 
-    const auto sources = training_sources(spec, val_count);
+    // Stored labels (an IDX folder, the digits scenes are made of) must name one of
+    // the model's classes; object scenes make theirs from the classes they know.
+    std::int64_t classes = 0;
+    if (!spec.multi_label()) {
+      if (user_options.contains("classes")) {
+        classes = user_options["classes"].get<std::int64_t>();
+      } else if (const auto* option = kind->option("classes")) {
+        classes = option->fallback.get<std::int64_t>();
+      }
+    }
+    const auto sources = training_sources(spec, val_count, classes);
     // Load the test split now: a missing one should stop us before training, not after.
-    const auto test = spec.evaluation_source("test");
+    const auto test = spec.evaluation_source("test", classes);
     const auto& train = *sources.train;
+    if (test->channels() != train.channels() || test->height() != train.height() || test->width() != train.width()) {
+      auto shape = [](const datasets::ImageSource& s) {
+        return std::to_string(s.channels()) + "x" + std::to_string(s.height()) + "x" + std::to_string(s.width());
+      };
+      throw IoError(spec.kind() == datasets::DataKind::kIdx ? spec.dir() : spec.source(),
+                    "the test split holds " + shape(*test) + " images but the training split " + shape(train) +
+                        " (both splits must have one image size)");
+    }
     std::unique_ptr<am::Classifier> classifier;
     try {
       const auto options = am::complete_options(
@@ -146,9 +165,8 @@ class TrainCommand : public Command {
       throw UsageError(e.what_without_backtrace());
     }
 
-    std::error_code ec;
-    fs::create_directories(run_dir, ec);
-    if (ec) throw IoError(run_dir, "cannot create run folder: " + ec.message());
+    // One run per folder, from its first file to its last (creates the folder).
+    const RunFolderLock lock(run_dir);
     // Which training items were held out, reproducible from the seed and written down.
     write_json_file((fs::path(run_dir) / "validation.json").string(),
                     {{"split", datasets::to_string(spec.validation())},

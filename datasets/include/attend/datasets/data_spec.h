@@ -99,15 +99,18 @@ struct DataSpec {
   /// throws c10::Error naming the missing or malformed key.
   static DataSpec from_json(const nlohmann::json& j);
 
-  /// Loads the training split and splits off validation.
-  /// throws attend::IoError for unreadable files; c10::Error when
-  /// validation_count is not in 0..size-1 or the shift does not fit the images.
-  TrainingSources training_sources(std::int64_t validation_count) const;
+  /// Loads the training split and splits off validation. With `classes` > 0 the
+  /// labels of an IDX folder or of the scenes' source must lie in 0..classes-1.
+  /// throws attend::IoError for unreadable files and labels out of range (naming the
+  /// labels file and the first bad index); c10::Error when validation_count is not
+  /// in 0..size-1 or the shift does not fit the images.
+  TrainingSources training_sources(std::int64_t validation_count, std::int64_t classes = 0) const;
 
   /// The fixed (unaugmented) source of split "train" or "test". Scenes use the same
   /// streams as `attend data`, so the test scenes of a run and of `attend data
   /// --seed S` are the same scenes.
-  std::shared_ptr<const ImageSource> evaluation_source(const std::string& split) const;
+  /// `classes` > 0 checks the labels as training_sources does.
+  std::shared_ptr<const ImageSource> evaluation_source(const std::string& split, std::int64_t classes = 0) const;
 
   /// Scenes only: the generator of split "train" or "test" over all of the split's
   /// digits, with the split's stream (what `attend data` writes and what evaluation
@@ -115,6 +118,8 @@ struct DataSpec {
   std::shared_ptr<const SceneGenerator> scene_generator(const std::string& split) const;
 
  private:
+  /// load_split, then check_labels when classes > 0.
+  static Digits load_checked(const std::string& dir, const std::string& split, std::int64_t classes);
   /// `s` with the training source wrapped in the augmentation this spec asks for.
   TrainingSources augmented_training(TrainingSources s) const;
 };
