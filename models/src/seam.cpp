@@ -358,13 +358,17 @@ torch::Tensor aggregate_cams(const CamPass& pass, const torch::Tensor& images, c
       sum = sum.defined() ? sum + cams : cams;
     }
   }
-  if (!inference.normalise()) return sum;
-  sum = torch::relu(sum);
-  const auto flat = sum.flatten(2);
-  const auto mx = std::get<0>(flat.max(2)).unsqueeze(2).unsqueeze(3);
-  const auto mn = std::get<0>(flat.min(2)).unsqueeze(2).unsqueeze(3);
-  const auto norm = (sum - mn - kEps) / (mx - mn + kEps);
-  return torch::where(sum < mn + kEps, torch::zeros_like(norm), norm);
+  return inference.normalise() ? normalise_cams(sum) : sum;
+}
+
+torch::Tensor normalise_cams(const torch::Tensor& sums) {
+  TORCH_CHECK(sums.dim() >= 2, "seam: expected maps [..., H, W], got ", sums.sizes());
+  const auto x = torch::relu(sums);
+  const auto flat = x.flatten(-2);
+  const auto mx = std::get<0>(flat.max(-1)).unsqueeze(-1).unsqueeze(-1);
+  const auto mn = std::get<0>(flat.min(-1)).unsqueeze(-1).unsqueeze(-1);
+  const auto norm = (x - mn - kEps) / (mx - mn + kEps);
+  return torch::where(x < mn + kEps, torch::zeros_like(norm), norm);
 }
 
 torch::Tensor pseudo_masks(const torch::Tensor& cams, double alpha) {

@@ -36,10 +36,11 @@ std::pair<SeamTransform, double> model_transform(Classifier& model) {
 }  // namespace
 
 CamPass cam_pass(Classifier& model) {
+  // Evaluation mode once, here (batch norm's running statistics), not per pass.
+  model.module().eval();
   if (auto* s = dynamic_cast<SeamClassifier*>(&model)) {
     return [s](const torch::Tensor& images) {
       torch::NoGradGuard no_grad;
-      s->net->eval();
       const bool revise = s->net->options.pcm();
       const auto out = s->net->forward(images, revise);
       return (revise ? out.cam_rv : out.cam).narrow(1, 1, s->classes());
@@ -49,7 +50,6 @@ CamPass cam_pass(Classifier& model) {
     return [c](const torch::Tensor& images) {
       torch::NoGradGuard no_grad;
       auto& net = *c->net;
-      net.eval();
       TORCH_CHECK(images.dim() == 4 && images.size(1) == net.options.channels(), "cam: expected images [B,",
                   net.options.channels(), ",H,W], got ", images.sizes());
       auto x = images;

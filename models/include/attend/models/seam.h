@@ -190,6 +190,10 @@ struct CamInference {
 using CamPass = std::function<torch::Tensor(const torch::Tensor&)>;
 torch::Tensor aggregate_cams(const CamPass& pass, const torch::Tensor& images, const torch::Tensor& labels,
                              const CamInference& inference = {});
+/// The normalisation aggregate_cams applies to its sum, for maps [..., H, W] (any
+/// leading dimensions, e.g. [B,K,H,W] or [K,H,W]): per map, ReLU, then
+/// (x - min - 1e-5) / (max - min + 1e-5), values below min + 1e-5 set to 0.
+torch::Tensor normalise_cams(const torch::Tensor& sums);
 /// Label images [B,H,W] int64 from CAMs [B,K,H,W] in [0,1]: argmax over [alpha, cams].
 torch::Tensor pseudo_masks(const torch::Tensor& cams, double alpha);
 

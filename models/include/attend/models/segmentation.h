@@ -29,7 +29,8 @@ namespace attend::models {
 /// One pass of a CAM-producing classifier: kind "seam" (cam_rv when its PCM is
 /// trained, else cam) or "cam" (M_c = sum_k w_ck A_k at the last block, no bias,
 /// resized with corners aligned to the input), foreground [B,K,h,w] at the input size
-/// for images of any size. Runs in evaluation mode without autograd.
+/// for images of any size. Puts the model in evaluation mode (once, here); passes run
+/// without autograd.
 /// throws c10::Error for other kinds.
 CamPass cam_pass(Classifier& model);
 
