@@ -1,10 +1,11 @@
 #include "image_files.h"
 
-#include <attend/io_error.h>
+#include "cli.h"
 
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <ostream>
 
 namespace attend::cli {
 
@@ -19,7 +20,9 @@ std::vector<std::string> image_files(const std::vector<std::string>& args) {
       continue;
     }
     std::vector<std::string> found;
-    for (const auto& entry : fs::directory_iterator(arg, ec)) {
+    fs::directory_iterator it(arg, ec);
+    if (ec) throw IoError(arg, "cannot list the folder: " + ec.message());
+    for (const auto& entry : it) {
       auto ext = entry.path().extension().string();
       std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
       if (entry.is_regular_file() && (ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp" ||
@@ -33,5 +36,14 @@ std::vector<std::string> image_files(const std::vector<std::string>& args) {
   }
   return images;
 }
+
+void BadInputs::report(const IoError& e) {
+  if (!reported_.insert(e.path()).second) return;
+  std::string line = e.what();
+  std::replace(line.begin(), line.end(), '\n', ' ');
+  err_ << "attend: error: " << line << "\n";
+}
+
+int BadInputs::exit_code() const noexcept { return reported_.empty() ? kSuccess : kFailure; }
 
 }  // namespace attend::cli

@@ -1,5 +1,6 @@
 #include <attend/datasets/captions.h>
 #include <attend/io_error.h>
+#include <attend/quiet_stderr.h>
 
 #include <c10/util/Exception.h>
 #include <opencv2/core/check.hpp>
@@ -282,6 +283,7 @@ cv::Mat decode_file(const std::string& path, int flags) {
   if (bytes.empty()) throw IoError(path, "empty file, not an image");
   cv::Mat image;
   try {
+    detail::QuietStderr quiet;  // libpng's and libjpeg's own messages (see quiet_stderr.h)
     image = cv::imdecode(bytes, flags);
   } catch (const cv::Exception& e) {
     throw IoError(path, "not a decodable image: " + one_line(e.err));

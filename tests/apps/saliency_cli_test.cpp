@@ -17,6 +17,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -432,4 +433,89 @@ TEST_F(SaliencyCli, SegmentWritesLabelsAndOverlaysAtTheImagesSize) {
     EXPECT_EQ(e.code, bad.code) << bad.message << ": " << e.err;
     EXPECT_TRUE(contains(e.err, bad.message)) << e.err;
   }
+}
+
+// Folder inputs: each image that cannot be read is one error line naming it, the
+// others are processed as usual, and the exit code is 1 at the end.
+TEST_F(SaliencyCli, FolderInputsReportEachBadImageAndProcessTheRest) {
+  const auto folder = dir_->file("mixed");
+  fs::create_directories(folder);
+  cv::Mat image(32, 32, CV_8UC1, cv::Scalar(0));
+  image(cv::Rect(6, 8, 12, 14)).setTo(220);
+  cv::imwrite(folder + "/a.png", image);
+  cv::imwrite(folder + "/c.png", image);
+  std::vector<unsigned char> png;
+  cv::imencode(".png", image, png);
+  png.resize(png.size() / 2);
+  attend::testing::write_bytes(folder + "/b.png", png);  // truncated
+  const auto bad = folder + "/b.png";
+  auto lines = [](const std::string& text) { return std::count(text.begin(), text.end(), '\n'); };
+  auto expect_two_of_three = [&](const attend::testing::CliRun& r, const std::string& what) {
+    EXPECT_EQ(r.code, 1) << what << "\n" << r.err;
+    EXPECT_TRUE(contains(r.out, folder + "/a.png: ")) << what << "\n" << r.out;
+    EXPECT_TRUE(contains(r.out, folder + "/c.png: ")) << what << "\n" << r.out;
+    EXPECT_FALSE(contains(r.out, bad)) << what << "\n" << r.out;
+    EXPECT_TRUE(contains(r.err, "attend: error: " + bad + ": truncated PNG: the file ends inside the IDAT chunk"))
+        << what << "\n" << r.err;
+    EXPECT_EQ(lines(r.err) - (contains(r.err, "\nwrote ") ? 1 : 0), 1) << what << ": one line for the bad image\n"
+                                                                      << r.err;
+  };
+
+  const auto classified = run({"classify", *checkpoint_, folder});
+  expect_two_of_three(classified, "classify");
+  EXPECT_EQ(lines(classified.out), 4) << "two lines per image\n" << classified.out;
+  EXPECT_EQ(lines(classified.err), 1) << classified.err;
+  // The good images' output is what it is without the bad one.
+  fs::remove(bad);
+  const auto good_only = run({"classify", *checkpoint_, folder});
+  EXPECT_EQ(good_only.code, 0) << good_only.err;
+  EXPECT_EQ(good_only.out, classified.out);
+  EXPECT_EQ(good_only.err, "");
+  attend::testing::write_bytes(bad, png);
+
+  const auto sal = run({"saliency", *checkpoint_, folder, "--out", dir_->file("mixed-sal"), "--batch", "2"});
+  expect_two_of_three(sal, "saliency");
+  EXPECT_EQ(lines(sal.err), 1) << sal.err;
+  std::set<char> overlaid;  // the first letter of each overlay's image
+  for (const auto& e : fs::directory_iterator(dir_->file("mixed-sal"))) overlaid.insert(e.path().filename().string()[0]);
+  EXPECT_EQ(overlaid, (std::set<char>{'a', 'c'}));
+  const auto metrics = run({"saliency", *checkpoint_, folder, "--metrics", "--method", "gradcam"});
+  EXPECT_EQ(metrics.code, 1) << metrics.err;
+  EXPECT_TRUE(contains(metrics.out, "saliency metrics on 2 images")) << metrics.out;
+  EXPECT_EQ(lines(metrics.err), 1) << metrics.err;
+
+  const auto segmented = run({"segment", *checkpoint_, folder, "--out", dir_->file("mixed-seg"), "--scales", "1"});
+  expect_two_of_three(segmented, "segment");
+  EXPECT_TRUE(contains(segmented.err, "wrote 2 label images and overlays")) << segmented.err;
+  EXPECT_TRUE(fs::exists(dir_->file("mixed-seg/a_labels.png")));
+  EXPECT_TRUE(fs::exists(dir_->file("mixed-seg/c_labels.png")));
+  EXPECT_FALSE(fs::exists(dir_->file("mixed-seg/b_labels.png")));
+
+  const auto run_dir = dir_->file("mixed-captioner");
+  ASSERT_EQ(run({"train", "captioner", "--scenes", "objects", "--source", dir_->file("items"), "--canvas", "32",
+                 "--level", "1", "--count", "8", "--val-count", "0", "--test-count", "2", "--epochs", "1", "--filters",
+                 "4", "--embed", "4", "--hidden", "8", "--attention-size", "4", "--run-dir", run_dir})
+                .code,
+            0);
+  const auto captioned = run({"caption", run_dir + "/last.pt", folder, "--batch", "2"});
+  expect_two_of_three(captioned, "caption");
+  EXPECT_EQ(lines(captioned.out), 2) << captioned.out;
+
+  // Every image bad: each reported, nothing else, exit 1.
+  const auto huge = folder + "/huge";
+  fs::create_directories(huge);
+  std::vector<unsigned char> header(png.begin(), png.begin() + 33);
+  for (int i = 0; i < 2; ++i) {  // IHDR width and height: 60000 (its CRC is not checked before the limit)
+    header[16 + 4 * i] = 0;
+    header[17 + 4 * i] = 0;
+    header[18 + 4 * i] = 0xEA;
+    header[19 + 4 * i] = 0x60;
+  }
+  attend::testing::write_bytes(huge + "/x.png", header);
+  attend::testing::write_bytes(huge + "/y.png", {});
+  const auto none = run({"classify", *checkpoint_, huge});
+  EXPECT_EQ(none.code, 1);
+  EXPECT_EQ(none.out, "");
+  EXPECT_EQ(none.err, "attend: error: " + huge + "/x.png: image is 60000x60000, larger than the limit of 32768 "
+                      "pixels per side\nattend: error: " + huge + "/y.png: is empty (0 bytes), not an image\n");
 }

@@ -1,5 +1,7 @@
 #include "attend/vision/video.h"
 
+#include <attend/quiet_stderr.h>
+
 #include <attend/atomic_file.h>
 #include <attend/io_error.h>
 
@@ -82,6 +84,9 @@ VideoReader::VideoReader(const std::string& path) : impl_(std::make_unique<Impl>
   if (!fs::exists(path, ec)) throw IoError(path, "no such file");
   if (fs::is_directory(path, ec)) throw IoError(path, "is a folder, expected a video file");
   auto& cap = impl_->capture;
+  // FFmpeg prints its own diagnostics ("[mov,mp4,... @ 0x...] moov atom not found")
+  // before attend's line; they are kept off stderr (quiet_stderr.h).
+  attend::detail::QuietStderr quiet;
   try {
     cap.open(path, preferred_backend());
   } catch (const cv::Exception& e) {
@@ -121,7 +126,12 @@ bool VideoReader::read(cv::Mat& bgr) {
   }
   if (!impl_->capture.isOpened()) return false;
   cv::Mat frame = bgr;  // lets the capture reuse the caller's buffer
-  if (!impl_->capture.read(frame) || frame.empty()) {
+  bool decoded = false;
+  {
+    attend::detail::QuietStderr quiet;  // a damaged frame's decoder messages
+    decoded = impl_->capture.read(frame);
+  }
+  if (!decoded || frame.empty()) {
     impl_->capture.release();
     return false;
   }
@@ -175,6 +185,7 @@ VideoWriter::VideoWriter(const std::string& path, double fps, cv::Size size, con
   impl_->file.emplace(path);  // creates missing folders
   const auto& temp = impl_->file->temp_path();
   const int code = cv::VideoWriter::fourcc(codec[0], codec[1], codec[2], codec[3]);
+  attend::detail::QuietStderr quiet;
   try {
     impl_->writer.open(temp, preferred_backend(), code, fps, size, true);
   } catch (const cv::Exception& e) {
@@ -214,6 +225,7 @@ void VideoWriter::write(const cv::Mat& bgr) {
               "CV_8UC1 frame, got ", bgr.empty() ? std::string("an empty Mat") : cv::typeToString(bgr.type()));
   TORCH_CHECK(bgr.size() == impl_->size, "VideoWriter::write: expected a frame of ", size_str(impl_->size),
               " (width x height), got ", size_str(bgr.size()));
+  attend::detail::QuietStderr quiet;  // the encoder's messages (a full disk, ...)
   if (bgr.channels() == 1) {
     cv::Mat colour;
     cv::cvtColor(bgr, colour, cv::COLOR_GRAY2BGR);
@@ -227,7 +239,10 @@ void VideoWriter::write(const cv::Mat& bgr) {
 void VideoWriter::close() {
   if (!impl_ || !impl_->open) return;
   impl_->open = false;
-  impl_->writer.release();  // writes the trailer / index
+  {
+    attend::detail::QuietStderr quiet;
+    impl_->writer.release();  // writes the trailer / index
+  }
   impl_->file->commit();
 }
 

@@ -13,6 +13,7 @@
 
 #include <attend/atomic_file.h>
 #include <attend/io_error.h>
+#include <attend/run_lock.h>
 #include <attend/models/caption_train.h>
 #include <attend/models/registry.h>
 #include <attend/vision/contact_sheet.h>
@@ -188,12 +189,12 @@ class CaptionTrainCommand : public Command {
     } catch (const c10::Error& e) {
       throw UsageError(e.what_without_backtrace());
     }
+    // One run per folder, from its first file to its last (creates the folder).
+    const RunFolderLock lock(run_dir);
     if (vm.count("encoder")) {
       // The run folder keeps its own copy, so its checkpoints stay usable.
       const auto copy = fs::absolute(fs::path(run_dir) / "encoder.pt").lexically_normal();
       std::error_code ec;
-      fs::create_directories(run_dir, ec);
-      if (ec) throw IoError(run_dir, "cannot create run folder: " + ec.message());
       const auto given = vm["encoder"].as<std::string>();
       if (!fs::exists(given, ec)) throw IoError(given, "TorchScript encoder file does not exist");
       if (!fs::equivalent(given, copy, ec)) {
@@ -235,9 +236,6 @@ class CaptionTrainCommand : public Command {
     io.err << "attend: " << describe_caption_data(description) << "; vocabulary of " << model->vocabulary().size()
            << " words; " << model->grid().first << "x" << model->grid().second << " attention grid\n";
 
-    std::error_code ec;
-    fs::create_directories(run_dir, ec);
-    if (ec) throw IoError(run_dir, "cannot create run folder: " + ec.message());
     auto observers = std::make_shared<am::ObserverList>();
     observers->add(std::make_shared<ProgressObserver>(io.err, io.err_is_tty));
     observers->add(std::make_shared<MetricsJsonl>((fs::path(run_dir) / "metrics.jsonl").string(),
@@ -469,24 +467,35 @@ class CaptionCommand : public Command {
     const auto [rows, columns] = model->grid();
     auto json = nlohmann::json::array();
     bool noted = false;
-    for (size_t begin = 0; begin < files.size(); begin += static_cast<size_t>(batch)) {
-      const auto end = std::min(files.size(), begin + static_cast<size_t>(batch));
+    // Batches of the images that can be read; each one that cannot is reported on its
+    // own line and the others are still captioned (the exit code says one failed).
+    BadInputs bad(io.err);
+    for (size_t next = 0; next < files.size();) {
       std::vector<torch::Tensor> images;
-      for (auto i = begin; i < end; ++i) {
-        const auto fitted = vision::read_fitted_image(files[i], fit);
+      std::vector<std::string> paths;
+      for (; next < files.size() && static_cast<std::int64_t>(images.size()) < batch; ++next) {
+        vision::FittedImage fitted;
+        try {
+          fitted = vision::read_fitted_image(files[next], fit);
+        } catch (const IoError& e) {
+          bad.report(e);
+          continue;
+        }
         if (!noted && fitted.note != "used as is" && fitted.note != "read as grey") {
-          io.err << "attend: note: " << files[i] << ": " << fitted.note << " (the model takes "
+          io.err << "attend: note: " << files[next] << ": " << fitted.note << " (the model takes "
                  << model->width() << "x" << model->height() << (model->channels() == 1 ? " grey" : " colour")
                  << "); other images are fitted the same way\n";
           noted = true;
         }
         images.push_back(fitted.image);
+        paths.push_back(files[next]);
       }
+      if (images.empty()) continue;
       const auto stacked = torch::stack(images);
       const auto decoded =
           model->caption(stacked, am::BeamSearchOptions().beam(beam).length_penalty(penalty).max_length(max_words + 1));
       for (size_t k = 0; k < decoded.size(); ++k) {
-        const auto& path = files[begin + k];
+        const auto& path = paths[k];
         const auto& d = decoded[k];
         const auto words = model->words(d);
         const auto text = sentence(words);
@@ -537,7 +546,7 @@ class CaptionCommand : public Command {
     if (!attention_dir.empty() && !vm["json"].as<bool>()) {
       io.out << "attention maps in " << attention_dir << "\n";
     }
-    return kSuccess;
+    return bad.exit_code();
   }
 };
 

@@ -100,8 +100,17 @@ class ClassifyCommand : public Command {
                          .width(classifier->width())
                          .invert(vm["invert"].as<bool>());
     nlohmann::json all = nlohmann::json::array();
+    // An image that cannot be read is reported on its own line; the others are still
+    // classified, and the exit code says that one failed.
+    BadInputs bad(io.err);
     for (const auto& path : images) {
-      const auto fitted = vision::read_fitted_image(path, fit);
+      vision::FittedImage fitted;
+      try {
+        fitted = vision::read_fitted_image(path, fit);
+      } catch (const IoError& e) {
+        bad.report(e);
+        continue;
+      }
       const auto batch = fitted.image.unsqueeze(0);
       const auto probs = classifier->predict(batch, samples, generator).exp()[0];
       const auto predicted = probs.argmax().item<std::int64_t>();
@@ -132,7 +141,7 @@ class ClassifyCommand : public Command {
       }
     }
     if (vm["json"].as<bool>()) io.out << all.dump(2) << "\n";
-    return kSuccess;
+    return bad.exit_code();
   }
 };
 

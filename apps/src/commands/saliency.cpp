@@ -239,15 +239,14 @@ class SaliencyCommand : public Command {
     std::vector<std::string> not_videos;
     for (const auto& p : inputs) (vi::is_video_file(p) ? videos : not_videos).push_back(p);
     if (!not_videos.empty()) images = image_files(not_videos);
-    for (const auto& v : videos) {
-      if (!fs::exists(v)) throw IoError(v, "no such file");
-    }
 
+    // An image or video that cannot be read is reported on its own line and the others
+    // are still processed; the exit code says that one failed.
+    BadInputs bad(io.err);
     // Measuring is all --benchmark and --metrics do; overlays come from a run without them.
-    if (run.benchmark) run_benchmark(run, images, io);
-    if (run.metrics) run_metrics(run, images, io);
-    if (run.benchmark || run.metrics) return kSuccess;
-    std::int64_t skipped = 0;
+    if (run.benchmark) run_benchmark(run, images, io, bad);
+    if (run.metrics) run_metrics(run, images, io, bad);
+    if (run.benchmark || run.metrics) return bad.exit_code();
     if (as_video && !images.empty()) {
       // The frames' video is named after the folder (or the first image).
       const auto& first = not_videos.front();
@@ -255,21 +254,26 @@ class SaliencyCommand : public Command {
       if (name.empty()) name = fs::path(first).parent_path().filename().string();
       if (!fs::is_directory(first)) name = fs::path(first).stem().string();
       InterruptScope interrupt;
-      if (!run_video(run, name, io, interrupt.flag(), images)) {
+      if (!run_video(run, name, io, interrupt.flag(), bad, images)) {
         throw Interrupted("saliency: stopped; the partial video is finalised and playable");
       }
       images.clear();
     }
-    if (!images.empty()) skipped = run_images(run, images, io);
+    if (!images.empty()) run_images(run, images, io, bad);
     if (!videos.empty()) {
       InterruptScope interrupt;
       for (const auto& v : videos) {
-        if (!run_video(run, v, io, interrupt.flag())) {
-          throw Interrupted("saliency: stopped; the partial video is finalised and playable");
+        bool complete = true;
+        try {
+          complete = run_video(run, v, io, interrupt.flag(), bad);
+        } catch (const IoError& e) {
+          if (e.path() != v) throw;  // an output problem stops the command
+          bad.report(e);
         }
+        if (!complete) throw Interrupted("saliency: stopped; the partial video is finalised and playable");
       }
     }
-    return skipped > 0 ? kFailure : kSuccess;
+    return bad.exit_code();
   }
 
  private:

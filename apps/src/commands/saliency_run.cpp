@@ -122,8 +122,7 @@ std::string SaliencyRun::class_name(std::int64_t c) const {
   return std::to_string(c);
 }
 
-std::int64_t run_images(SaliencyRun& run, const std::vector<std::string>& images, Streams& io) {
-  std::int64_t skipped = 0;
+void run_images(SaliencyRun& run, const std::vector<std::string>& images, Streams& io, BadInputs& bad) {
   for (size_t begin = 0; begin < images.size(); begin += static_cast<size_t>(run.batch)) {
     std::vector<cv::Mat> mats;
     std::vector<std::string> paths;
@@ -132,8 +131,7 @@ std::int64_t run_images(SaliencyRun& run, const std::vector<std::string>& images
         mats.push_back(vi::read_image(images[i]));
         paths.push_back(images[i]);
       } catch (const IoError& e) {
-        io.err << "attend: " << e.what() << " (skipped)\n";
-        ++skipped;
+        bad.report(e);
       }
     }
     if (mats.empty()) continue;
@@ -187,23 +185,28 @@ std::int64_t run_images(SaliencyRun& run, const std::vector<std::string>& images
       io.out << "\n";
     }
   }
-  return skipped;
 }
 
 namespace {
 
-/// Frames of a video file, or image files taken as frames (resized to the first's size).
+/// Frames of a video file, or image files taken as frames (resized to the first
+/// readable one's size; those that cannot be read are reported to `bad` and left out).
 class FrameSource {
  public:
-  FrameSource(const std::string& video, std::vector<std::string> images, double fps)
-      : images_(std::move(images)), fps_(fps) {
+  FrameSource(const std::string& video, std::vector<std::string> images, double fps, BadInputs& bad)
+      : images_(std::move(images)), fps_(fps), bad_(bad) {
     if (images_.empty()) {
       reader_ = std::make_unique<vi::VideoReader>(video);
       const auto info = reader_->info();
       size_ = cv::Size(info.width, info.height);
       if (info.fps > 0) fps_ = info.fps;
     } else {
-      size_ = vi::read_image(images_.front()).size();
+      for (const auto& path : images_) {
+        if (const auto m = read_frame(path); !m.empty()) {
+          size_ = m.size();
+          break;
+        }
+      }
     }
   }
   cv::Size size() const { return size_; }
@@ -212,7 +215,8 @@ class FrameSource {
     if (reader_) return reader_->read_batch(n);
     std::vector<cv::Mat> out;
     while (static_cast<int>(out.size()) < n && next_ < images_.size()) {
-      auto m = vi::read_image(images_[next_++]);
+      auto m = read_frame(images_[next_++]);
+      if (m.empty()) continue;
       if (m.size() != size_) cv::resize(m, m, size_, 0, 0, cv::INTER_AREA);
       out.push_back(m);
     }
@@ -220,17 +224,27 @@ class FrameSource {
   }
 
  private:
+  cv::Mat read_frame(const std::string& path) {
+    try {
+      return vi::read_image(path);
+    } catch (const IoError& e) {
+      bad_.report(e);  // once per file, however many passes read it
+      return {};
+    }
+  }
+
   std::unique_ptr<vi::VideoReader> reader_;
   std::vector<std::string> images_;
   size_t next_ = 0;
   cv::Size size_;
   double fps_;
+  BadInputs& bad_;
 };
 
 }  // namespace
 
 bool run_video(SaliencyRun& run, const std::string& path, Streams& io, const std::atomic<bool>& stop,
-               const std::vector<std::string>& frames_from_images) {
+               BadInputs& bad, const std::vector<std::string>& frames_from_images) {
   if ((run.normalise != VideoNormalise::kFrame || run.smooth > 0) && run.layers.size() > 1) {
     throw UsageError("--normalise running/global and --smooth take one target layer, not " +
                      std::to_string(run.layers.size()));
@@ -253,7 +267,7 @@ bool run_video(SaliencyRun& run, const std::string& path, Streams& io, const std
     return raw;
   };
   if (run.normalise == VideoNormalise::kGlobal) {
-    FrameSource reader(path, frames_from_images, run.fps);
+    FrameSource reader(path, frames_from_images, run.fps, bad);
     std::vector<torch::Tensor> previous(M);
     for (auto frames = reader.next(static_cast<int>(run.batch)); !frames.empty();
          frames = reader.next(static_cast<int>(run.batch))) {
@@ -265,8 +279,9 @@ bool run_video(SaliencyRun& run, const std::string& path, Streams& io, const std
       }
     }
   }
-  FrameSource reader(path, frames_from_images, run.fps);
+  FrameSource reader(path, frames_from_images, run.fps, bad);
   const auto size = reader.size();
+  if (size.empty()) return true;  // no frame could be read (each was reported)
   const double fps = reader.fps();
   std::vector<std::unique_ptr<vi::VideoWriter>> writers;
   for (const auto method : run.methods) {
@@ -327,13 +342,18 @@ bool run_video(SaliencyRun& run, const std::string& path, Streams& io, const std
   return complete;
 }
 
-void run_benchmark(SaliencyRun& run, const std::vector<std::string>& images, Streams& io) {
+void run_benchmark(SaliencyRun& run, const std::vector<std::string>& images, Streams& io, BadInputs& bad) {
   torch::Tensor x;
   if (!images.empty()) {
     std::vector<cv::Mat> mats;
     for (size_t i = 0; i < images.size() && static_cast<std::int64_t>(mats.size()) < run.batch; ++i) {
-      mats.push_back(vi::read_image(images[i]));
+      try {
+        mats.push_back(vi::read_image(images[i]));
+      } catch (const IoError& e) {
+        bad.report(e);
+      }
     }
+    if (mats.empty()) return;  // none could be read (each was reported)
     x = run.inputs(mats);
   } else {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(run.seed);
@@ -418,17 +438,19 @@ MetricSet scene_examples(SaliencyRun& run) {
   return set;
 }
 
-MetricSet image_examples(SaliencyRun& run, const std::vector<std::string>& images, Streams& io) {
+/// The readable images' examples; none (an undefined inputs tensor) when no image
+/// could be read.
+MetricSet image_examples(SaliencyRun& run, const std::vector<std::string>& images, BadInputs& bad) {
   std::vector<cv::Mat> mats;
   for (const auto& path : images) {
     try {
       mats.push_back(vi::read_image(path));
     } catch (const IoError& e) {
-      io.err << "attend: " << e.what() << " (skipped)\n";
+      bad.report(e);
     }
   }
-  if (mats.empty()) throw UsageError("--metrics: none of the images could be read");
   MetricSet set;
+  if (mats.empty()) return set;
   set.inputs = run.inputs(mats);
   if (run.target_class >= 0) {
     set.targets = torch::full({set.inputs.size(0)}, run.target_class, torch::kInt64);
@@ -442,11 +464,12 @@ MetricSet image_examples(SaliencyRun& run, const std::vector<std::string>& image
 
 }  // namespace
 
-void run_metrics(SaliencyRun& run, const std::vector<std::string>& images, Streams& io) {
+void run_metrics(SaliencyRun& run, const std::vector<std::string>& images, Streams& io, BadInputs& bad) {
   if (images.empty() && !run.scenes) {
     throw UsageError("--metrics needs images, or a checkpoint trained on object scenes (then its test scenes are used)");
   }
-  const auto set = images.empty() ? scene_examples(run) : image_examples(run, images, io);
+  const auto set = images.empty() ? scene_examples(run) : image_examples(run, images, bad);
+  if (!set.inputs.defined()) return;  // no image could be read (each was reported)
   const auto N = set.inputs.size(0);
   // The pointing game's tolerance: Zhang et al.'s 15 pixels on 224-pixel images, scaled.
   const double tolerance =

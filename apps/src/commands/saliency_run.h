@@ -3,6 +3,7 @@
 // files, videos, the benchmark and the faithfulness metrics.
 
 #include "../cli.h"
+#include "../image_files.h"
 
 #include <attend/datasets/data_spec.h>
 #include <attend/models/saliency.h>
@@ -60,23 +61,28 @@ struct SaliencyRun {
   std::string class_name(std::int64_t c) const;
 };
 
-/// Overlays (and .npy maps) of image files into run.out. Unreadable images are
-/// reported on io.err and skipped; returns how many were skipped.
-std::int64_t run_images(SaliencyRun& run, const std::vector<std::string>& images, Streams& io);
+/// Overlays (and .npy maps) of image files into run.out. An image that cannot be read
+/// is reported to `bad` and the others are still processed.
+void run_images(SaliencyRun& run, const std::vector<std::string>& images, Streams& io, BadInputs& bad);
 
 /// One overlay video per method into run.out, named after `path`, from the video file
 /// `path` or, when `frames_from_images` is not empty, from those image files as frames
-/// at run.fps; false when `stop` ended it early (the partial videos are finalised).
-/// throws attend::IoError for an unreadable video or frame.
+/// at run.fps (a frame that cannot be read is reported to `bad` and left out; none
+/// readable: no video); false when `stop` ended it early (the partial videos are
+/// finalised).
+/// throws attend::IoError for an unreadable video.
 bool run_video(SaliencyRun& run, const std::string& path, Streams& io, const std::atomic<bool>& stop,
-               const std::vector<std::string>& frames_from_images = {});
+               BadInputs& bad, const std::vector<std::string>& frames_from_images = {});
 
-/// ms per frame of the forward pass and of each method, on the first batch of
-/// `images` (or a random batch of the model's size).
-void run_benchmark(SaliencyRun& run, const std::vector<std::string>& images, Streams& io);
+/// ms per frame of the forward pass and of each method, on the first batch of the
+/// readable `images` (unreadable ones are reported to `bad`), or a random batch of
+/// the model's size when no images are given.
+void run_benchmark(SaliencyRun& run, const std::vector<std::string>& images, Streams& io, BadInputs& bad);
 
-/// Faithfulness (deletion/insertion AUC, confidence drop) of each method on `images`,
-/// or on the checkpoint's test scenes, with the pointing game and mask IoU there.
-void run_metrics(SaliencyRun& run, const std::vector<std::string>& images, Streams& io);
+/// Faithfulness (deletion/insertion AUC, confidence drop) of each method on the
+/// readable `images` (unreadable ones are reported to `bad`; none readable: nothing is
+/// measured), or on the checkpoint's test scenes, with the pointing game and mask IoU
+/// there.
+void run_metrics(SaliencyRun& run, const std::vector<std::string>& images, Streams& io, BadInputs& bad);
 
 }  // namespace attend::cli

@@ -110,25 +110,23 @@ class SegmentCommand : public Command {
     const am::CamInference inference = am::CamInference().scales(scales).flip(!vm["no-flip"].as<bool>());
     const cv::Size size(static_cast<int>(model->width()), static_cast<int>(model->height()));
     const auto K = model->classes();
+    // An image (or its mask) that cannot be used is reported on its own line and the
+    // others are still segmented; the exit code says that one failed.
+    BadInputs bad(io.err);
+    std::size_t written = 0;
     for (const auto& file : files) {
-      std::error_code missing;
-      if (!fs::exists(file, missing)) throw IoError(file, "no such file");
-      if (fs::is_directory(file, missing)) throw IoError(file, "is a folder, expected an image file");
-      cv::Mat image = cv::imread(file, cv::IMREAD_UNCHANGED);
-      if (image.empty()) throw IoError(file, "not a readable image (unknown format or corrupt data)");
-      if (image.depth() != CV_8U) throw IoError(file, "only 8-bit images are supported");
-      if (image.channels() == 4) cv::cvtColor(image, image, cv::COLOR_BGRA2BGR);
-      if (image.channels() != model->channels()) {
-        throw IoError(file, "has " + std::to_string(image.channels()) + " channel" +
-                                (image.channels() == 1 ? "" : "s") + "; the model takes " +
-                                std::to_string(model->channels()) + (model->channels() == 3 ? " (colour)" : " (grey)"));
+      cv::Mat image;
+      torch::Tensor labels;
+      try {
+        image = read_input(file, model->channels());
+        if (gt) labels = mask_classes(file, image.size(), K);
+      } catch (const IoError& e) {
+        bad.report(e);
+        continue;
       }
       const auto box = vi::letterbox_geometry(image.size(), size);
       const auto input = vi::mat_to_tensor(vi::letterbox(image, box)).unsqueeze(0);  // [1,C,H,W] RGB in [0,1]
-      torch::Tensor labels;
-      if (gt) {
-        labels = mask_classes(file, image.size(), K);
-      } else {
+      if (!gt) {
         torch::NoGradGuard no_grad;
         model->module().eval();
         labels = (model->logits(input) > 0).to(torch::kFloat32);
@@ -143,7 +141,7 @@ class SegmentCommand : public Command {
                                   .size(std::vector<std::int64_t>{image.rows, image.cols})
                                   .mode(torch::kBilinear)
                                   .align_corners(false))[0];
-      const auto cams = normalise(back);  // [K,H,W]
+      const auto cams = am::normalise_cams(back);  // [K,H,W]
       const auto label_image = am::pseudo_masks(cams.unsqueeze(0), alpha)[0].to(torch::kUInt8).contiguous();
       cv::Mat labels_mat(static_cast<int>(label_image.size(0)), static_cast<int>(label_image.size(1)), CV_8UC1,
                          label_image.data_ptr<std::uint8_t>());
@@ -166,27 +164,32 @@ class SegmentCommand : public Command {
                << 100.0 * static_cast<double>(n) / total << "% ";
       }
       io.out << "\n";
+      ++written;
     }
-    io.err << "wrote " << files.size() << " label image" << (files.size() == 1 ? "" : "s") << " and overlay"
-           << (files.size() == 1 ? "" : "s") << " to " << out << "\n";
-    return kSuccess;
+    if (written > 0) {
+      io.err << "wrote " << written << " label image" << (written == 1 ? "" : "s") << " and overlay"
+             << (written == 1 ? "" : "s") << " to " << out << "\n";
+    }
+    return bad.exit_code();
   }
 
  private:
+  // An input image as stored, 8-bit, with the model's channel count (BGRA loses alpha).
+  static cv::Mat read_input(const std::string& file, std::int64_t channels) {
+    cv::Mat image = vi::read_image_as_stored(file);
+    if (image.depth() != CV_8U) throw IoError(file, "only 8-bit images are supported");
+    if (image.channels() == 4) cv::cvtColor(image, image, cv::COLOR_BGRA2BGR);
+    if (image.channels() != channels) {
+      throw IoError(file, "has " + std::to_string(image.channels()) + " channel" + (image.channels() == 1 ? "" : "s") +
+                              "; the model takes " + std::to_string(channels) + (channels == 3 ? " (colour)" : " (grey)"));
+    }
+    return image;
+  }
+
   static std::string join(const std::vector<std::string>& words) {
     std::string s;
     for (const auto& w : words) s += (s.empty() ? "" : ", ") + w;
     return s;
-  }
-
-  // Per class: (x - min - 1e-5) / (max - min + 1e-5) after ReLU, values below min + 1e-5 at 0.
-  static torch::Tensor normalise(const torch::Tensor& sums) {
-    const auto x = torch::relu(sums);
-    const auto flat = x.flatten(1);
-    const auto mx = std::get<0>(flat.max(1)).view({-1, 1, 1});
-    const auto mn = std::get<0>(flat.min(1)).view({-1, 1, 1});
-    const auto n = (x - mn - 1e-5) / (mx - mn + 1e-5);
-    return torch::where(x < mn + 1e-5, torch::zeros_like(n), n);
   }
 
   static std::vector<std::string> class_names(am::Classifier& model, const am::CheckpointInfo& info) {
@@ -210,8 +213,8 @@ class SegmentCommand : public Command {
       throw IoError(file, "--labels gt needs its mask " + mask_path.string() +
                               " (masks/NAME.png beside images/NAME.png, as attend data objects writes)");
     }
-    const auto mask = cv::imread(mask_path.string(), cv::IMREAD_UNCHANGED);
-    if (mask.empty() || mask.type() != CV_8UC1) throw IoError(mask_path.string(), "is not an 8-bit label image");
+    const auto mask = vi::read_image_as_stored(mask_path.string());
+    if (mask.type() != CV_8UC1) throw IoError(mask_path.string(), "is not an 8-bit label image");
     if (mask.size() != size) {
       throw IoError(mask_path.string(), "is " + std::to_string(mask.cols) + "x" + std::to_string(mask.rows) +
                                             ", its image " + std::to_string(size.width) + "x" +
