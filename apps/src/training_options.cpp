@@ -49,19 +49,30 @@ po::options_description classifier_training_options() {
   return training;
 }
 
+namespace {
+
+/// A finite number > 0 (a learning rate).
+double require_above_zero(const po::variables_map& vm, const std::string& name) {
+  const double value = require_finite(vm, name);
+  if (!(value > 0)) throw UsageError("--" + name + " must be a number > 0, got " + format_number(value));
+  return value;
+}
+
+}  // namespace
+
 am::TrainOptions parse_training_options(const po::variables_map& vm, const GlobalOptions& global,
                                         const std::string& run_dir) {
   auto training = am::TrainOptions()
                       .epochs(require_range<std::int64_t>(vm, "epochs", 1, 100000))
                       .batch_size(require_range<std::int64_t>(vm, "batch", 1, 65536))
                       .optimizer(require_enum<am::OptimizerKind>(vm, "optimizer"))
-                      .lr(require_finite(vm, "lr"))
-                      .momentum(require_finite(vm, "momentum"))
-                      .weight_decay(require_finite(vm, "weight-decay"))
+                      .lr(require_above_zero(vm, "lr"))
+                      .momentum(require_range<double>(vm, "momentum", 0.0, 0.999999))
+                      .weight_decay(require_range<double>(vm, "weight-decay", 0.0, 1e6))
                       .schedule(require_enum<am::Schedule>(vm, "schedule"))
                       .step_epochs(require_positive<std::int64_t>(vm, "step-epochs"))
-                      .gamma(require_finite(vm, "gamma"))
-                      .clip_norm(require_finite(vm, "clip"))
+                      .gamma(require_range<double>(vm, "gamma", 1e-12, 1.0))
+                      .clip_norm(require_range<double>(vm, "clip", 0.0, 1e12))
                       .patience(require_range<std::int64_t>(vm, "patience", 0, 100000))
                       .seed(global.seed)
                       .run_dir(run_dir)
