@@ -109,6 +109,9 @@ IdxHeader parse_header(Reader& in, const std::string& path) {
   }
   const int rank = magic[3];
   if (rank < 1 || rank > 4) throw IoError(path, "IDX rank " + std::to_string(rank) + " is outside 1..4");
+  // The product of the non-zero dims: with a zero dim the data are empty, but the
+  // other dims still make the strides (and data_bytes() multiplies them first), so
+  // they are held to the limit too.
   std::int64_t total = 1;
   for (int d = 0; d < rank; ++d) {
     std::array<unsigned char, 4> b{};
@@ -117,7 +120,7 @@ IdxHeader parse_header(Reader& in, const std::string& path) {
     header.dims.push_back(dim);
     if (dim != 0 && total > kMaxIdxBytes / dim) {
       total = kMaxIdxBytes + 1;
-    } else {
+    } else if (dim != 0) {
       total *= dim;
     }
   }
@@ -161,6 +164,13 @@ torch::Tensor read_idx(const std::string& path) {
     throw IoError(path, "dims " + dims_text + " declare " + std::to_string(header_bytes + want) +
                             " uncompressed bytes but the gzip trailer records " + std::to_string(in.isize()) +
                             " (mod 2^32): truncated or corrupt");
+  }
+  // The trailer agrees only modulo 2^32; deflate expands at most 1032:1, which bounds
+  // what the file can hold (and what a tiny file with a lying header makes us allocate).
+  if (header.gzip && want > in.file_size() * 1032) {
+    throw IoError(path, "truncated: dims " + dims_text + " declare " + std::to_string(want) +
+                            " data bytes but a gzip file of " + std::to_string(in.file_size()) +
+                            " bytes holds at most " + std::to_string(in.file_size() * 1032));
   }
   auto out = torch::empty(header.dims, torch::kUInt8);
   // gzip: the declared size is only a claim, so the data is read in chunks and the
@@ -230,7 +240,9 @@ SplitFiles find_split(const std::string& dir, const std::string& split) {
   TORCH_CHECK(split == "train" || split == "test", "find_split: split must be \"train\" or \"test\", got \"",
               split, "\"");
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) throw IoError(dir, "no such folder");
+  if (!fs::is_directory(dir, ec)) {
+    throw IoError(dir, fs::exists(dir, ec) ? "is a file, expected a folder of IDX files" : "no such folder");
+  }
   const std::string prefix = split == "train" ? "train" : "t10k";
   auto pick = [&](const std::string& stem) {
     for (const char* suffix : {"", ".gz"}) {

@@ -11,8 +11,10 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <vector>
 
 namespace attend::models {
 namespace {
@@ -111,8 +113,34 @@ std::uint64_t le64(const unsigned char* p) { return le32(p) | (static_cast<std::
   throw IoError(path, "corrupt: " + what);
 }
 
-/// Checks the CRC-32 of every record of the zip archive `bytes` (stored records;
-/// compressed ones, which LibTorch does not write, are left to the reader).
+/// CRC-32 of a raw deflate stream's output (zip method 8), or nullopt when the stream
+/// is damaged or does not end where the directory says.
+std::optional<std::uint32_t> inflated_crc(const unsigned char* data, std::uint64_t stored, std::uint64_t length) {
+  z_stream z{};
+  if (inflateInit2(&z, -MAX_WBITS) != Z_OK) return std::nullopt;
+  std::vector<unsigned char> out(1 << 16);
+  uLong sum = crc32(0L, Z_NULL, 0);
+  std::uint64_t produced = 0;
+  z.next_in = const_cast<unsigned char*>(data);
+  z.avail_in = static_cast<uInt>(std::min<std::uint64_t>(stored, 1u << 30));
+  int rc = Z_OK;
+  while (rc == Z_OK) {
+    z.next_out = out.data();
+    z.avail_out = static_cast<uInt>(out.size());
+    rc = inflate(&z, Z_NO_FLUSH);
+    const auto n = out.size() - z.avail_out;
+    produced += n;
+    if (produced > length) break;  // longer than declared: corrupt
+    sum = crc32(sum, out.data(), static_cast<uInt>(n));
+    if (rc == Z_BUF_ERROR && n > 0) rc = Z_OK;
+  }
+  inflateEnd(&z);
+  if (rc != Z_STREAM_END || produced != length) return std::nullopt;
+  return static_cast<std::uint32_t>(sum);
+}
+
+/// Checks the CRC-32 of every record of the zip archive `bytes`: stored records
+/// directly, compressed ones (LibTorch deflates the code/ records) after inflating.
 /// throws IoError(path, "corrupt: ...") naming the first record that does not match.
 void verify_records(const std::string& bytes, const std::string& path) {
   const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
@@ -186,6 +214,12 @@ void verify_records(const std::string& bytes, const std::string& path) {
         done += chunk;
       }
       if (static_cast<std::uint32_t>(sum) != crc) corrupt(path, "checksum mismatch in record " + name);
+    } else if (method == 8) {
+      const auto sum = inflated_crc(data + start, stored, length);
+      if (!sum) corrupt(path, "record " + name + " is not a valid compressed stream");
+      if (*sum != crc) corrupt(path, "checksum mismatch in record " + name);
+    } else {
+      corrupt(path, "record " + name + " uses zip method " + std::to_string(method) + ", which LibTorch never writes");
     }
     at += entry_size;
   }
@@ -207,6 +241,12 @@ InputArchive open_archive(const std::string& path) {
     archive.load_from(path);
   } catch (const c10::Error& e) {
     throw IoError(path, "not a readable checkpoint: " + first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    // LibTorch's TorchScript reader throws others too (torch::jit::ErrorReport for a
+    // damaged code record, whose text starts with a newline; std::runtime_error).
+    std::string text = e.what();
+    text.erase(0, std::min(text.size(), text.find_first_not_of(" \n")));
+    throw IoError(path, "not a readable checkpoint: " + first_line(text));
   }
   return archive;
 }
@@ -418,6 +458,10 @@ CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model
     collect_tensors(model, model_archive, "", values, path);
   } catch (const c10::Error& e) {
     throw IoError(path, "corrupt model weights: " + first_line(e.what_without_backtrace()));
+  } catch (const IoError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw IoError(path, "corrupt model weights: " + first_line(e.what()));
   }
   torch::Tensor default_state;
   std::map<std::string, torch::Tensor> generator_states;
@@ -441,6 +485,8 @@ CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model
       problem = optimizer_state_problem(*optimizer);
     } catch (const c10::Error& e) {
       problem = first_line(e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      problem = first_line(e.what());
     }
     if (!problem.empty()) {
       restore(*optimizer, backup);

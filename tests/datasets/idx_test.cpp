@@ -180,6 +180,29 @@ TEST(IdxCorruption, GzipWhoseDataIsShorterThanDeclared) {
   expect_io_error(dir.file("short.gz"), "truncated or corrupt");
 }
 
+// Found by fuzz/fuzz_idx: a zero dim made the declared size 0, while the product of
+// the dims before it overflowed int64 (undefined behaviour, then LibTorch's numel check).
+TEST(IdxCorruption, ZeroDimDoesNotExemptTheOtherDimsFromTheLimit) {
+  TempDir dir;
+  write_bytes(dir.file("z.idx"), header(8, {0xff0002, 0x3f0000, 0x1000000, 0}));
+  expect_io_error(dir.file("z.idx"), "exceeds the limit");
+  write_bytes(dir.file("empty.idx"), header(8, {0, 28, 28}));
+  EXPECT_EQ(ds::read_idx(dir.file("empty.idx")).sizes(), torch::IntArrayRef({0, 28, 28}));
+}
+
+// Found with fuzz/fuzz_idx: the gzip trailer records the length modulo 2^32 only, so a
+// tiny file whose dims declare 2^32 more bytes than it holds passed the check and the
+// reader allocated them (16 GiB for a 35-byte file).
+TEST(IdxCorruption, GzipTrailerAgreeingModulo2To32IsNotTrusted) {
+  TempDir dir;
+  write_gzip(dir.file("wrap.gz"), header(8, {131072, 131072}));  // 2^34 bytes; trailer 12
+  expect_io_error(dir.file("wrap.gz"), "holds at most");
+  auto bytes = header(8, {65536, 65537});  // 2^32 + 65536 bytes; trailer 12 + 65536
+  bytes.resize(bytes.size() + 65536, 0);
+  write_gzip(dir.file("4g.gz"), bytes);
+  expect_io_error(dir.file("4g.gz"), "holds at most");
+}
+
 TEST(IdxCorruption, CutGzipStream) {
   TempDir dir;
   const auto path = dir.file("cut.idx.gz");
