@@ -182,7 +182,7 @@ FitSummary train_captioner(CaptionModel& model, const ds::CaptionSource& train, 
       order = ds::epoch_order(train.size(), options.seed(), c.epoch);
       order_epoch = c.epoch;
     }
-    const auto indices = ds::order_batch(order, options.batch_size(), c.step_in_epoch);
+    const auto indices = shard_batch(hooks, ds::order_batch(order, options.batch_size(), c.step_in_epoch));
     const auto items = train.get(indices, c.epoch);
     ds::Rng rng(ds::stream_key(ds::stream_key(options.seed(), kReferenceStream, static_cast<std::uint64_t>(c.epoch)),
                                static_cast<std::uint64_t>(c.step_in_epoch)));

@@ -118,7 +118,7 @@ FitSummary train_classifier(Classifier& classifier, const datasets::ImageSource&
       order = datasets::epoch_order(train.size(), options.seed(), c.epoch);
       order_epoch = c.epoch;
     }
-    const auto indices = datasets::order_batch(order, options.batch_size(), c.step_in_epoch);
+    const auto indices = shard_batch(hooks, datasets::order_batch(order, options.batch_size(), c.step_in_epoch));
     const auto batch = train.get(indices, c.epoch);
     classifier.set_epoch(c.epoch, options.epochs());
     auto l = classifier.loss(batch);

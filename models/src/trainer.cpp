@@ -106,6 +106,7 @@ class Engine {
     // Before anything in the folder is read or written; in the writing process only.
     if (!options_.run_dir().empty() && hooks_.writer) lock_ = std::make_unique<RunFolderLock>(options_.run_dir());
     const bool resumed = resume();
+    if (hooks_.start) hooks_.start(StartInfo{identity(description_), resumed, state_.global_step, hooks_.generators});
     obs_.on_train_begin(RunInfo{description_.model.kind, options_.run_dir(), options_.epochs(),
                                 options_.steps_per_epoch(), state_.epoch, state_.global_step, resumed});
     if (state_.epoch >= options_.epochs()) return finish(FitStatus::kCompleted);
@@ -173,7 +174,10 @@ class Engine {
     TORCH_CHECK(out.loss.defined() && out.loss.numel() == 1, "fit: the loss function must return a scalar loss");
     out.loss.backward();
     if (hooks_.after_backward) hooks_.after_backward(context);
-    const double loss = out.loss.item<double>();
+    double loss = out.loss.item<double>();
+    Metrics metrics = out.metrics;
+    std::int64_t examples = out.examples;
+    if (hooks_.reduce_step) hooks_.reduce_step(loss, metrics, examples);
     if (const auto problem = nonfinite(loss); !problem.empty()) {
       handle_nonfinite(problem);
       return;
@@ -189,11 +193,11 @@ class Engine {
     optimizer_.step();
     ++state_.global_step;
     state_.loss_sum += loss;
-    state_.examples += out.examples;
-    epoch_examples_ += out.examples;
-    for (const auto& [name, value] : out.metrics) state_.metric_sums[name] += value;
+    state_.examples += examples;
+    epoch_examples_ += examples;
+    for (const auto& [name, value] : metrics) state_.metric_sums[name] += value;
     obs_.on_step(StepReport{state_.epoch, options_.epochs(), state_.step_in_epoch, options_.steps_per_epoch(),
-                            state_.global_step, out.examples, loss, since(t_step), out.metrics});
+                            state_.global_step, examples, loss, since(t_step), metrics});
   }
 
   /// "" when the loss and every gradient are finite, else which is not.
@@ -358,7 +362,7 @@ class Engine {
   LoopState state_;
   Clock::time_point start_ = Clock::now();
   Clock::time_point epoch_start_ = Clock::now();
-  std::int64_t epoch_examples_ = 0;  // this process only, for the rate
+  std::int64_t epoch_examples_ = 0;  // for the rate (all processes' after reduce_step)
 };
 
 }  // namespace

@@ -93,6 +93,17 @@ using LossFn = std::function<StepLoss(const StepContext&)>;
 /// Evaluation after an epoch; returns named metrics (may be empty).
 using EvalFn = std::function<Metrics(std::int64_t epoch)>;
 
+/// What the start hook learns once the run folder has been read.
+struct StartInfo {
+  /// The run's identity: the model, data and training parts that must agree
+  /// between processes and with a run folder being continued.
+  nlohmann::json identity;
+  bool resumed = false;
+  std::int64_t global_step = 0;  ///< steps already done
+  /// Generators the loss draws from: LibTorch's default one is not among them.
+  Generators generators;
+};
+
 /// Where other code joins the loop. Every member's default suits one process.
 struct FitHooks {
   /// Between backward and clipping/optimizer step, e.g. to all-reduce gradients.
@@ -109,7 +120,22 @@ struct FitHooks {
   /// Generators the loss draws from besides LibTorch's default one (a model's
   /// own); saved in every checkpoint and restored on resume.
   Generators generators;
+  /// Once, after resuming (or not) and before the first step: e.g. check that every
+  /// process runs the same thing and copy rank 0's parameters to the others.
+  std::function<void(const StartInfo&)> start;
+  /// After the after-backward hook: takes this process's loss, training metrics and
+  /// example count and makes them the run's (so the non-finite check, the progress
+  /// line and the epoch means agree across processes).
+  std::function<void(double& loss, Metrics& metrics, std::int64_t& examples)> reduce_step;
+  /// Not called by fit: loss functions that choose batches call it on the global
+  /// batch's indices and train on what it returns (this process's part).
+  std::function<std::vector<std::int64_t>(const std::vector<std::int64_t>&)> shard;
 };
+
+/// `batch` through hooks.shard, or unchanged when it is not set.
+inline std::vector<std::int64_t> shard_batch(const FitHooks& hooks, std::vector<std::int64_t> batch) {
+  return hooks.shard ? hooks.shard(batch) : batch;
+}
 
 /// Runs the loop. `description` gives the model, training and data parts stored in
 /// checkpoints; a resumed run must have the same model and data parts and the same

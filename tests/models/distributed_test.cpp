@@ -1,0 +1,536 @@
+// Data-parallel training: ranks are threads of this process (each with its own
+// c10d Gloo process group, joined through a FileStore or a TCPStore on loopback), so
+// a test sees every rank's parameters. The process-level behaviour (attend launch,
+// a killed worker) is tested in tests/apps/distributed.cmake.
+#include <attend/datasets/rng.h>
+#include <attend/models/distributed.h>
+#include <attend/models/ram.h>
+#include <attend/models/trainer.h>
+
+#include <test_support.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <set>
+#include <thread>
+
+namespace am = attend::models;
+namespace ds = attend::datasets;
+using attend::testing::contains;
+using attend::testing::TempDir;
+
+namespace {
+
+/// Runs f(rank) on `world` threads; returns each rank's error ("" = none).
+std::vector<std::string> on_ranks(int world, const std::function<void(int)>& f) {
+  std::vector<std::string> errors(static_cast<std::size_t>(world));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        f(r);
+      } catch (const std::exception& e) {
+        errors[static_cast<std::size_t>(r)] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+am::DistributedEnv env_of(int rank, int world, int port = 29500) {
+  am::DistributedEnv env;
+  env.rank = rank;
+  env.world_size = world;
+  env.local_rank = rank;
+  env.master_port = port;
+  return env;
+}
+
+am::ProcessGroupOptions file_store(const TempDir& dir, const std::string& name) {
+  return am::ProcessGroupOptions().store("file:" + dir.file(name)).timeout_seconds(30);
+}
+
+/// A port nothing listens on right now.
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+double max_difference(torch::nn::Module& a, torch::nn::Module& b) {
+  double worst = 0;
+  const auto pa = a.parameters(), pb = b.parameters();
+  for (std::size_t i = 0; i < pa.size(); ++i) worst = std::max(worst, (pa[i] - pb[i]).abs().max().item<double>());
+  return worst;
+}
+
+am::CheckpointInfo description(double lr) {
+  am::CheckpointInfo info;
+  info.model.kind = "test";
+  info.model.options = {{"layers", 2}};
+  info.training = {{"seed", 1}, {"lr", lr}};
+  return info;
+}
+
+// ---------------------------------------------------------------------------
+// A float64 CNN trained on fixed data by fit(), with the batches a one-process run
+// takes: the same global batches, cut into shards by the DataParallel hooks.
+
+torch::nn::Sequential make_cnn(std::uint64_t seed) {
+  torch::manual_seed(seed);
+  torch::nn::Sequential net(torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 3, 3)), torch::nn::Functional(torch::relu),
+                            torch::nn::Flatten(), torch::nn::Linear(3 * 6 * 6, 5), torch::nn::Functional(torch::tanh),
+                            torch::nn::Linear(5, 4));
+  net->to(torch::kFloat64);
+  return net;
+}
+
+struct CnnData {
+  torch::Tensor images, labels;
+  CnnData() {
+    auto g = at::make_generator<at::CPUGeneratorImpl>(3);
+    images = torch::randn({24, 1, 8, 8}, g, torch::kFloat64);
+    labels = torch::randint(0, 4, {24}, g, torch::kInt64);
+  }
+};
+
+/// Trains `net` for 2 epochs of batch 7 (4 steps each, the last of 3) with Adam.
+void train_cnn(torch::nn::Sequential& net, const CnnData& data, const am::FitHooks& hooks) {
+  torch::optim::Adam adam(net->parameters(), torch::optim::AdamOptions(0.01));
+  const std::int64_t batch = 7;
+  auto loss = [&](const am::StepContext& c) {
+    const auto order = ds::epoch_order(24, 5, c.epoch);
+    const auto idx = am::shard_batch(hooks, ds::order_batch(order, batch, c.step_in_epoch));
+    const auto index = torch::tensor(idx, torch::kInt64);
+    const auto l = torch::cross_entropy_loss(net->forward(data.images.index_select(0, index)),
+                                             data.labels.index_select(0, index));
+    return am::StepLoss{l, static_cast<std::int64_t>(idx.size()), {{"twice", 2 * l.item<double>()}}};
+  };
+  am::fit(*net, adam, description(0.01), am::FitOptions().epochs(2).steps_per_epoch(4), loss, nullptr, nullptr,
+          nullptr, hooks);
+}
+
+void expect_cnn_equivalence(int world, double bucket_mb) {
+  const CnnData data;
+  auto reference = make_cnn(100);
+  train_cnn(reference, data, {});
+
+  // Every rank starts from other weights: rank 0's must reach all of them.
+  std::vector<torch::nn::Sequential> nets;
+  for (int r = 0; r < world; ++r) nets.push_back(make_cnn(100 + static_cast<std::uint64_t>(r)));
+  TempDir dir;
+  std::vector<std::int64_t> buckets(static_cast<std::size_t>(world));
+  const auto errors = on_ranks(world, [&](int r) {
+    am::ProcessGroup group(env_of(r, world), file_store(dir, "store"));
+    am::DataParallel parallel(group, *nets[static_cast<std::size_t>(r)],
+                              am::DataParallelOptions().bucket_mb(bucket_mb));
+    am::FitHooks hooks;
+    parallel.join(hooks);
+    train_cnn(nets[static_cast<std::size_t>(r)], data, hooks);
+    buckets[static_cast<std::size_t>(r)] = parallel.stats().buckets;
+    EXPECT_EQ(parallel.stats().steps, 8);
+  });
+  for (int r = 0; r < world; ++r) {
+    ASSERT_EQ(errors[static_cast<std::size_t>(r)], "") << "rank " << r;
+    EXPECT_LT(max_difference(*nets[static_cast<std::size_t>(r)], *reference), 1e-10) << "rank " << r;
+  }
+  if (bucket_mb == 0) EXPECT_EQ(buckets[0], 1);
+  if (bucket_mb > 0 && bucket_mb < 0.001) EXPECT_GT(buckets[0], 2);  // several buckets, sent during backward
+}
+
+TEST(DataParallel, TwoRanksTakeTheOneProcessStepsOfACnnToFloat64Precision) { expect_cnn_equivalence(2, 1.0); }
+
+TEST(DataParallel, SmallBucketsSentDuringBackwardGiveTheSameSteps) { expect_cnn_equivalence(2, 0.0004); }
+
+TEST(DataParallel, OneBucketAfterBackwardGivesTheSameSteps) { expect_cnn_equivalence(2, 0.0); }
+
+TEST(DataParallel, ThreeRanksWithUnevenShardsGiveTheSameSteps) {
+  // Batches of 7 and 3 over 3 ranks: shards of 3/2/2 and 1/1/1.
+  expect_cnn_equivalence(3, 0.0004);
+}
+
+TEST(DataParallel, RanksWithoutAnExampleInASmallBatchGiveTheSameSteps) {
+  // The last batch of each epoch has 3 examples for 4 ranks: one rank has none.
+  expect_cnn_equivalence(4, 0.0004);
+}
+
+TEST(DataParallel, Float32StepsAgreeToRoundingOfTheSums) {
+  const CnnData data;
+  auto reference = make_cnn(100);
+  reference->to(torch::kFloat32);
+  CnnData data32;
+  data32.images = data.images.to(torch::kFloat32);
+  data32.labels = data.labels;
+  train_cnn(reference, data32, {});
+  std::vector<torch::nn::Sequential> nets{make_cnn(100), make_cnn(101)};
+  for (auto& n : nets) n->to(torch::kFloat32);
+  TempDir dir;
+  const auto errors = on_ranks(2, [&](int r) {
+    am::ProcessGroup group(env_of(r, 2), file_store(dir, "store"));
+    am::DataParallel parallel(group, *nets[static_cast<std::size_t>(r)]);
+    am::FitHooks hooks;
+    parallel.join(hooks);
+    train_cnn(nets[static_cast<std::size_t>(r)], data32, hooks);
+  });
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_EQ(errors[static_cast<std::size_t>(r)], "");
+    // The stated float32 tolerance (docs/distributed.md): 1e-5 after 8 Adam steps.
+    EXPECT_LT(max_difference(*nets[static_cast<std::size_t>(r)], *reference), 1e-5);
+  }
+  // Both ranks hold bit-identical parameters: they apply the same reduced gradient.
+  EXPECT_EQ(max_difference(*nets[0], *nets[1]), 0.0);
+}
+
+// ---------------------------------------------------------------------------
+// The RAM with REINFORCE and its learned baseline, in float64. The sampled
+// locations of each half of the batch come from a generator keyed on (step, half),
+// in the one-process reference as in the rank that trains that half, so the runs
+// differ only in where the gradients are summed.
+
+am::Ram make_ram(std::uint64_t seed) {
+  torch::manual_seed(seed);
+  am::Ram ram(am::RamOptions()
+                  .glimpse_size(4)
+                  .scales(2)
+                  .glimpses(3)
+                  .what_size(8)
+                  .where_size(8)
+                  .glimpse_features(16)
+                  .hidden(16)
+                  .classes(3)
+                  .location_std(0.2));
+  ram->to(torch::kFloat64);
+  return ram;
+}
+
+torch::Tensor ram_half_loss(am::Ram& ram, const torch::Tensor& images, const torch::Tensor& labels,
+                            std::int64_t step, std::int64_t half) {
+  auto g = at::make_generator<at::CPUGeneratorImpl>(static_cast<std::uint64_t>(1000 * step + half));
+  const auto out = ram->forward(images, /*sample=*/true, g);
+  return am::ram_loss(out, labels, /*reinforce_weight=*/1.0).total;
+}
+
+TEST(DataParallel, TwoRanksTakeTheOneProcessStepsOfTheRamWithReinforce) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(4);
+  const auto images = torch::rand({16, 1, 12, 12}, gen, torch::kFloat64);
+  const auto labels = torch::randint(0, 3, {16}, gen, torch::kInt64);
+  const std::int64_t batch = 8;
+  auto run = [&](am::Ram& ram, const am::FitHooks& hooks, int rank, int world) {
+    torch::optim::SGD sgd(ram->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
+    auto loss = [&](const am::StepContext& c) {
+      const auto order = ds::epoch_order(16, 9, c.epoch);
+      const auto global = ds::order_batch(order, batch, c.step_in_epoch);
+      const auto idx = am::shard_batch(hooks, global);
+      const auto take = [&](const std::vector<std::int64_t>& i) { return torch::tensor(i, torch::kInt64); };
+      if (world == 1) {
+        // Batch B as the mean of its two halves' means, each half with its samples.
+        const std::vector<std::int64_t> a(global.begin(), global.begin() + 4), b(global.begin() + 4, global.end());
+        const auto l = (ram_half_loss(ram, images.index_select(0, take(a)), labels.index_select(0, take(a)),
+                                      c.global_step, 0) +
+                        ram_half_loss(ram, images.index_select(0, take(b)), labels.index_select(0, take(b)),
+                                      c.global_step, 1)) /
+                       2;
+        return am::StepLoss{l, 8, {}};
+      }
+      const auto l = ram_half_loss(ram, images.index_select(0, take(idx)), labels.index_select(0, take(idx)),
+                                   c.global_step, rank);
+      return am::StepLoss{l, static_cast<std::int64_t>(idx.size()), {}};
+    };
+    am::fit(*ram, sgd, description(0.05), am::FitOptions().epochs(3).steps_per_epoch(2), loss, nullptr, nullptr,
+            nullptr, hooks);
+  };
+  auto reference = make_ram(200);
+  run(reference, {}, 0, 1);
+  std::vector<am::Ram> rams{make_ram(200), make_ram(201)};
+  TempDir dir;
+  const auto errors = on_ranks(2, [&](int r) {
+    am::ProcessGroup group(env_of(r, 2), file_store(dir, "store"));
+    am::DataParallel parallel(group, *rams[static_cast<std::size_t>(r)], am::DataParallelOptions().bucket_mb(0.001));
+    am::FitHooks hooks;
+    parallel.join(hooks);
+    run(rams[static_cast<std::size_t>(r)], hooks, r, 2);
+  });
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_EQ(errors[static_cast<std::size_t>(r)], "") << "rank " << r;
+    EXPECT_LT(max_difference(*rams[static_cast<std::size_t>(r)], *reference), 1e-10) << "rank " << r;
+  }
+  // The policy's parameters moved: REINFORCE took part.
+  EXPECT_GT(max_difference(*reference, *make_ram(200)), 1e-4);
+}
+
+// ---------------------------------------------------------------------------
+
+TEST(DataParallel, ShardsOfAnEpochAreDisjointAndCoverTheDataSet) {
+  const std::int64_t n = 50, batch = 8;
+  for (const int world : {1, 2, 3, 5}) {
+    const auto order = ds::epoch_order(n, 7, 0);
+    std::vector<int> seen(static_cast<std::size_t>(n), 0);
+    for (std::int64_t step = 0; step * batch < n; ++step) {
+      const auto global = ds::order_batch(order, batch, step);
+      std::int64_t covered = 0;
+      for (int r = 0; r < world; ++r) {
+        const auto [begin, end] = am::shard_range(static_cast<std::int64_t>(global.size()), r, world);
+        EXPECT_EQ(begin, covered);
+        EXPECT_LE(end - begin, (static_cast<std::int64_t>(global.size()) + world - 1) / world);
+        EXPECT_GE(end - begin, static_cast<std::int64_t>(global.size()) / world);
+        for (auto i = begin; i < end; ++i) ++seen[static_cast<std::size_t>(global[static_cast<std::size_t>(i)])];
+        covered = end;
+      }
+      EXPECT_EQ(covered, static_cast<std::int64_t>(global.size()));
+    }
+    for (const int count : seen) EXPECT_EQ(count, 1) << world << " ranks";
+  }
+  // The order is a function of (seed, epoch): another per epoch, the same again.
+  EXPECT_NE(ds::epoch_order(n, 7, 0), ds::epoch_order(n, 7, 1));
+  EXPECT_EQ(ds::epoch_order(n, 7, 1), ds::epoch_order(n, 7, 1));
+}
+
+TEST(DataParallel, RanksRunningAnotherTrainingStopAtTheStartNamingTheField) {
+  std::vector<torch::nn::Sequential> nets{make_cnn(1), make_cnn(1)};
+  TempDir dir;
+  const CnnData data;
+  const auto errors = on_ranks(2, [&](int r) {
+    am::ProcessGroup group(env_of(r, 2), file_store(dir, "store"));
+    auto& net = nets[static_cast<std::size_t>(r)];
+    am::DataParallel parallel(group, *net);
+    am::FitHooks hooks;
+    parallel.join(hooks);
+    torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.1));
+    auto loss = [&](const am::StepContext&) {
+      return am::StepLoss{net->forward(data.images).sum(), 24, {}};
+    };
+    am::fit(*net, sgd, description(r == 0 ? 0.1 : 0.2), am::FitOptions(), loss, nullptr, nullptr, nullptr, hooks);
+  });
+  for (const auto& e : errors) {
+    EXPECT_TRUE(contains(e, "rank 1 runs another model or training than rank 0: run.training.lr is 0.1 on rank 0 "
+                            "but 0.2 on rank 1"))
+        << e;
+  }
+}
+
+TEST(DataParallel, ARankThatCannotSeeTheCheckpointStopsEveryRank) {
+  TempDir dir;
+  const auto x = torch::randn({16, 6});
+  auto make = [] {
+    torch::manual_seed(1);
+    return torch::nn::Linear(6, 2);
+  };
+  auto loss_of = [&](torch::nn::Linear& net) {
+    return [&](const am::StepContext&) { return am::StepLoss{net->forward(x).pow(2).mean(), 16, {}}; };
+  };
+  auto first = make();
+  torch::optim::SGD sgd(first->parameters(), torch::optim::SGDOptions(0.1));
+  am::fit(*first, sgd, description(0.1), am::FitOptions().run_dir(dir.file("shared")), loss_of(first));
+  std::vector<torch::nn::Linear> nets{make(), make()};
+  const auto errors = on_ranks(2, [&](int r) {
+    am::ProcessGroup group(env_of(r, 2), file_store(dir, "store"));
+    auto& net = nets[static_cast<std::size_t>(r)];
+    am::DataParallel parallel(group, *net);
+    am::FitHooks hooks;
+    parallel.join(hooks);
+    torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.1));
+    // Rank 1 is "another machine" whose run folder is not the shared one.
+    const auto run = dir.file(r == 0 ? "shared" : "elsewhere");
+    am::fit(*net, opt, description(0.1), am::FitOptions().epochs(2).run_dir(run), loss_of(net), nullptr, nullptr,
+            nullptr, hooks);
+  });
+  for (const auto& e : errors) {
+    EXPECT_TRUE(contains(e, "rank 1 finds no checkpoint to resume but rank 0 resumes from step 1; every rank must "
+                            "see the same run folder"))
+        << e;
+  }
+}
+
+TEST(DataParallel, ARankLostMidRunStopsTheOthersNamingIt) {
+  std::vector<torch::nn::Sequential> nets{make_cnn(1), make_cnn(1)};
+  TempDir dir;
+  const CnnData data;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto errors = on_ranks(2, [&](int r) {
+    am::ProcessGroup group(env_of(r, 2), file_store(dir, "store").timeout_seconds(20));
+    auto& net = nets[static_cast<std::size_t>(r)];
+    am::DataParallel parallel(group, *net);
+    am::FitHooks hooks;
+    parallel.join(hooks);
+    torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.01));
+    auto loss = [&](const am::StepContext& c) {
+      if (r == 1 && c.global_step == 3) throw std::runtime_error("rank 1 dies");
+      return am::StepLoss{net->forward(data.images).pow(2).mean(), 24, {}};
+    };
+    am::fit(*net, sgd, description(0.1), am::FitOptions().steps_per_epoch(10), loss, nullptr, nullptr, nullptr,
+            hooks);
+  });
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(errors[1], "rank 1 dies");
+  EXPECT_TRUE(contains(errors[0], "rank 0: lost rank 1 during the gradient all-reduce")) << errors[0];
+  EXPECT_EQ(errors[0].find('\n'), std::string::npos);
+  EXPECT_LT(seconds, 15.0);  // found at once, not after the 20 s timeout
+}
+
+TEST(DataParallel, AStopRequestOnOneRankStopsAllAtTheSameStep) {
+  std::vector<torch::nn::Sequential> nets{make_cnn(1), make_cnn(1)};
+  TempDir dir;
+  const CnnData data;
+  std::atomic<bool> stop{false};
+  std::vector<std::int64_t> steps(2);
+  const auto errors = on_ranks(2, [&](int r) {
+    am::ProcessGroup group(env_of(r, 2), file_store(dir, "store"));
+    auto& net = nets[static_cast<std::size_t>(r)];
+    am::DataParallel parallel(group, *net);
+    am::FitHooks hooks;
+    parallel.join(hooks);
+    torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.01));
+    auto loss = [&](const am::StepContext& c) {
+      if (r == 1 && c.global_step == 4) stop = true;  // only rank 1 is asked to stop
+      return am::StepLoss{net->forward(data.images).pow(2).mean(), 24, {}};
+    };
+    static const std::atomic<bool> never{false};
+    const auto summary = am::fit(*net, sgd, description(0.1), am::FitOptions().steps_per_epoch(20), loss, nullptr,
+                                 nullptr, r == 1 ? &stop : &never, hooks);
+    steps[static_cast<std::size_t>(r)] = summary.global_step;
+    EXPECT_EQ(summary.status, am::FitStatus::kInterrupted);
+  });
+  ASSERT_EQ(errors[0], "");
+  ASSERT_EQ(errors[1], "");
+  EXPECT_EQ(steps[0], 5);
+  EXPECT_EQ(steps[1], 5);
+}
+
+// ---------------------------------------------------------------------------
+// Set-up errors.
+
+struct ScopedEnv {
+  std::vector<std::string> names{"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"};
+  ScopedEnv() {
+    for (const auto& n : names) ::unsetenv(n.c_str());
+  }
+  ~ScopedEnv() {
+    for (const auto& n : names) ::unsetenv(n.c_str());
+  }
+  void set(const char* name, const char* value) { ::setenv(name, value, 1); }
+};
+
+std::string env_error() {
+  try {
+    am::distributed_env_from_environment();
+  } catch (const am::DistributedError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(DistributedEnv, ReadsTorchrunsVariables) {
+  ScopedEnv scoped;
+  EXPECT_FALSE(am::distributed_env_from_environment().has_value());
+  scoped.set("RANK", "1");
+  scoped.set("WORLD_SIZE", "3");
+  scoped.set("MASTER_ADDR", "node7");
+  scoped.set("MASTER_PORT", "1234");
+  const auto env = am::distributed_env_from_environment();
+  ASSERT_TRUE(env.has_value());
+  EXPECT_EQ(env->rank, 1);
+  EXPECT_EQ(env->world_size, 3);
+  EXPECT_EQ(env->local_rank, 1);
+  EXPECT_EQ(env->master_addr, "node7");
+  EXPECT_EQ(env->master_port, 1234);
+}
+
+TEST(DistributedEnv, BadVariablesNameTheVariable) {
+  ScopedEnv scoped;
+  scoped.set("RANK", "0");
+  EXPECT_EQ(env_error(), "RANK is set but WORLD_SIZE is not (both are needed for a distributed run)");
+  scoped.set("WORLD_SIZE", "two");
+  EXPECT_EQ(env_error(), "WORLD_SIZE must be a whole number in 1..65536, got 'two'");
+  scoped.set("WORLD_SIZE", "2");
+  scoped.set("RANK", "2");
+  EXPECT_EQ(env_error(), "RANK 2 is outside 0..1 (WORLD_SIZE is 2)");
+  scoped.set("RANK", "1");
+  scoped.set("MASTER_PORT", "70000");
+  EXPECT_EQ(env_error(), "MASTER_PORT must be a whole number in 1..65535, got '70000'");
+}
+
+TEST(ProcessGroup, MismatchedWorldSizesFailOnEveryRankNamingBoth) {
+  const int port = free_port();
+  const auto errors = on_ranks(2, [&](int r) {
+    am::ProcessGroup group(env_of(r, r == 0 ? 2 : 3, port), am::ProcessGroupOptions().timeout_seconds(10));
+  });
+  EXPECT_EQ(errors[0], "WORLD_SIZE is 2 on rank 0 but 3 on rank 1");
+  EXPECT_EQ(errors[1], "WORLD_SIZE is 3 here but 2 on rank 0");
+}
+
+TEST(ProcessGroup, AnUnreachableMasterFailsWithinTheTimeout) {
+  const int port = free_port();
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto errors = on_ranks(1, [&](int) {
+    am::ProcessGroup group(env_of(1, 2, port), am::ProcessGroupOptions().timeout_seconds(1));
+  });
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_TRUE(contains(errors[0], "cannot reach the master 127.0.0.1:" + std::to_string(port) + " within 1 s"))
+      << errors[0];
+  EXPECT_LT(seconds, 10.0);
+}
+
+TEST(ProcessGroup, APortInUseIsNamed) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  addr.sin_port = 0;
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 1), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int port = ntohs(addr.sin_port);
+  const auto errors = on_ranks(1, [&](int) {
+    am::ProcessGroup group(env_of(0, 2, port), am::ProcessGroupOptions().timeout_seconds(2));
+  });
+  ::close(fd);
+  EXPECT_EQ(errors[0], "cannot serve the rendezvous on 127.0.0.1:" + std::to_string(port) +
+                           ": the port is in use (another run on it? set another MASTER_PORT)");
+}
+
+TEST(ProcessGroup, AMissingRankIsNamedAfterTheTimeout) {
+  const int port = free_port();
+  const auto errors = on_ranks(1, [&](int) {
+    am::ProcessGroup group(env_of(0, 2, port), am::ProcessGroupOptions().timeout_seconds(1));
+  });
+  EXPECT_TRUE(contains(errors[0], "rank 1 did not join within 1 s")) << errors[0];
+}
+
+TEST(ProcessGroup, CollectivesSumAndGatherOverTcp) {
+  const int port = free_port();
+  std::vector<torch::Tensor> sums(3), gathered(3);
+  const auto errors = on_ranks(3, [&](int r) {
+    am::ProcessGroup group(env_of(r, 3, port), am::ProcessGroupOptions().timeout_seconds(20));
+    auto t = torch::full({4}, static_cast<double>(r + 1), torch::kFloat64);
+    group.all_reduce_sum(t, "a test sum");
+    sums[static_cast<std::size_t>(r)] = t;
+    gathered[static_cast<std::size_t>(r)] = torch::stack(group.all_gather(torch::tensor({r * 10}), "a gather"));
+  });
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_EQ(errors[static_cast<std::size_t>(r)], "");
+    EXPECT_TRUE(torch::equal(sums[static_cast<std::size_t>(r)], torch::full({4}, 6.0, torch::kFloat64)));
+    EXPECT_TRUE(torch::equal(gathered[static_cast<std::size_t>(r)].flatten(), torch::tensor({0, 10, 20})));
+  }
+}
+
+}  // namespace
