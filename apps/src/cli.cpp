@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "distributed_run.h"
 
 #include <attend/io_error.h>
 #include <attend/models/trainer.h>
@@ -26,7 +27,7 @@ po::options_description global_options(GlobalOptions& g) {
   po::options_description desc("Global options", kLineWidth);
   desc.add_options()
       ("threads", po::value<int>(&g.threads)->default_value(0)->value_name("N"),
-       "intra-op threads for LibTorch (0 = one per core)")
+       "intra-op threads for LibTorch (0 = one per core, shared among the workers of attend launch)")
       ("seed", po::value<std::uint64_t>(&g.seed)->default_value(1)->value_name("S"),
        "seed of everything random")
       ("help,h", "show help and exit");
@@ -164,8 +165,7 @@ class ThreadScope {
     if (g.threads < 0 || g.threads > 1024) {
       throw UsageError("--threads must be between 0 and 1024, got " + std::to_string(g.threads));
     }
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    at::set_num_threads(g.threads == 0 ? cores : g.threads);
+    at::set_num_threads(g.threads == 0 ? default_threads() : g.threads);
   }
   ~ThreadScope() { at::set_num_threads(previous_); }
   ThreadScope(const ThreadScope&) = delete;
@@ -272,6 +272,7 @@ std::vector<std::unique_ptr<Command>> make_commands() {
   commands.push_back(make_caption_command());
   commands.push_back(make_saliency_command());
   commands.push_back(make_segment_command());
+  commands.push_back(make_launch_command());
   return commands;
 }
 

@@ -86,6 +86,7 @@ std::unique_ptr<Command> make_classify_command();
 std::unique_ptr<Command> make_caption_command();
 std::unique_ptr<Command> make_saliency_command();
 std::unique_ptr<Command> make_segment_command();
+std::unique_ptr<Command> make_launch_command();
 /// `attend train captioner` and `attend eval` of a captioner (reached through resolve).
 std::unique_ptr<Command> make_caption_train_command();
 std::unique_ptr<Command> make_caption_eval_command();

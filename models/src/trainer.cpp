@@ -94,7 +94,7 @@ class Engine {
         options_(options),
         loss_(loss),
         eval_(eval),
-        obs_(observer != nullptr && hooks.writer ? *observer : quiet_),
+        obs_(observer != nullptr ? *observer : quiet_),
         stop_(stop),
         hooks_(hooks) {
     const bool has_dir = !options.run_dir().empty();

@@ -259,3 +259,27 @@ attend_bad_input_script(Signals SigtermDuringData data_signal_case.sh TERM)
 # process id; the lock of a killed run does not block the next one.
 attend_bad_input_script(ConcurrentRuns SecondRunOnTheSameFolder concurrent_case.sh second)
 attend_bad_input_script(ConcurrentRuns KilledRunDoesNotBlock concurrent_case.sh stale)
+
+# ---------------------------------------------------------------- distributed training
+# tests/apps/distributed_case.sh: attend launch and workers started by hand.
+attend_bad_input_script(Distributed LaunchTrainsTwoWorkers distributed_case.sh train)
+attend_bad_input_script(Distributed KilledWorkerStopsTheRunAndItResumes distributed_case.sh killed)
+attend_bad_input_script(Distributed TwoMachinesOnLoopback distributed_case.sh nodes)
+attend_bad_input_script(Distributed WorkersWithOtherOptions distributed_case.sh mismatch)
+attend_bad_input_script(Distributed UnreachableMaster distributed_case.sh unreachable)
+attend_bad_input_script(Distributed MismatchedWorldSizes distributed_case.sh worldsize)
+attend_bad_input(Launch NoWorkers 2 "--nproc must be between 1 and 256, got 0" launch --nproc 0 -- info)
+attend_bad_input(Launch NoCommand 2 "launch: no command to run .put it after --." launch --nproc 2)
+attend_bad_input(Launch SeveralMachinesWithoutMaster 2 "--master HOST:PORT is needed with --nnodes > 1"
+  launch --nproc 1 --nnodes 2 -- info)
+attend_bad_input(Launch MasterWithoutPort 2 "--master must be HOST:PORT, got 'node0'" launch --nproc 1 --master node0 -- info)
+attend_bad_input(Launch NodeRankOutOfRange 2 "--node-rank must be between 0 and 1, got 2"
+  launch --nproc 1 --nnodes 2 --node-rank 2 --master node0:1 -- info)
+attend_bad_input(Launch Recursive 2 "launch: the workers cannot run launch" launch --nproc 1 -- launch --nproc 1 -- info)
+add_test(NAME BadInput.Distributed.BadRankVariable
+  COMMAND ${CMAKE_CURRENT_LIST_DIR}/expect.sh 1 "^attend: error: RANK must be a whole number in 0..65535, got 'x'$"
+          env RANK=x WORLD_SIZE=2 ${bad_input_attend} ${train_ram} --run-dir ${bad_inputs}/out/Distributed.BadRank)
+set_tests_properties(BadInput.Distributed.BadRankVariable PROPERTIES LABELS bad_input FIXTURES_REQUIRED bad_inputs
+  TIMEOUT 120 ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE")
+attend_bad_input(Distributed BadStore 2 "--dist-store must be tcp or file:PATH, got 'udp'"
+  ${train_ram} --dist-store udp --run-dir ${OUT})

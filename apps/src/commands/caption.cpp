@@ -3,6 +3,7 @@
 // attention map of every word.
 #include "../caption_data.h"
 #include "../cli.h"
+#include "../distributed_run.h"
 #include "../image_files.h"
 #include "../interrupt.h"
 #include "../model_options.h"
@@ -137,6 +138,7 @@ class CaptionTrainCommand : public Command {
     groups.push_back(encoder_options());
     groups.push_back(training_options());
     groups.push_back(decoding_options("Test evaluation after training"));
+    groups.push_back(distributed_options());
     return groups;
   }
   std::vector<po::options_description> help_options() override {
@@ -189,15 +191,18 @@ class CaptionTrainCommand : public Command {
     } catch (const c10::Error& e) {
       throw UsageError(e.what_without_backtrace());
     }
+    // With RANK and WORLD_SIZE set: join the other workers (rank 0 alone writes).
+    DistributedRun distributed(vm);
     // One run per folder, from its first file to its last (creates the folder).
-    const RunFolderLock lock(run_dir);
+    std::unique_ptr<RunFolderLock> lock;
+    if (distributed.writer()) lock = std::make_unique<RunFolderLock>(run_dir);
     if (vm.count("encoder")) {
       // The run folder keeps its own copy, so its checkpoints stay usable.
       const auto copy = fs::absolute(fs::path(run_dir) / "encoder.pt").lexically_normal();
       std::error_code ec;
       const auto given = vm["encoder"].as<std::string>();
       if (!fs::exists(given, ec)) throw IoError(given, "TorchScript encoder file does not exist");
-      if (!fs::equivalent(given, copy, ec)) {
+      if (distributed.writer() && !fs::equivalent(given, copy, ec)) {
         auto read = [](const std::string& path) {
           std::ifstream in(path, std::ios::binary);
           std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
@@ -218,6 +223,7 @@ class CaptionTrainCommand : public Command {
       options["encoder"] = {{"file", copy.string()},
                             {"output", vm["encoder-output"].as<std::string>()},
                             {"fine_tune", vm["fine-tune-encoder"].as<bool>()}};
+      distributed.barrier();  // the other ranks build their model from rank 0's copy
     }
     if (data.over_long > 0) {
       io.err << "attend: warning: " << data.over_long << " training caption" << (data.over_long == 1 ? " has" : "s have")
@@ -237,14 +243,24 @@ class CaptionTrainCommand : public Command {
            << " words; " << model->grid().first << "x" << model->grid().second << " attention grid\n";
 
     auto observers = std::make_shared<am::ObserverList>();
-    observers->add(std::make_shared<ProgressObserver>(io.err, io.err_is_tty));
-    observers->add(std::make_shared<MetricsJsonl>((fs::path(run_dir) / "metrics.jsonl").string(),
-                                                  require_positive<std::int64_t>(vm, "log-every")));
+    if (distributed.writer()) {
+      observers->add(std::make_shared<ProgressObserver>(io.err, io.err_is_tty));
+      observers->add(std::make_shared<MetricsJsonl>((fs::path(run_dir) / "metrics.jsonl").string(),
+                                                    require_positive<std::int64_t>(vm, "log-every")));
+    } else if (auto log = distributed.rank_log(run_dir)) {
+      observers->add(log);
+    }
+    am::FitHooks hooks;
+    distributed.join(model->module(), hooks);
     am::FitSummary summary;
     {
       InterruptScope interrupt;
       summary = am::train_captioner(*model, *data.train, data.val.get(), training, monitor, description,
-                                    observers.get(), &interrupt.flag());
+                                    observers.get(), &interrupt.flag(), hooks);
+    }
+    if (!distributed.writer()) {
+      if (summary.status == am::FitStatus::kInterrupted) throw Interrupted("stopped with rank 0");
+      return kSuccess;
     }
     if (summary.status == am::FitStatus::kInterrupted) {
       throw Interrupted("training saved at step " + std::to_string(summary.global_step) + " in " +

@@ -2,6 +2,7 @@
 // metrics.jsonl, checkpoints and resume, then evaluates it on the test split.
 #include "../cli.h"
 #include "../data_options.h"
+#include "../distributed_run.h"
 #include "../interrupt.h"
 #include "../model_options.h"
 #include "../progress.h"
@@ -72,7 +73,7 @@ class TrainCommand : public Command {
     auto model = model_options_for_parsing(classifies);
     model.add_options()("model", po::value<std::string>()->value_name("KIND"), "model kind (positional)");
     return {model, data_source_options(), object_scene_options(), object_count_options(), augmentation_options(),
-            classifier_training_options()};
+            classifier_training_options(), distributed_options()};
   }
   std::vector<po::options_description> help_options() override {
     auto groups = model_options_for_help(classifies);
@@ -81,6 +82,7 @@ class TrainCommand : public Command {
     groups.push_back(object_count_options());
     groups.push_back(augmentation_options());
     groups.push_back(classifier_training_options());
+    groups.push_back(distributed_options());
     return groups;
   }
   po::positional_options_description positionals() const override {
@@ -165,28 +167,42 @@ class TrainCommand : public Command {
       throw UsageError(e.what_without_backtrace());
     }
 
+    // With RANK and WORLD_SIZE set: join the other workers (rank 0 alone writes).
+    DistributedRun distributed(vm);
     // One run per folder, from its first file to its last (creates the folder).
-    const RunFolderLock lock(run_dir);
-    // Which training items were held out, reproducible from the seed and written down.
-    write_json_file((fs::path(run_dir) / "validation.json").string(),
-                    {{"split", datasets::to_string(spec.validation())},
-                     {"seed", spec.seed()},
-                     {"count", static_cast<std::int64_t>(sources.validation_indices.size())},
-                     {"indices", sources.validation_indices}});
+    std::unique_ptr<RunFolderLock> lock;
     auto observers = std::make_shared<am::ObserverList>();
-    observers->add(std::make_shared<ProgressObserver>(io.err, io.err_is_tty));
-    observers->add(std::make_shared<OverfittingWarning>(
-        io.err, std::string(spec.augmented() ? "augment them more" : "augment them") +
-                    " with --shift, --rotate or --scale-jitter (see 'attend train --help')"));
-    observers->add(std::make_shared<MetricsJsonl>((fs::path(run_dir) / "metrics.jsonl").string(),
-                                                  require_positive<std::int64_t>(vm, "log-every")));
+    if (distributed.writer()) {
+      lock = std::make_unique<RunFolderLock>(run_dir);
+      // Which training items were held out, reproducible from the seed and written down.
+      write_json_file((fs::path(run_dir) / "validation.json").string(),
+                      {{"split", datasets::to_string(spec.validation())},
+                       {"seed", spec.seed()},
+                       {"count", static_cast<std::int64_t>(sources.validation_indices.size())},
+                       {"indices", sources.validation_indices}});
+      observers->add(std::make_shared<ProgressObserver>(io.err, io.err_is_tty));
+      observers->add(std::make_shared<OverfittingWarning>(
+          io.err, std::string(spec.augmented() ? "augment them more" : "augment them") +
+                      " with --shift, --rotate or --scale-jitter (see 'attend train --help')"));
+      observers->add(std::make_shared<MetricsJsonl>((fs::path(run_dir) / "metrics.jsonl").string(),
+                                                    require_positive<std::int64_t>(vm, "log-every")));
+    } else if (auto log = distributed.rank_log(run_dir)) {
+      observers->add(log);
+    }
+    am::FitHooks hooks;
+    distributed.join(classifier->module(), hooks);
     am::FitSummary summary;
     {
       // Ctrl-C saves and stops training; during the test evaluation after it, the
       // default handling (stop at once) applies again.
       InterruptScope interrupt;
       summary = am::train_classifier(*classifier, train, sources.validation.get(), training, spec.to_json(),
-                                     observers.get(), &interrupt.flag());
+                                     observers.get(), &interrupt.flag(), hooks);
+    }
+    if (!distributed.writer()) {
+      // Rank 0 reports, keeps the checkpoints and evaluates on the test split.
+      if (summary.status == am::FitStatus::kInterrupted) throw Interrupted("stopped with rank 0");
+      return kSuccess;
     }
     if (summary.status == am::FitStatus::kInterrupted) {
       throw Interrupted("training saved at step " + std::to_string(summary.global_step) + " in " +

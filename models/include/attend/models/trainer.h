@@ -108,8 +108,9 @@ struct StartInfo {
 struct FitHooks {
   /// Between backward and clipping/optimizer step, e.g. to all-reduce gradients.
   std::function<void(const StepContext&)> after_backward;
-  /// Whether this process writes checkpoints and reports to the observer (false on
-  /// every rank but 0 in data-parallel training).
+  /// Whether this process writes checkpoints (false on every rank but 0 in
+  /// data-parallel training). The observer hears every process that has one: give
+  /// the other ranks none, or one of their own (a log file).
   bool writer = true;
   /// Takes this process's stop request and returns the decision all processes
   /// follow (default: this process's request).

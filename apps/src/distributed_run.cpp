@@ -1,0 +1,83 @@
+#include "distributed_run.h"
+
+#include "progress.h"
+#include "validate.h"
+
+#include <attend/io_error.h>
+
+#include <glog/logging.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+namespace attend::cli {
+
+namespace am = attend::models;
+
+po::options_description distributed_options() {
+  po::options_description d("Distributed (when RANK and WORLD_SIZE are set, e.g. by 'attend launch')", 100);
+  d.add_options()
+      ("dist-store", po::value<std::string>()->default_value("tcp")->value_name("S"),
+       "rendezvous: tcp (rank 0 serves it at MASTER_ADDR:MASTER_PORT) or file:PATH (a file every rank sees)")
+      ("dist-timeout", po::value<double>()->default_value(300, "300")->value_name("SEC"),
+       "give up on a missing rank, the rendezvous or a collective after SEC seconds")
+      ("bucket-mb", po::value<double>()->default_value(1.0, "1")->value_name("MB"),
+       "gradient all-reduce bucket size; buckets are sent during backward (0 = one bucket after it)")
+      ("rank-log", po::bool_switch(), "ranks > 0 write their progress lines to <run-dir>/rank-<r>.log");
+  return d;
+}
+
+DistributedRun::DistributedRun(const po::variables_map& vm) {
+  const auto store = vm["dist-store"].as<std::string>();
+  if (store != "tcp" && !(store.rfind("file:", 0) == 0 && store.size() > 5)) {
+    throw UsageError("--dist-store must be tcp or file:PATH, got '" + store + "'");
+  }
+  const double timeout = require_range<double>(vm, "dist-timeout", 0.1, 604800.0);
+  bucket_mb_ = require_range<double>(vm, "bucket-mb", 0.0, 4096.0);
+  rank_log_ = vm["rank-log"].as<bool>();
+  const auto env = am::distributed_env_from_environment();
+  if (!env) return;
+  // c10d and Gloo log through glog to stderr; attend reports their failures itself,
+  // as one line.
+  FLAGS_minloglevel = google::GLOG_FATAL;
+  group_ = std::make_unique<am::ProcessGroup>(
+      *env, am::ProcessGroupOptions().store(store).timeout_seconds(timeout));
+}
+
+DistributedRun::~DistributedRun() = default;
+
+void DistributedRun::barrier() {
+  if (!group_) return;
+  auto t = torch::zeros({1}, torch::kInt32);
+  group_->all_reduce_max(t, "a barrier");
+}
+
+void DistributedRun::join(torch::nn::Module& module, am::FitHooks& hooks) {
+  if (!group_) return;
+  parallel_ = std::make_unique<am::DataParallel>(*group_, module, am::DataParallelOptions().bucket_mb(bucket_mb_));
+  parallel_->join(hooks);
+}
+
+std::shared_ptr<am::TrainingObserver> DistributedRun::rank_log(const std::string& run_dir) {
+  if (!group_ || writer() || !rank_log_) return nullptr;
+  const auto path = (std::filesystem::path(run_dir) / ("rank-" + std::to_string(rank()) + ".log")).string();
+  std::error_code ec;
+  std::filesystem::create_directories(run_dir, ec);  // rank 0 may not have made it yet
+  log_.open(path, std::ios::app);
+  if (!log_) throw IoError(path, "cannot open for writing");
+  return std::make_shared<ProgressObserver>(log_, false);
+}
+
+int default_threads() {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int local = 1;
+  if (const char* v = std::getenv("LOCAL_WORLD_SIZE")) {
+    char* end = nullptr;
+    const long n = std::strtol(v, &end, 10);
+    if (end != v && *end == '\0' && n >= 1 && n <= 65536) local = static_cast<int>(n);
+  }
+  return std::max(1, cores / local);
+}
+
+}  // namespace attend::cli
