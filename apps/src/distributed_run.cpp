@@ -7,6 +7,7 @@
 
 #include <glog/logging.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
@@ -57,6 +58,20 @@ void DistributedRun::join(torch::nn::Module& module, am::FitHooks& hooks) {
   if (!group_) return;
   parallel_ = std::make_unique<am::DataParallel>(*group_, module, am::DataParallelOptions().bucket_mb(bucket_mb_));
   parallel_->join(hooks);
+}
+
+void DistributedRun::report(std::ostream& out) const {
+  if (!group_ || !parallel_ || !writer()) return;
+  const auto s = parallel_->stats();
+  if (s.steps == 0) return;
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "attend: data-parallel over %d ranks: %lld gradient bucket%s, %.3f MB all-reduced per step, "
+                "%.2f ms per step waiting for them after backward, %.2f ms in the step's other collectives\n",
+                size(), static_cast<long long>(s.buckets), s.buckets == 1 ? "" : "s",
+                static_cast<double>(s.bytes_per_step) / 1e6, 1000.0 * s.wait_seconds / static_cast<double>(s.steps),
+                1000.0 * s.sync_seconds / static_cast<double>(s.steps));
+  out << line;
 }
 
 std::shared_ptr<am::TrainingObserver> DistributedRun::rank_log(const std::string& run_dir) {

@@ -619,24 +619,31 @@ struct DataParallel::Impl {
     }
   }
 
-  void reduce_step(double& loss, Metrics& metrics, std::int64_t& examples) {
-    // Each rank's values weighted by its share of the global batch.
-    std::vector<double> values{loss * weight, empty_shard ? 0.0 : static_cast<double>(examples)};
+  void reduce_step(double& loss, Metrics& metrics, std::int64_t& examples, bool& stop) {
+    const auto t0 = Clock::now();
+    // Each rank's values weighted by its share of the global batch; the number of
+    // ranks asking to stop.
+    std::vector<double> values{loss * weight, empty_shard ? 0.0 : static_cast<double>(examples),
+                               stop ? 1.0 : 0.0};
     for (const auto& [name, value] : metrics) values.push_back(value * weight);
     auto t = torch::tensor(values, torch::kFloat64);
     group.all_reduce_sum(t, "the step's metrics");
     const auto* v = t.data_ptr<double>();
     loss = v[0];
     examples = static_cast<std::int64_t>(std::llround(v[1]));
-    std::size_t i = 2;
+    stop = v[2] > 0.5;
+    std::size_t i = 3;
     for (auto& [name, value] : metrics) value = v[i++];
     weight = default_weight();
     empty_shard = false;
+    stats.sync_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
   }
 
   bool agree_stop(bool local) {
+    const auto t0 = Clock::now();
     auto t = torch::tensor({static_cast<std::int32_t>(local)}, torch::kInt32);
     group.all_reduce_max(t, "the stop decision");
+    stats.sync_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
     return t.item<std::int32_t>() != 0;
   }
 
@@ -682,8 +689,8 @@ void DataParallel::join(FitHooks& hooks) {
   hooks.writer = impl->group.rank() == 0;
   hooks.shard = [impl](const std::vector<std::int64_t>& batch) { return impl->shard(batch); };
   hooks.after_backward = [impl](const StepContext&) { impl->finish(); };
-  hooks.reduce_step = [impl](double& loss, Metrics& metrics, std::int64_t& examples) {
-    impl->reduce_step(loss, metrics, examples);
+  hooks.reduce_step = [impl](double& loss, Metrics& metrics, std::int64_t& examples, bool& stop) {
+    impl->reduce_step(loss, metrics, examples, stop);
   };
   hooks.agree_stop = [impl](bool local) { return impl->agree_stop(local); };
   hooks.reduce_metrics = [impl](const Metrics& metrics) { return impl->reduce_metrics(metrics); };

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 namespace attend::models {
 namespace {
@@ -143,8 +144,15 @@ class Engine {
     return true;
   }
 
-  bool stop_requested() const {
+  bool stop_requested() {
     const bool local = stop_ != nullptr && stop_->load();
+    // The decision that came with the last step's reduction (one collective a step
+    // fewer); a request after it is part of the next one.
+    if (agreed_stop_) {
+      const bool agreed = *agreed_stop_;
+      agreed_stop_.reset();
+      return agreed;
+    }
     return hooks_.agree_stop ? hooks_.agree_stop(local) : local;
   }
 
@@ -177,7 +185,11 @@ class Engine {
     double loss = out.loss.item<double>();
     Metrics metrics = out.metrics;
     std::int64_t examples = out.examples;
-    if (hooks_.reduce_step) hooks_.reduce_step(loss, metrics, examples);
+    if (hooks_.reduce_step) {
+      bool stop = stop_ != nullptr && stop_->load();
+      hooks_.reduce_step(loss, metrics, examples, stop);
+      agreed_stop_ = stop;
+    }
     if (const auto problem = nonfinite(loss); !problem.empty()) {
       handle_nonfinite(problem);
       return;
@@ -362,6 +374,7 @@ class Engine {
   LoopState state_;
   Clock::time_point start_ = Clock::now();
   Clock::time_point epoch_start_ = Clock::now();
+  std::optional<bool> agreed_stop_;  // from the last reduce_step, for the next step
   std::int64_t epoch_examples_ = 0;  // for the rate (all processes' after reduce_step)
 };
 

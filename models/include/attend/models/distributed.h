@@ -131,6 +131,9 @@ struct DataParallelStats {
   std::int64_t buckets = 0;           ///< buckets per step
   std::int64_t bytes_per_step = 0;    ///< payload of one step's all-reduces
   double wait_seconds = 0.0;          ///< time spent after backward waiting for them
+  /// Time in the small per-step collectives: the stop decision and the step's
+  /// loss and metrics.
+  double sync_seconds = 0.0;
 };
 
 /// Joins a module to a ProcessGroup for data-parallel training through fit().

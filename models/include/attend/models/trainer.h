@@ -124,10 +124,12 @@ struct FitHooks {
   /// Once, after resuming (or not) and before the first step: e.g. check that every
   /// process runs the same thing and copy rank 0's parameters to the others.
   std::function<void(const StartInfo&)> start;
-  /// After the after-backward hook: takes this process's loss, training metrics and
-  /// example count and makes them the run's (so the non-finite check, the progress
-  /// line and the epoch means agree across processes).
-  std::function<void(double& loss, Metrics& metrics, std::int64_t& examples)> reduce_step;
+  /// After the after-backward hook: takes this process's loss, training metrics,
+  /// example count and stop request and makes them the run's (so the non-finite
+  /// check, the progress line, the epoch means and the stop decision agree across
+  /// processes). The stop decision it returns is used before the next step instead
+  /// of calling agree_stop.
+  std::function<void(double& loss, Metrics& metrics, std::int64_t& examples, bool& stop)> reduce_step;
   /// Not called by fit: loss functions that choose batches call it on the global
   /// batch's indices and train on what it returns (this process's part).
   std::function<std::vector<std::int64_t>(const std::vector<std::int64_t>&)> shard;

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Data-parallel training throughput on this machine (docs/distributed.md).
+# usage: bench/distributed.sh [attend binary] [repeats]
+#
+# For the CNN (MNIST digits, 28x28, batch 128) and the RAM (60x60 clutter, 8 glimpses
+# of 3 scales, batch 128), the training rate (examples per second, from the progress
+# line of the last epoch) of:
+#   1p x 1t      one process, one thread
+#   1p x 2t      one process, two threads
+#   2p x 1t      attend launch --nproc 2 (one thread each), buckets of 1 MB sent during backward
+#   2p x 1t, 0   the same with one bucket all-reduced after backward (--bucket-mb 0)
+#   2 x 1p x 1t  two independent one-thread runs at once: the machine's ceiling for two
+#                processes (their rates summed)
+# and the gradient all-reduce of the data-parallel runs (bytes and waiting time per
+# step, from attend's data-parallel line). Medians over the repeats.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+attend=${1:-$root/build/bin/attend}
+repeats=${2:-3}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1
+
+cnn=(train cnn --data "$root/data/mnist" --epochs 2 --batch 128)
+ram=(train ram --scenes cluttered --canvas 60 --fragments 4 --glimpses 8 --glimpse-size 12 --scales 3 --epochs 3
+     --batch 128)
+
+rate() { grep -E "epoch [0-9]+/[0-9]+ done" "$1" | tail -1 | sed -E 's/.* ([0-9.]+) ex\/s training.*/\1/'; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+measure() {  # measure <name> <model> -> prints "name model median [extra]"
+  local name=$1 model=$2 i
+  local -n args=$model
+  local rates=() waits=() mb=""
+  for i in $(seq "$repeats"); do
+    local out=$work/$name-$model-$i
+    rm -rf "$out.run" "$out.run2"
+    case $name in
+      1p1t) "$attend" --threads 1 "${args[@]}" --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
+      1p2t) OPENBLAS_NUM_THREADS=2 "$attend" --threads 2 "${args[@]}" --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
+      2p1t) "$attend" launch --nproc 2 -- "${args[@]}" --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
+      2p1t0) "$attend" launch --nproc 2 -- "${args[@]}" --bucket-mb 0 --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
+      pair)
+        "$attend" --threads 1 "${args[@]}" --run-dir "$out.run" 2>"$out.err" >/dev/null &
+        local p=$!
+        "$attend" --threads 1 "${args[@]}" --run-dir "$out.run2" 2>"$out.err2" >/dev/null
+        wait "$p"
+        ;;
+    esac
+    if [ "$name" = pair ]; then
+      rates+=("$(echo "$(rate "$out.err") + $(rate "$out.err2")" | bc -l)")
+    else
+      rates+=("$(rate "$out.err")")
+    fi
+    if grep -q "data-parallel over" "$out.err"; then
+      waits+=("$(sed -nE 's/.* ([0-9.]+) ms per step waiting.*/\1/p' "$out.err")")
+      mb=$(sed -nE 's/.*, ([0-9.]+) MB all-reduced per step.*/\1/p' "$out.err")
+    fi
+  done
+  local m
+  m=$(printf '%s\n' "${rates[@]}" | median)
+  if [ ${#waits[@]} -gt 0 ]; then
+    echo "$name $model $m $mb $(printf '%s\n' "${waits[@]}" | median)"
+  else
+    echo "$name $model $m"
+  fi
+}
+
+echo "attend: $("$attend" --version)   machine: $(nproc) cores   repeats: $repeats"
+printf '%-8s %-4s %10s %12s %14s\n' config model "ex/s" "MB/step" "wait ms/step"
+for model in cnn ram; do
+  for name in 1p1t 1p2t 2p1t 2p1t0 pair; do
+    read -r n m r mb w <<<"$(measure "$name" "$model")"
+    printf '%-8s %-4s %10s %12s %14s\n' "$n" "$m" "$r" "${mb:--}" "${w:--}"
+  done
+done
