@@ -258,6 +258,7 @@ class CaptionTrainCommand : public Command {
       summary = am::train_captioner(*model, *data.train, data.val.get(), training, monitor, description,
                                     observers.get(), &interrupt.flag(), hooks);
     }
+    distributed.report(io.err);
     if (!distributed.writer()) {
       if (summary.status == am::FitStatus::kInterrupted) throw Interrupted("stopped with rank 0");
       return kSuccess;

@@ -199,6 +199,7 @@ class TrainCommand : public Command {
       summary = am::train_classifier(*classifier, train, sources.validation.get(), training, spec.to_json(),
                                      observers.get(), &interrupt.flag(), hooks);
     }
+    distributed.report(io.err);
     if (!distributed.writer()) {
       // Rank 0 reports, keeps the checkpoints and evaluates on the test split.
       if (summary.status == am::FitStatus::kInterrupted) throw Interrupted("stopped with rank 0");
