@@ -477,6 +477,18 @@ TEST(ProcessGroup, MismatchedWorldSizesFailOnEveryRankNamingBoth) {
   EXPECT_EQ(errors[1], "WORLD_SIZE is 3 here but 2 on rank 0");
 }
 
+TEST(ProcessGroup, TwoProcessesClaimingOneRankAreTold) {
+  const int port = free_port();
+  // Threads 1 and 2 both claim rank 1; whichever comes second is refused.
+  const auto errors = on_ranks(3, [&](int t) {
+    am::ProcessGroup group(env_of(t == 0 ? 0 : 1, 2, port), am::ProcessGroupOptions().timeout_seconds(20));
+  });
+  EXPECT_EQ(errors[0], "");
+  const auto refused = errors[1].empty() ? errors[2] : errors[1];
+  EXPECT_TRUE(errors[1].empty() != errors[2].empty()) << errors[1] << " / " << errors[2];
+  EXPECT_EQ(refused, "RANK 1 is claimed by two processes (each worker needs its own RANK)");
+}
+
 TEST(ProcessGroup, AnUnreachableMasterFailsWithinTheTimeout) {
   const int port = free_port();
   const auto t0 = std::chrono::steady_clock::now();

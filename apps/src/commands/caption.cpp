@@ -225,7 +225,7 @@ class CaptionTrainCommand : public Command {
                             {"fine_tune", vm["fine-tune-encoder"].as<bool>()}};
       distributed.barrier();  // the other ranks build their model from rank 0's copy
     }
-    if (data.over_long > 0) {
+    if (data.over_long > 0 && distributed.writer()) {
       io.err << "attend: warning: " << data.over_long << " training caption" << (data.over_long == 1 ? " has" : "s have")
              << " more than " << max_length - 2 << " words and will be cut (raise --max-length)\n";
     }
@@ -239,8 +239,10 @@ class CaptionTrainCommand : public Command {
     if (model->grid().first < 1 || model->grid().second < 1) {
       throw UsageError("the images are too small for this encoder");
     }
-    io.err << "attend: " << describe_caption_data(description) << "; vocabulary of " << model->vocabulary().size()
-           << " words; " << model->grid().first << "x" << model->grid().second << " attention grid\n";
+    if (distributed.writer()) {
+      io.err << "attend: " << describe_caption_data(description) << "; vocabulary of " << model->vocabulary().size()
+             << " words; " << model->grid().first << "x" << model->grid().second << " attention grid\n";
+    }
 
     auto observers = std::make_shared<am::ObserverList>();
     if (distributed.writer()) {
