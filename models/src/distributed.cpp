@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <functional>
 #include <thread>
 
 namespace attend::models {
@@ -175,6 +176,7 @@ struct ProcessGroup::Impl {
       store->set("attend/world/" + r, to_bytes(world));
       if (env.rank != 0) {
         const auto theirs = to_string(store->get("attend/world/0"));
+        store->set("attend/seen/" + r, to_bytes("1"));  // rank 0 may now stop serving the store
         if (theirs != world) {
           throw DistributedError("WORLD_SIZE is " + world + " here but " + theirs + " on rank 0");
         }
@@ -190,6 +192,12 @@ struct ProcessGroup::Impl {
         }
         const auto theirs = to_string(store->get(key));
         if (theirs != world) {
+          // Serve the store until that rank has read rank 0's size, so it can say
+          // what is wrong too (for a few seconds at most).
+          try {
+            store->wait({"attend/seen/" + std::to_string(q)}, std::chrono::seconds(5));
+          } catch (const std::exception&) {
+          }
           throw DistributedError("WORLD_SIZE is " + world + " on rank 0 but " + theirs + " on rank " +
                                  std::to_string(q));
         }
@@ -297,6 +305,22 @@ void ProcessGroup::wait(Pending& pending) {
   }
 }
 
+namespace {
+
+/// Starts a collective and waits for it; failures become one DistributedError.
+void run_collective(ProcessGroup& group, const std::string& what,
+                    const std::function<c10::intrusive_ptr<c10d::Work>()>& start) {
+  std::unique_ptr<ProcessGroup::Pending> pending;
+  try {
+    pending = std::make_unique<ProcessGroup::Pending>(start(), what);
+  } catch (const std::exception& e) {
+    throw DistributedError(group.describe_failure(what, first_line(e)));
+  }
+  group.wait(*pending);
+}
+
+}  // namespace
+
 std::unique_ptr<ProcessGroup::Pending> ProcessGroup::all_reduce_sum_async(torch::Tensor& tensor,
                                                                           const std::string& what) {
   std::vector<at::Tensor> tensors{tensor};
@@ -316,42 +340,21 @@ void ProcessGroup::all_reduce_max(torch::Tensor& tensor, const std::string& what
   std::vector<at::Tensor> tensors{tensor};
   c10d::AllreduceOptions options;
   options.reduceOp = c10d::ReduceOp::MAX;
-  try {
-    Pending pending(impl_->gloo->allreduce(tensors, options), what);
-    wait(pending);
-  } catch (const DistributedError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw DistributedError(describe_failure(what, first_line(e)));
-  }
+  run_collective(*this, what, [&] { return impl_->gloo->allreduce(tensors, options); });
 }
 
 void ProcessGroup::broadcast(torch::Tensor& tensor, int root, const std::string& what) {
   std::vector<at::Tensor> tensors{tensor};
   c10d::BroadcastOptions options;
   options.rootRank = root;
-  try {
-    Pending pending(impl_->gloo->broadcast(tensors, options), what);
-    wait(pending);
-  } catch (const DistributedError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw DistributedError(describe_failure(what, first_line(e)));
-  }
+  run_collective(*this, what, [&] { return impl_->gloo->broadcast(tensors, options); });
 }
 
 std::vector<torch::Tensor> ProcessGroup::all_gather(const torch::Tensor& tensor, const std::string& what) {
   std::vector<std::vector<at::Tensor>> outputs(1);
   for (int q = 0; q < size(); ++q) outputs[0].push_back(torch::empty_like(tensor));
   std::vector<at::Tensor> inputs{tensor.contiguous()};
-  try {
-    Pending pending(impl_->gloo->allgather(outputs, inputs), what);
-    wait(pending);
-  } catch (const DistributedError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw DistributedError(describe_failure(what, first_line(e)));
-  }
+  run_collective(*this, what, [&] { return impl_->gloo->allgather(outputs, inputs); });
   return outputs[0];
 }
 

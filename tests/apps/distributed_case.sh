@@ -33,6 +33,24 @@ train_args() {  # the tiny RAM every case trains
   echo train ram --data "$T/idx" --val-count 8 --batch 6 --glimpses 2 --glimpse-size 6 --hidden 16 --log-every 1 \
     --run-dir "$run"
 }
+by_hand() {  # by_hand <world size of rank 0> <of rank 1> <options of rank 0> <of rank 1>: two workers
+  # started with torchrun's variables; sets c0 and c1 to their exit codes
+  local r
+  for r in 0 1; do
+    local world=$1 options=$3
+    [ $r -eq 1 ] && world=$2 options=$4
+    # shellcheck disable=SC2046,SC2086
+    RANK=$r WORLD_SIZE=$world MASTER_PORT=$port "$attend" $(train_args) --epochs 1 --dist-timeout 30 $options \
+      >"$work/w$r.out" 2>"$work/w$r.err" &
+    pids+=($!)
+  done
+  wait "${pids[0]}"
+  c0=$?
+  wait "${pids[1]}"
+  c1=$?
+  pids=()
+  [ "$c0" -eq 1 ] && [ "$c1" -eq 1 ] || fail "the workers exited $c0 and $c1, expected 1 and 1"
+}
 one_line() {  # one_line <file> <extended regex>
   local lines
   lines=$(wc -l <"$1")
@@ -111,17 +129,7 @@ case $mode in
     echo "ok: two launches of one worker each trained together through a TCPStore on port $port"
     ;;
   mismatch)
-    for r in 0 1; do
-      RANK=$r WORLD_SIZE=2 MASTER_PORT=$port "$attend" $(train_args) --epochs 1 --lr 0.00$((r + 1)) --dist-timeout 30 \
-        >"$work/w$r.out" 2>"$work/w$r.err" &
-      pids+=($!)
-    done
-    wait "${pids[0]}"
-    c0=$?
-    wait "${pids[1]}"
-    c1=$?
-    pids=()
-    [ "$c0" -eq 1 ] && [ "$c1" -eq 1 ] || fail "the workers exited $c0 and $c1, expected 1 and 1"
+    by_hand 2 2 "--lr 0.001" "--lr 0.002"
     for r in 0 1; do
       one_line "$work/w$r.err" "^attend: error: rank $r: rank 1 runs another model or training than rank 0: run[.]training[.]lr is 0[.]001 on rank 0 but 0[.]002 on rank 1"
     done
@@ -138,17 +146,7 @@ case $mode in
     echo "ok: $(cat "$work/w.err")"
     ;;
   worldsize)
-    for r in 0 1; do
-      RANK=$r WORLD_SIZE=$((2 + r)) MASTER_PORT=$port "$attend" $(train_args) --epochs 1 --dist-timeout 30 \
-        >"$work/w$r.out" 2>"$work/w$r.err" &
-      pids+=($!)
-    done
-    wait "${pids[0]}"
-    c0=$?
-    wait "${pids[1]}"
-    c1=$?
-    pids=()
-    [ "$c0" -eq 1 ] && [ "$c1" -eq 1 ] || fail "the workers exited $c0 and $c1, expected 1 and 1"
+    by_hand 2 3 "" ""
     one_line "$work/w0.err" "^attend: error: WORLD_SIZE is 2 on rank 0 but 3 on rank 1$"
     one_line "$work/w1.err" "^attend: error: WORLD_SIZE is 3 here but 2 on rank 0$"
     echo "ok: both workers named both world sizes"

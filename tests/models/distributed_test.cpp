@@ -76,6 +76,30 @@ int free_port() {
   return ntohs(addr.sin_port);
 }
 
+/// Runs train(rank, hooks) on one rank per module, each with a process group of its
+/// own (a FileStore in `dir`) and a DataParallel over its module joined to `hooks`;
+/// returns each rank's error ("" = none).
+std::vector<std::string> on_parallel_ranks(const std::vector<torch::nn::Module*>& modules, const TempDir& dir,
+                                           const std::function<void(int, am::FitHooks&)>& train,
+                                           double bucket_mb = 1.0, double timeout = 30) {
+  const int world = static_cast<int>(modules.size());
+  return on_ranks(world, [&](int r) {
+    am::ProcessGroup group(env_of(r, world), file_store(dir, "store").timeout_seconds(timeout));
+    am::DataParallel parallel(group, *modules[static_cast<std::size_t>(r)],
+                              am::DataParallelOptions().bucket_mb(bucket_mb));
+    am::FitHooks hooks;
+    parallel.join(hooks);
+    train(r, hooks);
+  });
+}
+
+template <typename Holder>
+std::vector<torch::nn::Module*> modules_of(std::vector<Holder>& holders) {
+  std::vector<torch::nn::Module*> out;
+  for (auto& h : holders) out.push_back(h.get());
+  return out;
+}
+
 double max_difference(torch::nn::Module& a, torch::nn::Module& b) {
   double worst = 0;
   const auto pa = a.parameters(), pb = b.parameters();
@@ -138,23 +162,44 @@ void expect_cnn_equivalence(int world, double bucket_mb) {
   std::vector<torch::nn::Sequential> nets;
   for (int r = 0; r < world; ++r) nets.push_back(make_cnn(100 + static_cast<std::uint64_t>(r)));
   TempDir dir;
-  std::vector<std::int64_t> buckets(static_cast<std::size_t>(world));
-  const auto errors = on_ranks(world, [&](int r) {
-    am::ProcessGroup group(env_of(r, world), file_store(dir, "store"));
-    am::DataParallel parallel(group, *nets[static_cast<std::size_t>(r)],
-                              am::DataParallelOptions().bucket_mb(bucket_mb));
-    am::FitHooks hooks;
-    parallel.join(hooks);
+  const auto errors = on_parallel_ranks(modules_of(nets), dir, [&](int r, am::FitHooks& hooks) {
     train_cnn(nets[static_cast<std::size_t>(r)], data, hooks);
-    buckets[static_cast<std::size_t>(r)] = parallel.stats().buckets;
-    EXPECT_EQ(parallel.stats().steps, 8);
-  });
+  }, bucket_mb);
   for (int r = 0; r < world; ++r) {
     ASSERT_EQ(errors[static_cast<std::size_t>(r)], "") << "rank " << r;
     EXPECT_LT(max_difference(*nets[static_cast<std::size_t>(r)], *reference), 1e-10) << "rank " << r;
   }
-  if (bucket_mb == 0) EXPECT_EQ(buckets[0], 1);
-  if (bucket_mb > 0 && bucket_mb < 0.001) EXPECT_GT(buckets[0], 2);  // several buckets, sent during backward
+}
+
+TEST(DataParallel, BucketsFillInReverseParameterOrderUpToTheirSize) {
+  TempDir dir;
+  auto net = make_cnn(1);  // float64 parameters of 27, 3, 540, 5, 20 and 4 numbers
+  const auto errors = on_ranks(1, [&](int) {
+    am::ProcessGroup group(env_of(0, 1), file_store(dir, "store"));
+    const auto buckets_at = [&](double mb) {
+      return am::DataParallel(group, *net, am::DataParallelOptions().bucket_mb(mb)).bucket_of_parameters();
+    };
+    // 419 bytes: {fc2 bias, fc2 weight, fc1 bias} {fc1 weight} {conv bias, conv weight}
+    const auto small = buckets_at(0.0004);
+    ASSERT_EQ(small.size(), net->parameters().size());
+    EXPECT_EQ(small.back(), 0);  // the last parameter's gradient comes first
+    for (std::size_t k = 1; k < small.size(); ++k) EXPECT_LE(small[k], small[k - 1]);
+    EXPECT_EQ(small, (std::vector<std::int64_t>{2, 2, 1, 0, 0, 0}));
+    for (const auto b : buckets_at(0.0)) EXPECT_EQ(b, 0);  // one bucket after backward
+    for (const auto b : buckets_at(1.0)) EXPECT_EQ(b, 0);  // all fit in 1 MB
+    am::DataParallel parallel(group, *net);
+    am::FitHooks hooks;
+    parallel.join(hooks);
+    train_cnn(net, CnnData(), hooks);
+    EXPECT_EQ(parallel.stats().steps, 8);
+    EXPECT_EQ(parallel.stats().bytes_per_step,
+              8 * (net->parameters().size() + [&] {
+                std::int64_t n = 0;
+                for (const auto& p : net->parameters()) n += p.numel();
+                return n;
+              }()));
+  });
+  EXPECT_EQ(errors[0], "");
 }
 
 TEST(DataParallel, TwoRanksTakeTheOneProcessStepsOfACnnToFloat64Precision) { expect_cnn_equivalence(2, 1.0); }
@@ -184,11 +229,7 @@ TEST(DataParallel, Float32StepsAgreeToRoundingOfTheSums) {
   std::vector<torch::nn::Sequential> nets{make_cnn(100), make_cnn(101)};
   for (auto& n : nets) n->to(torch::kFloat32);
   TempDir dir;
-  const auto errors = on_ranks(2, [&](int r) {
-    am::ProcessGroup group(env_of(r, 2), file_store(dir, "store"));
-    am::DataParallel parallel(group, *nets[static_cast<std::size_t>(r)]);
-    am::FitHooks hooks;
-    parallel.join(hooks);
+  const auto errors = on_parallel_ranks(modules_of(nets), dir, [&](int r, am::FitHooks& hooks) {
     train_cnn(nets[static_cast<std::size_t>(r)], data32, hooks);
   });
   for (int r = 0; r < 2; ++r) {
@@ -262,13 +303,9 @@ TEST(DataParallel, TwoRanksTakeTheOneProcessStepsOfTheRamWithReinforce) {
   run(reference, {}, 0, 1);
   std::vector<am::Ram> rams{make_ram(200), make_ram(201)};
   TempDir dir;
-  const auto errors = on_ranks(2, [&](int r) {
-    am::ProcessGroup group(env_of(r, 2), file_store(dir, "store"));
-    am::DataParallel parallel(group, *rams[static_cast<std::size_t>(r)], am::DataParallelOptions().bucket_mb(0.001));
-    am::FitHooks hooks;
-    parallel.join(hooks);
+  const auto errors = on_parallel_ranks(modules_of(rams), dir, [&](int r, am::FitHooks& hooks) {
     run(rams[static_cast<std::size_t>(r)], hooks, r, 2);
-  });
+  }, 0.001);
   for (int r = 0; r < 2; ++r) {
     ASSERT_EQ(errors[static_cast<std::size_t>(r)], "") << "rank " << r;
     EXPECT_LT(max_difference(*rams[static_cast<std::size_t>(r)], *reference), 1e-10) << "rank " << r;
@@ -308,12 +345,8 @@ TEST(DataParallel, RanksRunningAnotherTrainingStopAtTheStartNamingTheField) {
   std::vector<torch::nn::Sequential> nets{make_cnn(1), make_cnn(1)};
   TempDir dir;
   const CnnData data;
-  const auto errors = on_ranks(2, [&](int r) {
-    am::ProcessGroup group(env_of(r, 2), file_store(dir, "store"));
+  const auto errors = on_parallel_ranks(modules_of(nets), dir, [&](int r, am::FitHooks& hooks) {
     auto& net = nets[static_cast<std::size_t>(r)];
-    am::DataParallel parallel(group, *net);
-    am::FitHooks hooks;
-    parallel.join(hooks);
     torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.1));
     auto loss = [&](const am::StepContext&) {
       return am::StepLoss{net->forward(data.images).sum(), 24, {}};
@@ -341,12 +374,8 @@ TEST(DataParallel, ARankThatCannotSeeTheCheckpointStopsEveryRank) {
   torch::optim::SGD sgd(first->parameters(), torch::optim::SGDOptions(0.1));
   am::fit(*first, sgd, description(0.1), am::FitOptions().run_dir(dir.file("shared")), loss_of(first));
   std::vector<torch::nn::Linear> nets{make(), make()};
-  const auto errors = on_ranks(2, [&](int r) {
-    am::ProcessGroup group(env_of(r, 2), file_store(dir, "store"));
+  const auto errors = on_parallel_ranks(modules_of(nets), dir, [&](int r, am::FitHooks& hooks) {
     auto& net = nets[static_cast<std::size_t>(r)];
-    am::DataParallel parallel(group, *net);
-    am::FitHooks hooks;
-    parallel.join(hooks);
     torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.1));
     // Rank 1 is "another machine" whose run folder is not the shared one.
     const auto run = dir.file(r == 0 ? "shared" : "elsewhere");
@@ -365,12 +394,8 @@ TEST(DataParallel, ARankLostMidRunStopsTheOthersNamingIt) {
   TempDir dir;
   const CnnData data;
   const auto t0 = std::chrono::steady_clock::now();
-  const auto errors = on_ranks(2, [&](int r) {
-    am::ProcessGroup group(env_of(r, 2), file_store(dir, "store").timeout_seconds(20));
+  const auto errors = on_parallel_ranks(modules_of(nets), dir, [&](int r, am::FitHooks& hooks) {
     auto& net = nets[static_cast<std::size_t>(r)];
-    am::DataParallel parallel(group, *net);
-    am::FitHooks hooks;
-    parallel.join(hooks);
     torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.01));
     auto loss = [&](const am::StepContext& c) {
       if (r == 1 && c.global_step == 3) throw std::runtime_error("rank 1 dies");
@@ -378,7 +403,7 @@ TEST(DataParallel, ARankLostMidRunStopsTheOthersNamingIt) {
     };
     am::fit(*net, sgd, description(0.1), am::FitOptions().steps_per_epoch(10), loss, nullptr, nullptr, nullptr,
             hooks);
-  });
+  }, 1.0, /*timeout=*/20);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(errors[1], "rank 1 dies");
   EXPECT_TRUE(contains(errors[0], "rank 0: lost rank 1 during the gradient all-reduce")) << errors[0];
@@ -392,12 +417,8 @@ TEST(DataParallel, AStopRequestOnOneRankStopsAllAtTheSameStep) {
   const CnnData data;
   std::atomic<bool> stop{false};
   std::vector<std::int64_t> steps(2);
-  const auto errors = on_ranks(2, [&](int r) {
-    am::ProcessGroup group(env_of(r, 2), file_store(dir, "store"));
+  const auto errors = on_parallel_ranks(modules_of(nets), dir, [&](int r, am::FitHooks& hooks) {
     auto& net = nets[static_cast<std::size_t>(r)];
-    am::DataParallel parallel(group, *net);
-    am::FitHooks hooks;
-    parallel.join(hooks);
     torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.01));
     auto loss = [&](const am::StepContext& c) {
       if (r == 1 && c.global_step == 4) stop = true;  // only rank 1 is asked to stop
@@ -479,9 +500,20 @@ TEST(ProcessGroup, MismatchedWorldSizesFailOnEveryRankNamingBoth) {
 
 TEST(ProcessGroup, TwoProcessesClaimingOneRankAreTold) {
   const int port = free_port();
-  // Threads 1 and 2 both claim rank 1; whichever comes second is refused.
+  // Threads 1 and 2 both claim rank 1; whichever comes second is refused. The
+  // others keep the store (served by rank 0) up until both claims were made.
+  std::atomic<int> tried{0};
   const auto errors = on_ranks(3, [&](int t) {
-    am::ProcessGroup group(env_of(t == 0 ? 0 : 1, 2, port), am::ProcessGroupOptions().timeout_seconds(20));
+    std::unique_ptr<am::ProcessGroup> group;
+    try {
+      group = std::make_unique<am::ProcessGroup>(env_of(t == 0 ? 0 : 1, 2, port),
+                                                 am::ProcessGroupOptions().timeout_seconds(20));
+    } catch (...) {
+      ++tried;
+      throw;
+    }
+    ++tried;
+    while (tried.load() < 3) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   });
   EXPECT_EQ(errors[0], "");
   const auto refused = errors[1].empty() ? errors[2] : errors[1];
