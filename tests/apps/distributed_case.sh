@@ -34,7 +34,7 @@ train_args() {  # the tiny RAM every case trains
     --run-dir "$run"
 }
 by_hand() {  # by_hand <world size of rank 0> <of rank 1> <options of rank 0> <of rank 1>: two workers
-  # started with torchrun's variables; sets c0 and c1 to their exit codes
+  # started with torchrun's variables, which must both exit 1
   local r
   for r in 0 1; do
     local world=$1 options=$3
@@ -44,12 +44,16 @@ by_hand() {  # by_hand <world size of rank 0> <of rank 1> <options of rank 0> <o
       >"$work/w$r.out" 2>"$work/w$r.err" &
     pids+=($!)
   done
+  wait_both 1
+}
+wait_both() {  # wait_both <exit code>: waits for the two background runs, which must exit with it
+  local c0 c1
   wait "${pids[0]}"
   c0=$?
   wait "${pids[1]}"
   c1=$?
   pids=()
-  [ "$c0" -eq 1 ] && [ "$c1" -eq 1 ] || fail "the workers exited $c0 and $c1, expected 1 and 1"
+  [ "$c0" -eq "$1" ] && [ "$c1" -eq "$1" ] || fail "the two runs exited $c0 and $c1, expected $1 and $1"
 }
 one_line() {  # one_line <file> <extended regex>
   local lines
@@ -117,12 +121,7 @@ case $mode in
         >"$work/n$node.out" 2>"$work/n$node.err" &
       pids+=($!)
     done
-    wait "${pids[0]}"
-    c0=$?
-    wait "${pids[1]}"
-    c1=$?
-    pids=()
-    [ "$c0" -eq 0 ] && [ "$c1" -eq 0 ] || fail "the launches exited $c0 and $c1"
+    wait_both 0
     grep -q '^attend launch: 1 worker (ranks 1..1 of 2), rendezvous at 127.0.0.1:'"$port" "$work/n1.err" ||
       fail "node 1 did not run rank 1"
     grep -q '^\[rank 0\] training ram: 1 epoch of 4 steps' "$work/n0.err" || fail "node 0 did not train"
