@@ -48,7 +48,7 @@ measure() {  # measure <name> <model> -> prints "name model median [extra]"
         ;;
     esac
     if [ "$name" = pair ]; then
-      rates+=("$(echo "$(rate "$out.err") + $(rate "$out.err2")" | bc -l)")
+      rates+=("$(awk -v a="$(rate "$out.err")" -v b="$(rate "$out.err2")" 'BEGIN { print a + b }')")
     else
       rates+=("$(rate "$out.err")")
     fi

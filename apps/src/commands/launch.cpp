@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -115,10 +116,11 @@ class LaunchCommand : public Command {
            "commands then train data-parallel: the global batch (--batch) is cut among all the workers\n"
            "of all machines, gradients are averaged, and rank 0 writes the run folder (share it\n"
            "between machines). Each worker's output lines start with [rank R]. Ctrl-C is passed on\n"
-           "to every worker (they save and stop at the same step); when a worker fails, the others\n"
-           "are stopped and launch exits 1 naming it. Relaunching the same command resumes, also\n"
-           "with another number of workers. On several machines run one launch per machine, each\n"
-           "with the same --nnodes and --master (rank 0's machine) and its own --node-rank.\n";
+           "to every worker (they save and stop at the same step; a second one stops them at once).\n"
+           "When a worker fails, the others are stopped and launch exits 1 naming it. Relaunching the\n"
+           "same command resumes, also with another number of workers. On several machines run one\n"
+           "launch per machine, each with the same --nnodes and --master (rank 0's machine) and its\n"
+           "own --node-rank. More: docs/distributed.md.\n";
   }
   std::vector<std::string> examples() const override {
     return {"attend launch --nproc 2 -- train cnn --scenes translated --canvas 60 --epochs 5 --run-dir out/cnn-dp",
@@ -276,6 +278,9 @@ class LaunchCommand : public Command {
     if (pid == 0) {
       // A process group of its own: a terminal's Ctrl-C reaches it once, through us.
       ::setpgid(0, 0);
+      // If launch itself is killed, the workers do not train on as orphans.
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() == 1) ::_exit(1);  // launch was gone before the line above
       struct sigaction dfl {};
       dfl.sa_handler = SIG_DFL;
       sigaction(SIGINT, &dfl, nullptr);
@@ -331,12 +336,12 @@ class LaunchCommand : public Command {
     for (std::size_t i = 0; i < fds.size(); ++i) {
       if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
       auto& [w, is_err] = owners[i];
-      read_some(*w, is_err, io, false);
+      read_some(*w, is_err, io);
     }
   }
 
   /// One read from a worker's pipe; closes it at end of file.
-  static void read_some(Worker& w, bool is_err, Streams& io, bool) {
+  static void read_some(Worker& w, bool is_err, Streams& io) {
     int& fd = is_err ? w.err_fd : w.out_fd;
     auto& buffer = is_err ? w.err_buffer : w.out_buffer;
     char chunk[4096];
@@ -354,8 +359,8 @@ class LaunchCommand : public Command {
 
   /// Everything a finished worker still had in its pipes.
   static void drain(Worker& w, Streams& io) {
-    while (w.out_fd >= 0) read_some(w, false, io, true);
-    while (w.err_fd >= 0) read_some(w, true, io, true);
+    while (w.out_fd >= 0) read_some(w, false, io);
+    while (w.err_fd >= 0) read_some(w, true, io);
   }
 };
 
