@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <map>
 #include <optional>
 #include <set>
@@ -115,7 +116,8 @@ std::uint64_t le64(const unsigned char* p) { return le32(p) | (static_cast<std::
 
 /// CRC-32 of a raw deflate stream's output (zip method 8), or nullopt when the stream
 /// is damaged or does not end where the directory says.
-std::optional<std::uint32_t> inflated_crc(const unsigned char* data, std::uint64_t stored, std::uint64_t length) {
+std::optional<std::uint32_t> inflated_crc(const unsigned char* data, std::uint64_t stored, std::uint64_t length,
+                                          std::string* keep = nullptr) {
   z_stream z{};
   if (inflateInit2(&z, -MAX_WBITS) != Z_OK) return std::nullopt;
   std::vector<unsigned char> out(1 << 16);
@@ -132,11 +134,42 @@ std::optional<std::uint32_t> inflated_crc(const unsigned char* data, std::uint64
     produced += n;
     if (produced > length) break;  // longer than declared: corrupt
     sum = crc32(sum, out.data(), static_cast<uInt>(n));
+    if (keep != nullptr) keep->append(reinterpret_cast<const char*>(out.data()), n);
     if (rc == Z_BUF_ERROR && n > 0) rc = Z_OK;
   }
   inflateEnd(&z);
   if (rc != Z_STREAM_END || produced != length) return std::nullopt;
   return static_cast<std::uint32_t>(sum);
+}
+
+/// Whether a `code/*.py` record is what LibTorch's archive writer produces: class
+/// headers and the declarations of parameters, buffers and attributes, nothing else.
+/// LibTorch 1.13's TorchScript importer crashes (SIGSEGV in
+/// ScriptTypeParser::parseClassConstant) on some other code, so a crafted or damaged
+/// file whose checksums agree must not reach it. "" when it is, else the first line
+/// that is not.
+std::string foreign_code_line(const std::string& code) {
+  static const std::string type = R"([A-Za-z_][A-Za-z0-9_.]*(\[[A-Za-z0-9_., \[\]]*\])?)";
+  static const std::vector<std::regex> allowed{
+      std::regex(R"(class [A-Za-z_][A-Za-z0-9_]*\([A-Za-z_][A-Za-z0-9_.]*\):)"),
+      std::regex(R"(  __parameters__ = \[("[^"\\]*", )*\])"),
+      std::regex(R"(  __buffers__ = \[("[^"\\]*", )*\])"),
+      std::regex(R"(  __annotations__ = \[\])"),
+      std::regex(R"(  __annotations__\["[^"\\]*"\] = )" + type),
+      std::regex(R"(  [A-Za-z_][A-Za-z0-9_]* : )" + type),
+  };
+  std::size_t begin = 0;
+  while (begin <= code.size()) {
+    auto end = code.find('\n', begin);
+    if (end == std::string::npos) end = code.size();
+    const auto line = code.substr(begin, end - begin);
+    if (!line.empty() && std::none_of(allowed.begin(), allowed.end(),
+                                      [&](const std::regex& r) { return std::regex_match(line, r); })) {
+      return line.size() > 60 ? line.substr(0, 60) + "..." : line;
+    }
+    begin = end + 1;
+  }
+  return "";
 }
 
 /// Checks the CRC-32 of every record of the zip archive `bytes`: stored records
@@ -155,6 +188,9 @@ void verify_records(const std::string& bytes, const std::string& path) {
     if (eocd == lowest) throw IoError(path, unreadable);
     --eocd;
   }
+  // Entries on this disk and in all: one and the same in a checkpoint (LibTorch's
+  // reader takes the first, so both are checked).
+  if (le16(data + eocd + 8) != le16(data + eocd + 10)) corrupt(path, "zip directory entry counts disagree");
   std::uint64_t entries = le16(data + eocd + 10);
   std::uint64_t directory_size = le32(data + eocd + 12);
   std::uint64_t directory = le32(data + eocd + 16);
@@ -205,6 +241,11 @@ void verify_records(const std::string& bytes, const std::string& path) {
     if (!fits(local, 30) || le32(data + local) != 0x04034b50u) corrupt(path, "record " + name + " is missing");
     const std::uint64_t start = local + 30 + le16(data + local + 26) + le16(data + local + 28);
     if (!fits(start, stored)) corrupt(path, "record " + name + " is cut short (truncated?)");
+    // TorchScript code: small, and checked line by line below.
+    const bool is_code = name.find("/code/") != std::string::npos && name.size() > 3 &&
+                         name.compare(name.size() - 3, 3, ".py") == 0;
+    if (is_code && length > (1u << 20)) corrupt(path, "record " + name + " is too large for archive code");
+    std::string code;
     if (method == 0) {
       if (stored != length) corrupt(path, "record " + name + " has inconsistent sizes");
       uLong sum = crc32(0L, Z_NULL, 0);
@@ -214,15 +255,22 @@ void verify_records(const std::string& bytes, const std::string& path) {
         done += chunk;
       }
       if (static_cast<std::uint32_t>(sum) != crc) corrupt(path, "checksum mismatch in record " + name);
+      if (is_code) code.assign(reinterpret_cast<const char*>(data + start), length);
     } else if (method == 8) {
-      const auto sum = inflated_crc(data + start, stored, length);
+      const auto sum = inflated_crc(data + start, stored, length, is_code ? &code : nullptr);
       if (!sum) corrupt(path, "record " + name + " is not a valid compressed stream");
       if (*sum != crc) corrupt(path, "checksum mismatch in record " + name);
     } else {
       corrupt(path, "record " + name + " uses zip method " + std::to_string(method) + ", which LibTorch never writes");
     }
+    if (is_code) {
+      const auto line = foreign_code_line(code);
+      if (!line.empty()) corrupt(path, "record " + name + " holds code attend never writes: '" + line + "'");
+    }
     at += entry_size;
   }
+  // Every byte of the directory belongs to an entry that was checked.
+  if (at != end) corrupt(path, "zip directory holds more than its entry count says");
 }
 
 InputArchive open_archive(const std::string& path) {
