@@ -9,6 +9,8 @@
 #   1p x 2t      one process, two threads
 #   2p x 1t      attend launch --nproc 2 (one thread each), buckets of 1 MB sent during backward
 #   2p x 1t, 0   the same with one bucket all-reduced after backward (--bucket-mb 0)
+#   2p x 1t, 256 the same with a global batch of 256: 128 per process, as in the
+#                one-process runs (weak scaling, as data-parallel benchmarks usually report)
 #   2 x 1p x 1t  two independent one-thread runs at once: the machine's ceiling for two
 #                processes (their rates summed)
 # and the gradient all-reduce of the data-parallel runs (bytes and waiting time per
@@ -21,9 +23,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1
 
-cnn=(train cnn --data "$root/data/mnist" --epochs 2 --batch 128)
-ram=(train ram --scenes cluttered --canvas 60 --fragments 4 --glimpses 8 --glimpse-size 12 --scales 3 --epochs 3
-     --batch 128)
+cnn=(train cnn --data "$root/data/mnist" --epochs 2)
+ram=(train ram --scenes cluttered --canvas 60 --fragments 4 --glimpses 8 --glimpse-size 12 --scales 3 --epochs 3)
 
 rate() { grep -E "epoch [0-9]+/[0-9]+ done" "$1" | tail -1 | sed -E 's/.* ([0-9.]+) ex\/s training.*/\1/'; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -36,14 +37,21 @@ measure() {  # measure <name> <model> -> prints "name model median [extra]"
     local out=$work/$name-$model-$i
     rm -rf "$out.run" "$out.run2"
     case $name in
-      1p1t) "$attend" --threads 1 "${args[@]}" --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
-      1p2t) OPENBLAS_NUM_THREADS=2 "$attend" --threads 2 "${args[@]}" --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
-      2p1t) "$attend" launch --nproc 2 -- "${args[@]}" --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
-      2p1t0) "$attend" launch --nproc 2 -- "${args[@]}" --bucket-mb 0 --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
+      1p1t) "$attend" --threads 1 "${args[@]}" --batch 128 --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
+      1p2t)
+        OPENBLAS_NUM_THREADS=2 "$attend" --threads 2 "${args[@]}" --batch 128 --run-dir "$out.run" 2>"$out.err" \
+          >/dev/null
+        ;;
+      2p1t) "$attend" launch --nproc 2 -- "${args[@]}" --batch 128 --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
+      2p1t0)
+        "$attend" launch --nproc 2 -- "${args[@]}" --batch 128 --bucket-mb 0 --run-dir "$out.run" 2>"$out.err" \
+          >/dev/null
+        ;;
+      2p1tw) "$attend" launch --nproc 2 -- "${args[@]}" --batch 256 --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
       pair)
-        "$attend" --threads 1 "${args[@]}" --run-dir "$out.run" 2>"$out.err" >/dev/null &
+        "$attend" --threads 1 "${args[@]}" --batch 128 --run-dir "$out.run" 2>"$out.err" >/dev/null &
         local p=$!
-        "$attend" --threads 1 "${args[@]}" --run-dir "$out.run2" 2>"$out.err2" >/dev/null
+        "$attend" --threads 1 "${args[@]}" --batch 128 --run-dir "$out.run2" 2>"$out.err2" >/dev/null
         wait "$p"
         ;;
     esac
@@ -69,7 +77,7 @@ measure() {  # measure <name> <model> -> prints "name model median [extra]"
 echo "attend: $("$attend" --version)   machine: $(nproc) cores   repeats: $repeats"
 printf '%-8s %-4s %10s %12s %14s\n' config model "ex/s" "MB/step" "wait ms/step"
 for model in cnn ram; do
-  for name in 1p1t 1p2t 2p1t 2p1t0 pair; do
+  for name in 1p1t 1p2t 2p1t 2p1t0 2p1tw pair; do
     read -r n m r mb w <<<"$(measure "$name" "$model")"
     printf '%-8s %-4s %10s %12s %14s\n' "$n" "$m" "$r" "${mb:--}" "${w:--}"
   done

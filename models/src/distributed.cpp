@@ -531,6 +531,9 @@ struct DataParallel::Impl {
     }
     std::fill(arrived.begin(), arrived.end(), false);
     next_launch = 0;
+    // The next step's shard sets them again; without one, every rank has an equal share.
+    weight = default_weight();
+    empty_shard = false;
     ++stats.steps;
     stats.wait_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
   }
@@ -637,8 +640,6 @@ struct DataParallel::Impl {
     stop = v[2] > 0.5;
     std::size_t i = 3;
     for (auto& [name, value] : metrics) value = v[i++];
-    weight = default_weight();
-    empty_shard = false;
     stats.sync_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
   }
 

@@ -181,15 +181,18 @@ class Engine {
     const StepLoss out = loss_(context);
     TORCH_CHECK(out.loss.defined() && out.loss.numel() == 1, "fit: the loss function must return a scalar loss");
     out.loss.backward();
-    if (hooks_.after_backward) hooks_.after_backward(context);
     double loss = out.loss.item<double>();
     Metrics metrics = out.metrics;
     std::int64_t examples = out.examples;
+    // Before the after-backward hook: in data-parallel training the gradient buckets
+    // launched during backward are still travelling while the step's values are
+    // reduced, so the two collectives share one wait.
     if (hooks_.reduce_step) {
       bool stop = stop_ != nullptr && stop_->load();
       hooks_.reduce_step(loss, metrics, examples, stop);
       agreed_stop_ = stop;
     }
+    if (hooks_.after_backward) hooks_.after_backward(context);
     if (const auto problem = nonfinite(loss); !problem.empty()) {
       handle_nonfinite(problem);
       return;

@@ -406,7 +406,7 @@ TEST(DataParallel, ARankLostMidRunStopsTheOthersNamingIt) {
   }, 1.0, /*timeout=*/20);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(errors[1], "rank 1 dies");
-  EXPECT_TRUE(contains(errors[0], "rank 0: lost rank 1 during the gradient all-reduce")) << errors[0];
+  EXPECT_TRUE(contains(errors[0], "rank 0: lost rank 1 during the step's metrics")) << errors[0];
   EXPECT_EQ(errors[0].find('\n'), std::string::npos);
   EXPECT_LT(seconds, 15.0);  // found at once, not after the 20 s timeout
 }

@@ -5,8 +5,8 @@
 /// cleanly on request (e.g. Ctrl-C).
 ///
 /// One step: optimizer.zero_grad(); loss = loss_fn(context); loss.backward();
-/// hooks.after_backward(context); the non-finite check of the loss and the
-/// gradients; gradient clipping; optimizer.step().
+/// hooks.reduce_step(...); hooks.after_backward(context); the non-finite check of
+/// the loss and the gradients; gradient clipping; optimizer.step().
 ///
 /// A run folder is locked for the run's life (attend::RunFolderLock): a second run on
 /// it, in this process or another, fails at once.
@@ -124,7 +124,8 @@ struct FitHooks {
   /// Once, after resuming (or not) and before the first step: e.g. check that every
   /// process runs the same thing and copy rank 0's parameters to the others.
   std::function<void(const StartInfo&)> start;
-  /// After the after-backward hook: takes this process's loss, training metrics,
+  /// After backward and before the after-backward hook (so that its collective
+  /// overlaps the gradients' all-reduce, launched during backward): takes this process's loss, training metrics,
   /// example count and stop request and makes them the run's (so the non-finite
   /// check, the progress line, the epoch means and the stop decision agree across
   /// processes). The stop decision it returns is used before the next step instead
