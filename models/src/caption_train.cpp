@@ -244,10 +244,12 @@ CaptionEvaluation evaluate_captioner(CaptionModel& model, const ds::CaptionSourc
   for (std::int64_t begin = 0; begin < source.size(); begin += options.batch_size()) {
     const auto items =
         source.get(range_indices(begin, std::min(source.size(), begin + options.batch_size())), 0);
-    auto decoded = model.caption(items.images, BeamSearchOptions()
-                                                   .beam(options.beam())
-                                                   .length_penalty(options.length_penalty())
-                                                   .max_length(model.max_length() - 1));
+    // Encoded once for decoding and teacher forcing.
+    const auto annotations = net.encode(items.images);
+    auto decoded = model.caption_encoded(annotations, BeamSearchOptions()
+                                                          .beam(options.beam())
+                                                          .length_penalty(options.length_penalty())
+                                                          .max_length(model.max_length() - 1));
     for (size_t i = 0; i < decoded.size(); ++i) {
       const auto& t = items.targets[i];
       TORCH_CHECK(!t.references.empty(), "evaluate: image ", t.name, " has no reference caption");
@@ -273,7 +275,7 @@ CaptionEvaluation evaluate_captioner(CaptionModel& model, const ds::CaptionSourc
       }
       if (any_objects) {
         const auto batch = ds::make_caption_batch(model.vocabulary(), firsts, model.max_length());
-        const auto out = net.forward(items.images, batch.tokens);
+        const auto out = net.forward_encoded(annotations, batch.tokens);
         for (size_t i = 0; i < items.targets.size(); ++i) {
           // Step t produced token t+1, i.e. word t of the caption.
           const auto length = batch.lengths[static_cast<std::int64_t>(i)].item<std::int64_t>();

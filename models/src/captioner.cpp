@@ -267,14 +267,21 @@ CaptionerImpl::Step CaptionerImpl::step(const torch::Tensor& annotations, const 
 }
 
 CaptionerOutput CaptionerImpl::forward(const torch::Tensor& images, const torch::Tensor& tokens) {
-  TORCH_CHECK(tokens.dim() == 2 && tokens.size(0) == images.size(0) && tokens.size(1) >= 2 &&
-                  tokens.scalar_type() == torch::kInt64,
+  TORCH_CHECK(tokens.dim() == 2 && tokens.size(0) == images.size(0),
               "captioner: expected tokens [B,T] int64 with T >= 2 for ", images.size(0), " images, got ",
+              tokens.sizes(), " ", tokens.scalar_type());
+  return forward_encoded(encode(images), tokens);
+}
+
+CaptionerOutput CaptionerImpl::forward_encoded(const torch::Tensor& annotations, const torch::Tensor& tokens) {
+  TORCH_CHECK(annotations.dim() == 3, "captioner: expected annotations [B,N,D], got ", annotations.sizes());
+  TORCH_CHECK(tokens.dim() == 2 && tokens.size(0) == annotations.size(0) && tokens.size(1) >= 2 &&
+                  tokens.scalar_type() == torch::kInt64,
+              "captioner: expected tokens [B,T] int64 with T >= 2 for ", annotations.size(0), " images, got ",
               tokens.sizes(), " ", tokens.scalar_type());
   TORCH_CHECK(tokens.numel() == 0 || (tokens.min().item<std::int64_t>() >= 0 &&
                                       tokens.max().item<std::int64_t>() < options.vocab_size()),
               "captioner: token ids outside 0..", options.vocab_size() - 1);
-  const auto annotations = encode(images);
   const auto projected = attention->project_keys(annotations);
   auto [h, c] = initial_state(annotations);
   std::vector<torch::Tensor> logits, alphas, betas, log_probs, entropies;
@@ -416,8 +423,16 @@ std::unique_ptr<DecoderState> CaptionerImpl::search_state(const torch::Tensor& a
 std::vector<DecodedCaption> CaptionerImpl::decode(const torch::Tensor& images, const BeamSearchOptions& search) {
   torch::NoGradGuard no_grad;
   ModeGuard evaluating(*this, false);
-  const auto state = search_state(encode(images), search.beam());
-  return beam_search(*state, images.size(0), search);
+  return decode_encoded(encode(images), search);
+}
+
+std::vector<DecodedCaption> CaptionerImpl::decode_encoded(const torch::Tensor& annotations,
+                                                          const BeamSearchOptions& search) {
+  TORCH_CHECK(annotations.dim() == 3, "captioner: expected annotations [B,N,D], got ", annotations.sizes());
+  torch::NoGradGuard no_grad;
+  ModeGuard evaluating(*this, false);
+  const auto state = search_state(annotations, search.beam());
+  return beam_search(*state, annotations.size(0), search);
 }
 
 }  // namespace attend::models

@@ -179,10 +179,20 @@ std::vector<DecodedCaption> CaptionModel::caption(const torch::Tensor& images, B
   TORCH_CHECK(images.dim() == 4 && images.size(1) == channels_ && images.size(2) == height_ &&
                   images.size(3) == width_,
               "captioner: expected images [B,", channels_, ",", height_, ",", width_, "], got ", images.sizes());
+  torch::NoGradGuard no_grad;
+  ModeGuard evaluating(*net, false);
+  return caption_encoded(net->encode(images), std::move(search));
+}
+
+std::vector<DecodedCaption> CaptionModel::caption_encoded(const torch::Tensor& annotations, BeamSearchOptions search) {
+  const auto [rows, columns] = grid();
+  TORCH_CHECK(annotations.dim() == 3 && annotations.size(1) == rows * columns,
+              "captioner: expected annotations [B,", rows * columns, ",D] of ", height_, "x", width_,
+              " images, got ", annotations.sizes());
   search.max_length(std::min(search.max_length(), max_length_ - 1))
       .start_token(datasets::Vocabulary::kStart)
       .end_token(datasets::Vocabulary::kEnd);
-  return net->decode(images, search);
+  return net->decode_encoded(annotations, search);
 }
 
 std::vector<std::string> CaptionModel::words(const DecodedCaption& caption) const {

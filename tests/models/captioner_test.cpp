@@ -135,6 +135,36 @@ TEST(Captioner, BatchedBeamSearchEqualsOneImageAtATime) {
   }
 }
 
+// One encoding can serve teacher forcing and decoding (evaluation encodes once): from
+// annotations, both give exactly what they give from the images; annotations of the
+// wrong rank are refused.
+TEST(Captioner, EncodedOnceGivesWhatTheImagesGive) {
+  torch::manual_seed(4);
+  am::Captioner model(small_options());
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const auto images = torch::rand({3, 1, 8, 12});
+  const auto tokens = tokens_for({5, 3, 4}, 6);
+  const auto annotations = model->encode(images);
+  const auto direct = model->forward(images, tokens);
+  const auto encoded = model->forward_encoded(annotations, tokens);
+  EXPECT_TRUE(torch::equal(direct.logits, encoded.logits));
+  EXPECT_TRUE(torch::equal(direct.alphas, encoded.alphas));
+  const auto search = am::BeamSearchOptions().beam(2).max_length(5);
+  const auto a = model->decode(images, search);
+  const auto b = model->decode_encoded(annotations, search);
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 3u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].tokens, b[i].tokens) << i;
+    EXPECT_EQ(a[i].log_prob, b[i].log_prob) << i;
+    EXPECT_TRUE(torch::equal(a[i].alphas, b[i].alphas)) << i;
+  }
+  EXPECT_THROW(model->forward_encoded(images, tokens), c10::Error);
+  EXPECT_THROW(model->decode_encoded(images, search), c10::Error);
+  EXPECT_THROW(model->forward_encoded(annotations, tokens.narrow(0, 0, 2)), c10::Error);
+}
+
 // A few hundred steps on one caption per image make the model say it: the parts are
 // wired so that learning happens (and greedy decoding reads what was learnt).
 TEST(Captioner, LearnsToSayWhatItIsTaught) {

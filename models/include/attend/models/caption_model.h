@@ -46,6 +46,9 @@ class CaptionModel : public Model {
   /// 1) or beam search over all images at once, at most max_length() - 1 generated
   /// tokens unless `search` asks for fewer. Each with its per-word alphas and betas.
   std::vector<DecodedCaption> caption(const torch::Tensor& images, BeamSearchOptions search);
+  /// The same from annotations [B,N,D] of images of the model's size, encoded
+  /// beforehand with net->encode (e.g. to use them for teacher forcing too).
+  std::vector<DecodedCaption> caption_encoded(const torch::Tensor& annotations, BeamSearchOptions search);
   /// The words of a decoded caption.
   std::vector<std::string> words(const DecodedCaption& caption) const;
 

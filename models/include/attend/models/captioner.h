@@ -147,12 +147,17 @@ class CaptionerImpl : public torch::nn::Cloneable<CaptionerImpl> {
   /// Teacher forcing. requires tokens [B,T] int64, T >= 2, ids < vocab_size.
   /// (alphas undefined for attention none.)
   CaptionerOutput forward(const torch::Tensor& images, const torch::Tensor& tokens);
+  /// The same from annotations [B,N,D] encoded beforehand (encode), so that one
+  /// encoding can serve teacher forcing and decoding.
+  CaptionerOutput forward_encoded(const torch::Tensor& annotations, const torch::Tensor& tokens);
   /// The training loss. requires lengths [B] int64 in 2..T (<start> and <end> counted).
   CaptionLoss loss(const torch::Tensor& images, const torch::Tensor& tokens, const torch::Tensor& lengths);
   /// Greedy (beam 1) or beam search for every image at once (B*k rows per step), in
   /// evaluation mode and without gradients; each caption with the alpha and beta of
   /// each of its words.
   std::vector<DecodedCaption> decode(const torch::Tensor& images, const BeamSearchOptions& search);
+  /// The same from annotations [B,N,D] encoded beforehand.
+  std::vector<DecodedCaption> decode_encoded(const torch::Tensor& annotations, const BeamSearchOptions& search);
 
   /// One decoding step from the state of rows: the building block of forward and
   /// decode (exposed for tests). annotations/projected [B,N,*]; h, c [B*q,H] with q
