@@ -184,11 +184,14 @@ FitSummary train_captioner(CaptionModel& model, const ds::CaptionSource& train, 
     }
     const auto indices = shard_batch(hooks, ds::order_batch(order, options.batch_size(), c.step_in_epoch));
     const auto items = train.get(indices, c.epoch);
-    ds::Rng rng(ds::stream_key(ds::stream_key(options.seed(), kReferenceStream, static_cast<std::uint64_t>(c.epoch)),
-                               static_cast<std::uint64_t>(c.step_in_epoch)));
+    // Each image's reference for this epoch comes from a stream of (seed, epoch, image),
+    // so it does not depend on how a global batch is cut between processes.
+    const auto epoch_key = ds::stream_key(options.seed(), kReferenceStream, static_cast<std::uint64_t>(c.epoch));
     std::vector<std::vector<std::string>> chosen;
-    for (const auto& t : items.targets) {
+    for (size_t i = 0; i < items.targets.size(); ++i) {
+      const auto& t = items.targets[i];
       TORCH_CHECK(!t.references.empty(), "captioner: training image ", t.name, " has no caption");
+      ds::Rng rng(ds::stream_key(epoch_key, static_cast<std::uint64_t>(indices[i])));
       chosen.push_back(t.references[static_cast<size_t>(rng.uniform_int(static_cast<std::int64_t>(t.references.size())))]);
     }
     const auto batch = ds::make_caption_batch(model.vocabulary(), chosen, model.max_length());
@@ -198,7 +201,8 @@ FitSummary train_captioner(CaptionModel& model, const ds::CaptionSource& train, 
       metrics["reinforce"] = l.reinforce.item<double>();
       metrics["entropy"] = l.entropy.item<double>();
     }
-    return {l.total, static_cast<std::int64_t>(indices.size()), metrics};
+    // The loss and its metrics are means over words: data-parallel ranks weigh by them.
+    return {l.total, static_cast<std::int64_t>(indices.size()), metrics, l.words};
   };
   EvalFn eval;
   if (validation != nullptr) {

@@ -399,7 +399,13 @@ struct DataParallel::Impl {
   std::vector<Bucket> buckets;
   std::vector<unsigned> hook_handles;
   std::size_t next_launch = 0;
-  double weight = 1.0;       // n_r / B of this step
+  // Gradients, the loss and the metrics are multiplied by `weight` before they are
+  // summed over the ranks: n_r / B of this step (the shares sum to 1), or, when the
+  // loss is a mean over `terms` (words, say), this rank's terms; the sums are then
+  // divided by all ranks' terms (`divisor`, from reduce_step, before finish needs it).
+  double weight = 1.0;
+  bool by_terms = false;
+  double divisor = 0.0;      // all ranks' terms this step; 0 = not known yet
   bool empty_shard = false;  // this step's shard is a stand-in example of weight 0
   DataParallelStats stats;
 
@@ -509,9 +515,12 @@ struct DataParallel::Impl {
       }
     }
     launch_ready();
+    TORCH_CHECK(!by_terms || divisor > 0, "DataParallel: the step weighted by terms needs reduce_step before ",
+                "the gradients are finished");
     for (auto& b : buckets) {
       group.wait(*b.pending);
       b.pending.reset();
+      if (by_terms) b.flat.narrow(0, 0, b.numel).div_(divisor);
       const auto flags = b.flat.narrow(0, b.numel, static_cast<std::int64_t>(b.params.size()))
                              .to(torch::kFloat64)
                              .contiguous();
@@ -533,6 +542,8 @@ struct DataParallel::Impl {
     next_launch = 0;
     // The next step's shard sets them again; without one, every rank has an equal share.
     weight = default_weight();
+    by_terms = false;
+    divisor = 0.0;
     empty_shard = false;
     ++stats.steps;
     stats.wait_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
@@ -627,19 +638,28 @@ struct DataParallel::Impl {
 
   void reduce_step(double& loss, Metrics& metrics, std::int64_t& examples, bool& stop) {
     const auto t0 = Clock::now();
-    // Each rank's values weighted by its share of the global batch; the number of
-    // ranks asking to stop.
-    std::vector<double> values{loss * weight, empty_shard ? 0.0 : static_cast<double>(examples),
-                               stop ? 1.0 : 0.0};
+    // Each rank's values times its weight, the weights (the divisor), the examples
+    // and the number of ranks asking to stop.
+    std::vector<double> values{loss * weight, weight, empty_shard ? 0.0 : static_cast<double>(examples),
+                               stop ? 1.0 : 0.0, by_terms ? 1.0 : 0.0};
     for (const auto& [name, value] : metrics) values.push_back(value * weight);
     auto t = torch::tensor(values, torch::kFloat64);
     group.all_reduce_sum(t, "the step's metrics");
     const auto* v = t.data_ptr<double>();
-    loss = v[0];
-    examples = static_cast<std::int64_t>(std::llround(v[1]));
-    stop = v[2] > 0.5;
-    std::size_t i = 3;
-    for (auto& [name, value] : metrics) value = v[i++];
+    // The shares of the global batch sum to 1; terms to the global batch's terms.
+    const double total = by_terms ? v[1] : 1.0;
+    loss = v[0] / total;
+    examples = static_cast<std::int64_t>(std::llround(v[2]));
+    stop = v[3] > 0.5;
+    const auto weighing_by_terms = std::llround(v[4]);
+    TORCH_CHECK(weighing_by_terms == 0 || weighing_by_terms == group.size(), "DataParallel: ", weighing_by_terms,
+                " of ", group.size(), " ranks weigh this step by terms (the loss functions disagree)");
+    std::size_t i = 5;
+    for (auto& [name, value] : metrics) value = v[i++] / total;
+    if (by_terms) {
+      TORCH_CHECK(v[1] > 0, "DataParallel: no rank has a term to average over in this step");
+      divisor = v[1];
+    }
     stats.sync_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
   }
 
@@ -661,6 +681,13 @@ struct DataParallel::Impl {
     std::size_t i = 0;
     for (auto& [name, value] : out) value = t.data_ptr<double>()[i++] / static_cast<double>(group.size());
     return out;
+  }
+
+  void before_backward(const StepLoss& out) {
+    if (out.terms <= 0) return;
+    // A stand-in example (empty shard) keeps weight 0.
+    weight = empty_shard ? 0.0 : static_cast<double>(out.terms);
+    by_terms = true;
   }
 
   std::vector<std::int64_t> shard(const std::vector<std::int64_t>& global) {
@@ -692,6 +719,7 @@ void DataParallel::join(FitHooks& hooks) {
   auto* impl = impl_.get();
   hooks.writer = impl->group.rank() == 0;
   hooks.shard = [impl](const std::vector<std::int64_t>& batch) { return impl->shard(batch); };
+  hooks.before_backward = [impl](const StepLoss& out) { impl->before_backward(out); };
   hooks.after_backward = [impl](const StepContext&) { impl->finish(); };
   hooks.reduce_step = [impl](double& loss, Metrics& metrics, std::int64_t& examples, bool& stop) {
     impl->reduce_step(loss, metrics, examples, stop);

@@ -180,6 +180,8 @@ class Engine {
     optimizer_.zero_grad();
     const StepLoss out = loss_(context);
     TORCH_CHECK(out.loss.defined() && out.loss.numel() == 1, "fit: the loss function must return a scalar loss");
+    TORCH_CHECK(out.terms >= 0, "fit: the loss function returned ", out.terms, " terms");
+    if (hooks_.before_backward) hooks_.before_backward(out);
     out.loss.backward();
     double loss = out.loss.item<double>();
     Metrics metrics = out.metrics;

@@ -11,44 +11,14 @@
 
 #include <limits>
 
+#include "caption_support.h"
 #include "test_support.h"
 
 namespace am = attend::models;
 namespace ds = attend::datasets;
+using attend::testing::bar_scene_generator;
+using attend::testing::small_captioner_options;
 using attend::testing::TempDir;
-
-namespace {
-
-/// Bars of varying size as 28x28 items, label (i + i / 10) % 10 (every tenth item
-/// still covers all classes, so the val split has them all).
-ds::Digits bar_digits(std::int64_t n, std::int64_t salt) {
-  auto images = torch::zeros({n, 28, 28}, torch::kUInt8);
-  for (std::int64_t i = 0; i < n; ++i) {
-    const auto x0 = 4 + (i + salt) % 5, y0 = 3 + i % 3;
-    images[i].narrow(0, y0, 18).narrow(1, x0, 16).fill_(static_cast<std::uint8_t>(120 + i % 100));
-  }
-  const auto i = torch::arange(n, torch::kInt64);
-  return {images, (i + i.div(10, "floor")) % 10};
-}
-
-std::shared_ptr<const ds::ObjectSceneGenerator> bar_scene_generator() {
-  return std::make_shared<const ds::ObjectSceneGenerator>(ds::ObjectSceneOptions().canvas(32), 3,
-                                                          std::vector<ds::Digits>{bar_digits(200, 0)},
-                                                          std::vector<ds::Digits>{bar_digits(60, 1)});
-}
-
-/// A small captioner's options for 32x32 grey scenes (stride 4: an 8x8 grid).
-nlohmann::json small_captioner_options(const std::string& attention = "soft") {
-  const auto& kind = am::model_registry().at("captioner");
-  auto o = am::complete_options(kind,
-                                {{"filters", {4, 8}}, {"embed", 8}, {"hidden", 16}, {"attention_size", 8},
-                                 {"attention", attention}, {"dropout", 0.0}},
-                                am::InputShape{1, 32, 32});
-  o["vocabulary"] = ds::Vocabulary::build({ds::object_caption_words(ds::ObjectItems::kDigits)}).words();
-  return o;
-}
-
-}  // namespace
 
 // Cells of 4 px over an 8x8 image; the box [2,6) x [0,4) covers half of cells 0 and 1.
 TEST(CaptionGrounding, BoxMassCountsPartialCellsByArea) {

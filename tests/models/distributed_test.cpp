@@ -3,11 +3,15 @@
 // a test sees every rank's parameters. The process-level behaviour (attend launch,
 // a killed worker) is tested in tests/apps/distributed.cmake.
 #include <attend/datasets/rng.h>
+#include <attend/models/caption_model.h>
+#include <attend/models/caption_train.h>
 #include <attend/models/distributed.h>
 #include <attend/models/ram.h>
 #include <attend/models/trainer.h>
 
 #include <test_support.h>
+
+#include "caption_support.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
@@ -168,6 +172,94 @@ void expect_cnn_equivalence(int world, double bucket_mb) {
   for (int r = 0; r < world; ++r) {
     ASSERT_EQ(errors[static_cast<std::size_t>(r)], "") << "rank " << r;
     EXPECT_LT(max_difference(*nets[static_cast<std::size_t>(r)], *reference), 1e-10) << "rank " << r;
+  }
+}
+
+/// Like train_cnn, but example i of the data counts 1 + i % 4 times in the loss, a
+/// mean over those terms (as a captioner's loss is a mean over words); with
+/// `report_terms` the loss function says so through StepLoss::terms.
+void train_cnn_by_terms(torch::nn::Sequential& net, const CnnData& data, const am::FitHooks& hooks,
+                        bool report_terms) {
+  torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.1));
+  auto loss = [&](const am::StepContext& c) {
+    const auto order = ds::epoch_order(24, 5, c.epoch);
+    const auto idx = am::shard_batch(hooks, ds::order_batch(order, 7, c.step_in_epoch));
+    const auto index = torch::tensor(idx, torch::kInt64);
+    const auto counts = (index.remainder(4) + 1).to(torch::kFloat64);
+    const auto each = torch::nn::functional::cross_entropy(
+        net->forward(data.images.index_select(0, index)), data.labels.index_select(0, index),
+        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+    const auto terms = counts.sum().item<double>();
+    const auto l = (each * counts).sum() / terms;
+    return am::StepLoss{l, static_cast<std::int64_t>(idx.size()), {{"twice", 2 * l.item<double>()}},
+                        report_terms ? static_cast<std::int64_t>(terms) : 0};
+  };
+  am::fit(*net, sgd, description(0.1), am::FitOptions().epochs(2).steps_per_epoch(4), loss, nullptr, nullptr,
+          nullptr, hooks);
+}
+
+// A loss that is a mean over terms (words) rather than examples: ranks holding more
+// terms weigh more, and 2 or 3 ranks take the one-process steps to float64
+// precision; weighing by the examples instead does not.
+TEST(DataParallel, LossesThatAreMeansOverTermsGiveTheOneProcessSteps) {
+  const CnnData data;
+  auto reference = make_cnn(100);
+  train_cnn_by_terms(reference, data, {}, true);
+  for (const int world : {2, 3}) {
+    for (const bool report : {true, false}) {
+      std::vector<torch::nn::Sequential> nets;
+      for (int r = 0; r < world; ++r) nets.push_back(make_cnn(100));
+      TempDir dir;
+      const auto errors = on_parallel_ranks(modules_of(nets), dir, [&](int r, am::FitHooks& hooks) {
+        train_cnn_by_terms(nets[static_cast<std::size_t>(r)], data, hooks, report);
+      });
+      for (int r = 0; r < world; ++r) {
+        ASSERT_EQ(errors[static_cast<std::size_t>(r)], "") << "rank " << r;
+        const auto difference = max_difference(*nets[static_cast<std::size_t>(r)], *reference);
+        if (report) {
+          EXPECT_LT(difference, 1e-10) << world << " ranks, rank " << r;
+        } else {
+          EXPECT_GT(difference, 1e-6) << world << " ranks, rank " << r << ": weighing by examples is not exact";
+        }
+      }
+    }
+  }
+}
+
+// The captioner through train_captioner: its loss is a mean over words and captions
+// of a level-2 scene differ in length ("a 3 above a 7", "a 3 to the left of a 7"), so
+// the ranks must weigh by words; each image's reference caption must not depend on
+// the shard it falls in. Two ranks then take one process's steps (float32, SGD).
+TEST(DataParallel, TwoRanksTakeTheOneProcessStepsOfTheCaptioner) {
+  const ds::SceneCaptionSource train(attend::testing::bar_scene_generator(), ds::ObjectSplit::kTrain, 20);
+  const auto options = am::TrainOptions().epochs(2).batch_size(10).optimizer(am::OptimizerKind::kSgd).momentum(0).lr(0.5).seed(5);
+  auto make = [] {
+    torch::manual_seed(2);
+    return am::make_model("captioner", attend::testing::small_captioner_options());
+  };
+  auto reference = make();
+  am::train_captioner(dynamic_cast<am::CaptionModel&>(*reference), train, nullptr, options,
+                      am::CaptionMonitor::kCider);
+  for (const bool by_words : {true, false}) {
+    std::vector<std::unique_ptr<am::Model>> models;
+    models.push_back(make());
+    models.push_back(make());
+    std::vector<torch::nn::Module*> modules{&models[0]->module(), &models[1]->module()};
+    TempDir dir;
+    const auto errors = on_parallel_ranks(modules, dir, [&](int r, am::FitHooks& hooks) {
+      if (!by_words) hooks.before_backward = nullptr;  // the ranks then weigh by examples
+      am::train_captioner(dynamic_cast<am::CaptionModel&>(*models[static_cast<std::size_t>(r)]), train, nullptr,
+                          options, am::CaptionMonitor::kCider, nlohmann::json::object(), nullptr, nullptr, hooks);
+    });
+    for (int r = 0; r < 2; ++r) {
+      ASSERT_EQ(errors[static_cast<std::size_t>(r)], "") << "rank " << r;
+      const auto difference = max_difference(models[static_cast<std::size_t>(r)]->module(), reference->module());
+      if (by_words) {
+        EXPECT_LT(difference, 1e-6) << "rank " << r;
+      } else {
+        EXPECT_GT(difference, 1e-4) << "rank " << r << ": weighing by examples is not the one-process step";
+      }
+    }
   }
 }
 

@@ -147,7 +147,8 @@ class DataParallel {
   DataParallel& operator=(const DataParallel&) = delete;
 
   /// Sets every member of `hooks` that data parallelism needs: writer (rank 0),
-  /// shard, after_backward, reduce_step, agree_stop, reduce_metrics and start.
+  /// shard, before_backward, after_backward, reduce_step, agree_stop, reduce_metrics and
+  /// start.
   void join(FitHooks& hooks);
 
   /// This rank's part of a global batch: the r-th of W contiguous pieces whose sizes

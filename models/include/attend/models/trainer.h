@@ -4,7 +4,8 @@
 /// the best checkpoint on a monitored evaluation metric, stops early, and stops
 /// cleanly on request (e.g. Ctrl-C).
 ///
-/// One step: optimizer.zero_grad(); loss = loss_fn(context); loss.backward();
+/// One step: optimizer.zero_grad(); loss = loss_fn(context);
+/// hooks.before_backward(loss); loss.backward();
 /// hooks.reduce_step(...); hooks.after_backward(context); the non-finite check of
 /// the loss and the gradients; gradient clipping; optimizer.step().
 ///
@@ -85,6 +86,11 @@ struct StepLoss {
   torch::Tensor loss;          ///< scalar to differentiate
   std::int64_t examples = 0;   ///< batch size of this process
   Metrics metrics;             ///< other training metrics of the step
+  /// What the loss and the metrics are means over, when that is not the examples:
+  /// e.g. the words of a batch of captions. 0 = the examples. Data-parallel training
+  /// weights each process's gradients, loss and metrics by it, so that a mean over
+  /// words stays the global batch's mean however the words fall on the processes.
+  std::int64_t terms = 0;
 };
 
 /// The forward half of one step (choose the batch, compute the loss); the engine
@@ -106,6 +112,9 @@ struct StartInfo {
 
 /// Where other code joins the loop. Every member's default suits one process.
 struct FitHooks {
+  /// After the loss function and before backward, with what it returned (e.g. to
+  /// learn the step's weight before gradients arrive).
+  std::function<void(const StepLoss&)> before_backward;
   /// Between backward and clipping/optimizer step, e.g. to all-reduce gradients.
   std::function<void(const StepContext&)> after_backward;
   /// Whether this process writes checkpoints (false on every rank but 0 in
