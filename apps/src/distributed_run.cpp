@@ -60,8 +60,10 @@ void DistributedRun::join(torch::nn::Module& module, am::FitHooks& hooks) {
   parallel_->join(hooks);
 }
 
-void DistributedRun::report(std::ostream& out) const {
-  if (!group_ || !parallel_ || !writer()) return;
+void DistributedRun::report(std::ostream& out) {
+  if (!group_ || !parallel_) return;
+  // Rank 0 on `out`; the others in their --rank-log, when they keep one.
+  if (!writer() && !log_.is_open()) return;
   const auto s = parallel_->stats();
   if (s.steps == 0) return;
   char line[256];
@@ -71,7 +73,7 @@ void DistributedRun::report(std::ostream& out) const {
                 size(), static_cast<long long>(s.buckets), s.buckets == 1 ? "" : "s",
                 static_cast<double>(s.bytes_per_step) / 1e6, 1000.0 * s.wait_seconds / static_cast<double>(s.steps),
                 1000.0 * s.sync_seconds / static_cast<double>(s.steps));
-  out << line;
+  (writer() ? out : log_) << line << std::flush;
 }
 
 std::shared_ptr<am::TrainingObserver> DistributedRun::rank_log(const std::string& run_dir) {

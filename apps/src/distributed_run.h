@@ -35,9 +35,9 @@ class DistributedRun {
   void barrier();
   /// Data-parallel training of `module` through `hooks` (nothing when inactive).
   void join(torch::nn::Module& module, models::FitHooks& hooks);
-  /// On rank 0 of a distributed run: one line with the buckets, the bytes each step
-  /// all-reduces and the time spent waiting for them after backward.
-  void report(std::ostream& out) const;
+  /// One line with the buckets, the bytes each step all-reduces and the time spent
+  /// in collectives: rank 0 writes it to `out`, the others to their --rank-log.
+  void report(std::ostream& out);
   /// Ranks > 0 with --rank-log: a progress observer writing <run>/rank-<r>.log;
   /// else nullptr.
   std::shared_ptr<models::TrainingObserver> rank_log(const std::string& run_dir);

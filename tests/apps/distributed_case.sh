@@ -75,6 +75,7 @@ case $mode in
       [ -s "$run/$f" ] || fail "the run folder has no $f"
     done
     grep -q "epoch 2/2 done" "$run/rank-1.log" || fail "rank 1's log has no epoch line"
+    grep -q "data-parallel over 2 ranks" "$run/rank-1.log" || fail "rank 1's log has no data-parallel line"
     # 24 training items, batch 6: 4 steps an epoch, as on one process.
     grep -q '"event":"end".*"step":8' "$run/metrics.jsonl" || fail "the run did not take 8 steps"
     "$attend" eval "$run/last.pt" --data "$T/idx" >"$work/e.out" 2>"$work/e.err" || fail "the checkpoint does not evaluate"
