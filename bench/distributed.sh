@@ -4,7 +4,7 @@
 #
 # For the CNN (MNIST digits, 28x28, batch 128) and the RAM (60x60 clutter, 8 glimpses
 # of 3 scales, batch 128), the training rate (examples per second, from the progress
-# line of the last epoch) of:
+# lines: the mean over the epochs after the first) of:
 #   1p x 1t      one process, one thread
 #   1p x 2t      one process, two threads
 #   2p x 1t      attend launch --nproc 2 (one thread each), buckets of 1 MB sent during backward
@@ -23,10 +23,14 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1
 
-cnn=(train cnn --data "$root/data/mnist" --epochs 2)
-ram=(train ram --scenes cluttered --canvas 60 --fragments 4 --glimpses 8 --glimpse-size 12 --scales 3 --epochs 3)
+cnn=(train cnn --data "$root/data/mnist" --epochs 3)
+ram=(train ram --scenes cluttered --canvas 60 --fragments 4 --glimpses 8 --glimpse-size 12 --scales 3 --epochs 6)
 
-rate() { grep -E "epoch [0-9]+/[0-9]+ done" "$1" | tail -1 | sed -E 's/.* ([0-9.]+) ex\/s training.*/\1/'; }
+# The mean training rate of the epochs after the first (RAM epochs last 2 s each).
+rate() {
+  grep -E "epoch [0-9]+/[0-9]+ done" "$1" | tail -n +2 | sed -E 's/.* ([0-9.]+) ex\/s training.*/\1/' |
+    awk '{ s += $1; n++ } END { printf "%.0f\n", s / n }'
+}
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 measure() {  # measure <name> <model> -> prints "name model median [extra]"
