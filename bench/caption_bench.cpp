@@ -98,7 +98,7 @@ namespace {
 /// The search alone over annotations encoded beforehand: the decoder steps on B*k
 /// rows (or k rows, image by image), without the encoder both sides share.
 void BM_SearchOnly(benchmark::State& state) {
-  at::set_num_threads(1);
+  at::set_num_threads(static_cast<int>(state.range(1)));
   auto model = make_captioner();
   torch::NoGradGuard g;
   const auto annotations = model->encode(images());
@@ -142,7 +142,7 @@ void BM_TeacherForcedStep(benchmark::State& state) {
 /// One decoding step of the soft decoder for 64 images x 3 beams (192 rows), through
 /// the fused additive kernel (no gradients, float32).
 void BM_DecodingStep(benchmark::State& state) {
-  at::set_num_threads(1);
+  at::set_num_threads(static_cast<int>(state.range(0)));
   auto model = make_captioner();
   torch::NoGradGuard g;
   const auto annotations = model->encode(images());
@@ -156,11 +156,12 @@ void BM_DecodingStep(benchmark::State& state) {
 
 }  // namespace
 
-// {1 = batched, 0 = one image at a time}
-BENCHMARK(BM_SearchOnly)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond);
+// {1 = batched, 0 = one image at a time; threads}
+BENCHMARK(BM_SearchOnly)->Args({1, 1})->Args({0, 1})->Args({1, 2})->Args({0, 2})->Unit(benchmark::kMillisecond);
 // {threads}
 BENCHMARK(BM_TeacherForcedStep)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_DecodingStep)->Unit(benchmark::kMicrosecond);
+// {threads}
+BENCHMARK(BM_DecodingStep)->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond);
 
 // The attend binary's allocator settings (apps/src/main.cpp), so the figures are what
 // users of the CLI get.
