@@ -3,6 +3,7 @@
 // model is untrained, so every caption runs to max_length (12 tokens): both sides do
 // the same number of steps. Vocabulary 23 (the words of level-2 object scenes).
 //   OMP_WAIT_POLICY=PASSIVE build/bench/caption_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+#include <attend/datasets/parallel.h>
 #include <attend/models/beam_search.h>
 #include <attend/models/captioner.h>
 
@@ -15,6 +16,13 @@ namespace am = attend::models;
 namespace {
 
 constexpr std::int64_t kImages = 64;
+
+/// N threads for LibTorch and for OpenBLAS's matrix products, as `attend --threads N`
+/// gives (OpenBLAS otherwise keeps one thread per core whatever LibTorch uses).
+void use_threads(std::int64_t n) {
+  at::set_num_threads(static_cast<int>(n));
+  attend::datasets::set_blas_threads(static_cast<int>(n));
+}
 
 am::Captioner make_captioner() {
   torch::manual_seed(0);
@@ -29,7 +37,7 @@ torch::Tensor images() {
 }
 
 void BM_BeamSearchBatched(benchmark::State& state) {
-  at::set_num_threads(static_cast<int>(state.range(0)));
+  use_threads(state.range(0));
   auto model = make_captioner();
   const auto x = images();
   const auto search = am::BeamSearchOptions().beam(state.range(1)).max_length(12);
@@ -41,7 +49,7 @@ void BM_BeamSearchBatched(benchmark::State& state) {
 }
 
 void BM_BeamSearchOneImageAtATime(benchmark::State& state) {
-  at::set_num_threads(static_cast<int>(state.range(0)));
+  use_threads(state.range(0));
   auto model = make_captioner();
   const auto x = images();
   const auto search = am::BeamSearchOptions().beam(state.range(1)).max_length(12);
@@ -63,14 +71,14 @@ BENCHMARK(BM_BeamSearchOneImageAtATime)->Args({1, 3})->Args({2, 3})->Args({1, 1}
 
 namespace {
 void BM_EncodeBatched(benchmark::State& state) {
-  at::set_num_threads(1);
+  use_threads(1);
   auto model = make_captioner();
   const auto x = images();
   torch::NoGradGuard g;
   for (auto _ : state) benchmark::DoNotOptimize(model->encode(x).data_ptr());
 }
 void BM_EncodeOneAtATime(benchmark::State& state) {
-  at::set_num_threads(1);
+  use_threads(1);
   auto model = make_captioner();
   const auto x = images();
   torch::NoGradGuard g;
@@ -80,7 +88,7 @@ void BM_EncodeOneAtATime(benchmark::State& state) {
 }
 }  // namespace
 void BM_EncodeChunked(benchmark::State& state) {
-  at::set_num_threads(1);
+  use_threads(1);
   auto model = make_captioner();
   const auto x = images();
   torch::NoGradGuard g;
@@ -98,7 +106,7 @@ namespace {
 /// The search alone over annotations encoded beforehand: the decoder steps on B*k
 /// rows (or k rows, image by image), without the encoder both sides share.
 void BM_SearchOnly(benchmark::State& state) {
-  at::set_num_threads(static_cast<int>(state.range(1)));
+  use_threads(state.range(1));
   auto model = make_captioner();
   torch::NoGradGuard g;
   const auto annotations = model->encode(images());
@@ -121,7 +129,7 @@ void BM_SearchOnly(benchmark::State& state) {
 /// One teacher-forced training step (forward, backward, Adam) on 64 captions of 11
 /// tokens, the same model and sizes as bench/caption_reference.py (vocabulary 28).
 void BM_TeacherForcedStep(benchmark::State& state) {
-  at::set_num_threads(static_cast<int>(state.range(0)));
+  use_threads(state.range(0));
   torch::manual_seed(0);
   am::Captioner model(am::CaptionerOptions(28));
   torch::optim::Adam adam(model->parameters(), 1e-3);
@@ -142,7 +150,7 @@ void BM_TeacherForcedStep(benchmark::State& state) {
 /// One decoding step of the soft decoder for 64 images x 3 beams (192 rows), through
 /// the fused additive kernel (no gradients, float32).
 void BM_DecodingStep(benchmark::State& state) {
-  at::set_num_threads(static_cast<int>(state.range(0)));
+  use_threads(state.range(0));
   auto model = make_captioner();
   torch::NoGradGuard g;
   const auto annotations = model->encode(images());

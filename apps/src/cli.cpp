@@ -1,6 +1,7 @@
 #include "cli.h"
 #include "distributed_run.h"
 
+#include <attend/datasets/parallel.h>
 #include <attend/io_error.h>
 #include <attend/models/trainer.h>
 
@@ -15,6 +16,7 @@
 #include <iostream>
 #include <limits>
 #include <cmath>
+#include <cstdlib>
 #include <sstream>
 #include <thread>
 
@@ -27,7 +29,8 @@ po::options_description global_options(GlobalOptions& g) {
   po::options_description desc("Global options", kLineWidth);
   desc.add_options()
       ("threads", po::value<int>(&g.threads)->default_value(0)->value_name("N"),
-       "intra-op threads for LibTorch (0 = one per core, shared among the workers of attend launch)")
+       "threads for LibTorch's operations and OpenBLAS's matrix products (0 = one per core, shared "
+       "among the workers of attend launch; OPENBLAS_NUM_THREADS, if set, then sizes OpenBLAS)")
       ("seed", po::value<std::uint64_t>(&g.seed)->default_value(1)->value_name("S"),
        "seed of everything random")
       ("help,h", "show help and exit");
@@ -156,23 +159,40 @@ Split split_args(int argc, const char* const argv[]) {
   return s;
 }
 
-/// LibTorch's intra-op thread count for one command, put back when it ends, so a
-/// program calling run_cli keeps its own setting. Seeds are not set process-wide:
-/// commands hand --seed to what draws random numbers.
+/// LibTorch's intra-op thread count for one command, and OpenBLAS's, put back when it
+/// ends, so a program calling run_cli keeps its own settings. OpenBLAS keeps a pool of
+/// its own (one thread per core unless OPENBLAS_NUM_THREADS says otherwise): an
+/// explicit --threads sizes it too, so that `--threads 1` runs on one core instead of
+/// leaving a second one spinning; without --threads, a count OpenBLAS read from the
+/// environment (OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS or OMP_NUM_THREADS, as `attend
+/// launch` sets for its workers) is respected. Seeds are not set
+/// process-wide: commands hand --seed to what draws random numbers.
 class ThreadScope {
  public:
-  explicit ThreadScope(const GlobalOptions& g) : previous_(at::get_num_threads()) {
+  explicit ThreadScope(const GlobalOptions& g)
+      : previous_(at::get_num_threads()), previous_blas_(attend::datasets::blas_threads()) {
     if (g.threads < 0 || g.threads > 1024) {
       throw UsageError("--threads must be between 0 and 1024, got " + std::to_string(g.threads));
     }
-    at::set_num_threads(g.threads == 0 ? default_threads() : g.threads);
+    const int threads = g.threads == 0 ? default_threads() : g.threads;
+    at::set_num_threads(threads);
+    const bool blas_from_environment = std::getenv("OPENBLAS_NUM_THREADS") != nullptr ||
+                                       std::getenv("GOTO_NUM_THREADS") != nullptr ||
+                                       std::getenv("OMP_NUM_THREADS") != nullptr;
+    if (previous_blas_ > 0 && (g.threads > 0 || !blas_from_environment)) {
+      attend::datasets::set_blas_threads(threads);
+    }
   }
-  ~ThreadScope() { at::set_num_threads(previous_); }
+  ~ThreadScope() {
+    at::set_num_threads(previous_);
+    if (previous_blas_ > 0) attend::datasets::set_blas_threads(previous_blas_);
+  }
   ThreadScope(const ThreadScope&) = delete;
   ThreadScope& operator=(const ThreadScope&) = delete;
 
  private:
   int previous_;
+  int previous_blas_;
 };
 
 int dispatch(int argc, const char* const argv[], std::ostream& out, std::ostream& err) {

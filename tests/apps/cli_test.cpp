@@ -4,6 +4,7 @@
 
 #include <attend/attention/additive.h>
 #include <attend/datasets/idx.h>
+#include <attend/datasets/parallel.h>
 #include <attend/models/registry.h>
 
 #include <ATen/Parallel.h>
@@ -17,6 +18,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -25,6 +27,7 @@
 
 #include <set>
 #include <sstream>
+#include <thread>
 
 namespace ds = attend::datasets;
 using attend::testing::contains;
@@ -613,6 +616,44 @@ TEST(Cli, CommandsLeaveTheProcessSettingsAsTheyFoundThem) {
   EXPECT_EQ(c1.out, c2.out) << "sampled predictions follow --seed";
   EXPECT_EQ(at::get_num_threads(), threads);
   EXPECT_TRUE(torch::equal(at::detail::getDefaultCPUGenerator().get_state(), generator));
+}
+
+// OpenBLAS keeps a thread pool of its own: an explicit --threads sizes it as well (so
+// `--threads 1` is one core), a count from the environment is kept when --threads is
+// not given, and the process's setting is put back after the command.
+TEST(Cli, ThreadsSizeOpenBlasAsWell) {
+  if (ds::blas_threads() == 0) GTEST_SKIP() << "the BLAS in use is not OpenBLAS";
+  const int before = ds::blas_threads();
+  // The environment variables OpenBLAS reads its count from, cleared for the test.
+  const std::vector<std::string> names{"OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"};
+  std::map<std::string, std::string> saved;
+  for (const auto& n : names) {
+    if (const char* v = std::getenv(n.c_str())) saved[n] = v;
+    ::unsetenv(n.c_str());
+  }
+  auto info = [](std::vector<std::string> global) {
+    for (const auto& a : {"info", "--json", "--size", "16", "--repeats", "1"}) global.emplace_back(a);
+    const auto r = run(global);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return nlohmann::json::parse(r.out);
+  };
+  for (const int n : {1, 2}) {
+    const auto j = info({"--threads", std::to_string(n)});
+    EXPECT_EQ(j["blas_threads"], n);
+    EXPECT_EQ(j["intra_op_threads"], n);
+    EXPECT_EQ(ds::blas_threads(), before) << "put back after the command";
+  }
+  // Without --threads: one per core for both, unless the environment sized OpenBLAS.
+  const auto j = info({});
+  EXPECT_EQ(j["blas_threads"], j["intra_op_threads"]);
+  const int odd = static_cast<int>(std::thread::hardware_concurrency()) + 1;
+  ds::set_blas_threads(odd);
+  ::setenv("OPENBLAS_NUM_THREADS", std::to_string(odd).c_str(), 1);
+  EXPECT_EQ(info({})["blas_threads"], odd);
+  EXPECT_EQ(info({"--threads", "1"})["blas_threads"], 1) << "an explicit --threads wins";
+  for (const auto& n : names) ::unsetenv(n.c_str());
+  for (const auto& [n, v] : saved) ::setenv(n.c_str(), v.c_str(), 1);
+  ds::set_blas_threads(before);
 }
 
 // A stop requested in one run does not stop the next one in the same process.

@@ -137,6 +137,7 @@ class InfoCommand : public Command {
                           {"inter_op_threads", at::get_num_interop_threads()},
                           {"parallel_for_threads", attend::datasets::parallel_for_threads()},
                           {"blas", kind},
+                          {"blas_threads", attend::datasets::blas_threads()},
                           {"blas_libraries", libraries},
                           {"matmul_size", n},
                           {"matmul_gflops", gflops},
@@ -151,7 +152,9 @@ class InfoCommand : public Command {
              << "Boost         " << boost_version << "\n"
              << "threads       " << at::get_num_threads() << " intra-op, " << at::get_num_interop_threads()
              << " inter-op; attend's own loops split over " << attend::datasets::parallel_for_threads() << "\n"
-             << "BLAS          " << kind << "\n";
+             << "BLAS          " << kind;
+      if (const int b = attend::datasets::blas_threads(); b > 0) io.out << ", " << b << (b == 1 ? " thread" : " threads");
+      io.out << "\n";
       for (const auto& l : libraries) io.out << "              " << l << "\n";
       for (size_t i = 0; i < kinds.size(); ++i) {
         std::string caps;
