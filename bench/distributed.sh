@@ -14,7 +14,8 @@
 #   2 x 1p x 1t  two independent one-thread runs at once: the machine's ceiling for two
 #                processes (their rates summed)
 # and the gradient all-reduce of the data-parallel runs (bytes and waiting time per
-# step, from attend's data-parallel line). Medians over the repeats.
+# step, from attend's data-parallel line). Medians over the repeats, with their range;
+# the repeats interleave the configurations.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 attend=${1:-$root/build/bin/attend}
@@ -33,56 +34,56 @@ rate() {
 }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-measure() {  # measure <name> <model> -> prints "name model median [extra]"
-  local name=$1 model=$2 i
+configs=(1p1t 1p2t 2p1t 2p1t0 2p1tw pair)
+# run_one <name> <model> <i>: one run of a configuration; its rate (and all-reduce
+# figures) go to $work/<name>-<model>.rates (.mb, .waits).
+run_one() {
+  local name=$1 model=$2 i=$3
   local -n args=$model
-  local rates=() waits=() mb=""
-  for i in $(seq "$repeats"); do
-    local out=$work/$name-$model-$i
-    rm -rf "$out.run" "$out.run2"
-    case $name in
-      1p1t) "$attend" --threads 1 "${args[@]}" --batch 128 --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
-      1p2t)
-        OPENBLAS_NUM_THREADS=2 "$attend" --threads 2 "${args[@]}" --batch 128 --run-dir "$out.run" 2>"$out.err" \
-          >/dev/null
-        ;;
-      2p1t) "$attend" launch --nproc 2 -- "${args[@]}" --batch 128 --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
-      2p1t0)
-        "$attend" launch --nproc 2 -- "${args[@]}" --batch 128 --bucket-mb 0 --run-dir "$out.run" 2>"$out.err" \
-          >/dev/null
-        ;;
-      2p1tw) "$attend" launch --nproc 2 -- "${args[@]}" --batch 256 --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
-      pair)
-        "$attend" --threads 1 "${args[@]}" --batch 128 --run-dir "$out.run" 2>"$out.err" >/dev/null &
-        local p=$!
-        "$attend" --threads 1 "${args[@]}" --batch 128 --run-dir "$out.run2" 2>"$out.err2" >/dev/null
-        wait "$p"
-        ;;
-    esac
-    if [ "$name" = pair ]; then
-      rates+=("$(awk -v a="$(rate "$out.err")" -v b="$(rate "$out.err2")" 'BEGIN { print a + b }')")
-    else
-      rates+=("$(rate "$out.err")")
-    fi
-    if grep -q "data-parallel over" "$out.err"; then
-      waits+=("$(sed -nE 's/.* ([0-9.]+) ms per step waiting.*/\1/p' "$out.err")")
-      mb=$(sed -nE 's/.*, ([0-9.]+) MB all-reduced per step.*/\1/p' "$out.err")
-    fi
-  done
-  local m
-  m=$(printf '%s\n' "${rates[@]}" | median)
-  if [ ${#waits[@]} -gt 0 ]; then
-    echo "$name $model $m $mb $(printf '%s\n' "${waits[@]}" | median)"
+  local out=$work/$name-$model-$i
+  rm -rf "$out.run" "$out.run2"
+  case $name in
+    1p1t) "$attend" --threads 1 "${args[@]}" --batch 128 --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
+    1p2t)
+      OPENBLAS_NUM_THREADS=2 "$attend" --threads 2 "${args[@]}" --batch 128 --run-dir "$out.run" 2>"$out.err" \
+        >/dev/null
+      ;;
+    2p1t) "$attend" launch --nproc 2 -- "${args[@]}" --batch 128 --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
+    2p1t0)
+      "$attend" launch --nproc 2 -- "${args[@]}" --batch 128 --bucket-mb 0 --run-dir "$out.run" 2>"$out.err" \
+        >/dev/null
+      ;;
+    2p1tw) "$attend" launch --nproc 2 -- "${args[@]}" --batch 256 --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
+    pair)
+      "$attend" --threads 1 "${args[@]}" --batch 128 --run-dir "$out.run" 2>"$out.err" >/dev/null &
+      local p=$!
+      "$attend" --threads 1 "${args[@]}" --batch 128 --run-dir "$out.run2" 2>"$out.err2" >/dev/null
+      wait "$p"
+      ;;
+  esac
+  if [ "$name" = pair ]; then
+    awk -v a="$(rate "$out.err")" -v b="$(rate "$out.err2")" 'BEGIN { print a + b }' >>"$work/$name-$model.rates"
   else
-    echo "$name $model $m"
+    rate "$out.err" >>"$work/$name-$model.rates"
+  fi
+  if grep -q "data-parallel over" "$out.err"; then
+    sed -nE 's/.* ([0-9.]+) ms per step waiting.*/\1/p' "$out.err" >>"$work/$name-$model.waits"
+    sed -nE 's/.*, ([0-9.]+) MB all-reduced per step.*/\1/p' "$out.err" >"$work/$name-$model.mb"
   fi
 }
-
 echo "attend: $("$attend" --version)   machine: $(nproc) cores   repeats: $repeats"
-printf '%-8s %-4s %10s %12s %14s\n' config model "ex/s" "MB/step" "wait ms/step"
+printf '%-8s %-4s %10s %13s %10s %14s\n' config model "ex/s" "range" "MB/step" "wait ms/step"
+# Repeats outside, configurations inside: the speed of this shared machine drifts over
+# minutes, and interleaving gives every configuration the same share of it.
 for model in cnn ram; do
-  for name in 1p1t 1p2t 2p1t 2p1t0 2p1tw pair; do
-    read -r n m r mb w <<<"$(measure "$name" "$model")"
-    printf '%-8s %-4s %10s %12s %14s\n' "$n" "$m" "$r" "${mb:--}" "${w:--}"
+  for i in $(seq "$repeats"); do
+    for name in "${configs[@]}"; do run_one "$name" "$model" "$i"; done
+  done
+  for name in "${configs[@]}"; do
+    r=$(median <"$work/$name-$model.rates")
+    range=$(sort -g "$work/$name-$model.rates" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "-" hi }')
+    mb=$(cat "$work/$name-$model.mb" 2>/dev/null || true)
+    w=$( [ -s "$work/$name-$model.waits" ] && median <"$work/$name-$model.waits" || true)
+    printf '%-8s %-4s %10s %13s %10s %14s\n' "$name" "$model" "$r" "$range" "${mb:--}" "${w:--}"
   done
 done

@@ -133,9 +133,10 @@ struct FitHooks {
   /// Once, after resuming (or not) and before the first step: e.g. check that every
   /// process runs the same thing and copy rank 0's parameters to the others.
   std::function<void(const StartInfo&)> start;
-  /// After backward and before the after-backward hook (so that its collective
-  /// overlaps the gradients' all-reduce, launched during backward): takes this process's loss, training metrics,
-  /// example count and stop request and makes them the run's (so the non-finite
+  /// After backward and before the after-backward hook (its collective and the
+  /// gradient buckets launched during backward then share one wait): takes this
+  /// process's loss, training metrics, example count and stop request and makes
+  /// them the run's (so the non-finite
   /// check, the progress line, the epoch means and the stop decision agree across
   /// processes). The stop decision it returns is used before the next step instead
   /// of calling agree_stop.
