@@ -53,6 +53,7 @@ nlohmann::json CaptionerOptions::to_json() const {
           {"doubly_stochastic", doubly_stochastic_},
           {"attention", enum_name(attention_)},
           {"position", position_},
+          {"word_query", word_query_},
           {"external_features", external_features_},
           {"external_stride", external_stride_},
           {"entropy", entropy_},
@@ -74,6 +75,7 @@ CaptionerOptions CaptionerOptions::from_json(const nlohmann::json& j) {
                  .doubly_stochastic(j.at("doubly_stochastic").get<double>())
                  .attention(parse_enum<CaptionAttention>(j.at("attention").get<std::string>()))
                  .position(j.value("position", false))
+                 .word_query(j.value("word_query", false))
                  .external_features(j.value("external_features", std::int64_t{0}))
                  .external_stride(j.value("external_stride", std::int64_t{8}))
                  .entropy(j.at("entropy").get<double>())
@@ -117,7 +119,8 @@ void CaptionerImpl::reset() {
   const bool context = o.attention() != CaptionAttention::kNone;
   register_module("encoder", encoder);
   embedding = register_module("embedding", torch::nn::Embedding(o.vocab_size(), e));
-  attention = register_module("attention", attention::AdditiveAttention(h, d, o.attention_size()));
+  const auto query = h + (o.word_query() ? e : 0);
+  attention = register_module("attention", attention::AdditiveAttention(query, d, o.attention_size()));
   lstm = register_module("lstm", torch::nn::LSTMCell(context ? e + d : e, h));
   if (o.init_from_mean()) {
     init_h = register_module("init_h", torch::nn::Linear(d, h));
@@ -211,6 +214,8 @@ CaptionerImpl::Step CaptionerImpl::step(const torch::Tensor& annotations, const 
   const auto q = rows / b;  // rows (beams) per image
   Step out;
   torch::Tensor context;
+  const auto embedded = embedding->forward(tokens);
+  const auto query = (options.word_query() ? torch::cat({h, embedded}, 1) : h).view({b, q, -1});
   switch (options.attention()) {
     case CaptionAttention::kSoft: {
       // [B,q,H] queries against keys projected once per image: the beams share them.
@@ -221,14 +226,14 @@ CaptionerImpl::Step CaptionerImpl::step(const torch::Tensor& annotations, const 
         context = torch::bmm(out.alpha.view({b, q, n}), annotations).reshape({rows, d});
         break;
       }
-      const auto attended = attention->forward_projected(h.view({b, q, -1}), projected, annotations);
+      const auto attended = attention->forward_projected(query, projected, annotations);
       context = attended.context.reshape({rows, d});
       out.alpha = attended.weights.reshape({rows, n});
       break;
     }
     case CaptionAttention::kHard: {
       TORCH_CHECK(!alpha_override.defined(), "captioner: alpha override needs soft attention");
-      const auto attended = attention->forward_projected(h.view({b, q, -1}), projected, annotations);
+      const auto attended = attention->forward_projected(query, projected, annotations);
       out.alpha = attended.weights.reshape({rows, n});
       // alpha is the policy; log alpha as logits gives the same distribution.
       const auto policy = attention::categorical_policy(torch::log(out.alpha.clamp_min(1e-30)), {}, is_training(),
@@ -246,7 +251,6 @@ CaptionerImpl::Step CaptionerImpl::step(const torch::Tensor& annotations, const 
     case CaptionAttention::kNone:
       break;
   }
-  const auto embedded = embedding->forward(tokens);
   torch::Tensor z;
   if (context.defined()) {
     out.beta = options.gate() ? torch::sigmoid(f_beta->forward(h)).squeeze(1) : torch::ones({rows}, h.options());

@@ -40,6 +40,10 @@ ModelKind captioner_kind() {
                     "append each cell's centre (x, y) to its annotation, so the context says where the model "
                     "looked (scene captions name places and relations)",
                     "P"),
+      choice_option("query", "query", {"state", "word"},
+                    "what attention looks with: the LSTM state h_{t-1} (the paper's), or h_{t-1} and the word "
+                    "just read (a relation word then knows which object the caption began with)",
+                    "Q"),
       choice_option("output", "output", {"deep", "linear"},
                     "deep output layer L_o(E y + L_h h + L_z z), or a linear layer on h", "O"),
       real_option("dropout", "dropout", 0.0, 0.0, 0.95, "dropout before the output layer (the paper's: 0.5)", false,
@@ -109,6 +113,7 @@ CaptionModel::CaptionModel(const nlohmann::json& o) : options_(o) {
                          .init_from_mean(o.at("init").get<std::string>() == "mean")
                          .gate(o.at("gate").get<std::string>() == "on")
                          .position(o.at("position").get<std::string>() == "on")
+                         .word_query(o.value("query", std::string("state")) == "word")
                          .deep_output(o.at("output").get<std::string>() == "deep")
                          .dropout(o.at("dropout").get<double>())
                          .doubly_stochastic(o.at("lambda").get<double>())

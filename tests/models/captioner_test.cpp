@@ -258,6 +258,32 @@ TEST(Captioner, NoAttentionUsesTheImageOnlyThroughTheInitialState) {
   EXPECT_THROW(am::Captioner(small_options().attention(am::CaptionAttention::kNone).init_from_mean(false)), c10::Error);
 }
 
+// With `word_query`, the attention of step t looks with h_{t-1} and the word read at
+// step t, so alpha_t changes with tokens[:, t]; without it, alpha_t depends only on the
+// earlier tokens. The options survive their JSON (checkpoints), and JSON written before
+// the option existed reads as without it.
+TEST(Captioner, WordQueryLetsTheWordJustReadSteerAttention) {
+  const auto images = torch::rand({2, 1, 16, 12});
+  auto tokens = tokens_for({6, 6}, 6);
+  auto changed = tokens.clone();
+  changed.select(1, 2).add_(1);  // the word read at step 2
+  for (const bool word : {false, true}) {
+    torch::manual_seed(3);
+    am::Captioner model(small_options().word_query(word));
+    model->eval();
+    EXPECT_EQ(model->attention->options.query_size(), 16 + (word ? 8 : 0));
+    torch::NoGradGuard no_grad;
+    const auto a = model->forward(images, tokens).alphas, b = model->forward(images, changed).alphas;
+    EXPECT_TRUE(torch::equal(a.narrow(1, 0, 2), b.narrow(1, 0, 2)));
+    EXPECT_EQ(torch::equal(a.select(1, 2), b.select(1, 2)), !word) << "word_query " << word;
+  }
+  const auto options = small_options().word_query(true);
+  EXPECT_TRUE(am::CaptionerOptions::from_json(options.to_json()).word_query());
+  auto old = options.to_json();
+  old.erase("word_query");
+  EXPECT_FALSE(am::CaptionerOptions::from_json(old).word_query());
+}
+
 // With `position`, each annotation ends with its cell's centre in [-1,1] (x, y), in
 // reading order, after the encoder's features, which are unchanged.
 TEST(Captioner, PositionAppendsEachCellsCentre) {

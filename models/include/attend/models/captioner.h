@@ -4,7 +4,8 @@
 ///
 /// For word t (y_0 = <start>), with h_{t-1}, c_{t-1} the LSTM state:
 ///   alpha_t = softmax_i(v^T tanh(W_h h_{t-1} + W_a a_i + b))   (additive attention;
-///             the W_a a_i projected once per image)
+///             the W_a a_i projected once per image; with `word_query` the query is
+///             [h_{t-1}; E y_{t-1}])
 ///   z_t     = beta_t * sum_i alpha_ti a_i,  beta_t = sigmoid(f_beta(h_{t-1}))  (gate)
 ///   h_t, c_t = LSTM([E y_{t-1}; z_t], h_{t-1}, c_{t-1})
 ///   p(y_t)  = softmax(L_o(dropout(E y_{t-1} + L_h h_t + L_z z_t)))          (deep output)
@@ -84,6 +85,12 @@ struct CaptionerOptions {
   /// context z_t says where the model looked, not only what it saw there. (Not in the
   /// paper, whose captions rarely depend on positions; scene captions do.)
   TORCH_ARG(bool, position) = false;
+  /// The attention query is [h_{t-1}; E y_{t-1}] instead of h_{t-1}: the model looks
+  /// knowing the word it has just read. (Not in the paper. With h_{t-1} alone, the
+  /// step that reads "a 3 ..." and must say "left" or "above" chooses where to look
+  /// before it knows which object the caption began with, since the teacher's or the
+  /// search's choice of that word comes after h_{t-1}; see docs/results.md.)
+  TORCH_ARG(bool, word_query) = false;
   /// > 0: the annotations come from an external encoder (a user's TorchScript
   /// backbone, set as CaptionerImpl::external_encoder) with this many channels, and
   /// there is no built-in encoder; encoder_filters is then unused.
