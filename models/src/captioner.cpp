@@ -18,6 +18,7 @@ void CaptionerOptions::validate() const {
   TORCH_CHECK(!encoder_filters_.empty() && encoder_filters_.size() <= 6, "captioner: 1..6 encoder blocks, got ",
               encoder_filters_.size());
   for (auto f : encoder_filters_) TORCH_CHECK(f >= 1 && f <= 4096, "captioner: encoder filters must be in 1..4096");
+  TORCH_CHECK(!deep_output_tanh_ || deep_output_, "captioner: deep_output_tanh needs the deep output layer");
   for (auto [name, v] : {std::pair{"embed size", embed_size_}, std::pair{"hidden size", hidden_size_},
                          std::pair{"attention size", attention_size_}}) {
     TORCH_CHECK(v >= 1 && v <= 65536, "captioner: ", name, " must be in 1..65536, got ", v);
@@ -49,6 +50,7 @@ nlohmann::json CaptionerOptions::to_json() const {
           {"init_from_mean", init_from_mean_},
           {"gate", gate_},
           {"deep_output", deep_output_},
+          {"deep_output_tanh", deep_output_tanh_},
           {"dropout", dropout_},
           {"doubly_stochastic", doubly_stochastic_},
           {"attention", enum_name(attention_)},
@@ -71,6 +73,7 @@ CaptionerOptions CaptionerOptions::from_json(const nlohmann::json& j) {
                  .init_from_mean(j.at("init_from_mean").get<bool>())
                  .gate(j.at("gate").get<bool>())
                  .deep_output(j.at("deep_output").get<bool>())
+                 .deep_output_tanh(j.value("deep_output_tanh", false))
                  .dropout(j.at("dropout").get<double>())
                  .doubly_stochastic(j.at("doubly_stochastic").get<double>())
                  .attention(parse_enum<CaptionAttention>(j.at("attention").get<std::string>()))
@@ -263,6 +266,7 @@ CaptionerImpl::Step CaptionerImpl::step(const torch::Tensor& annotations, const 
   if (options.deep_output()) {
     auto deep = embedded + out_h->forward(out.h);
     if (z.defined()) deep = deep + out_z->forward(z);
+    if (options.deep_output_tanh()) deep = torch::tanh(deep);
     out.logits = out_words->forward(dropout->forward(deep));
   } else {
     out.logits = out_words->forward(dropout->forward(out.h));

@@ -44,8 +44,10 @@ ModelKind captioner_kind() {
                     "what attention looks with: the LSTM state h_{t-1} (the paper's), or h_{t-1} and the word "
                     "just read (a relation word then knows which object the caption began with)",
                     "Q"),
-      choice_option("output", "output", {"deep", "linear"},
-                    "deep output layer L_o(E y + L_h h + L_z z), or a linear layer on h", "O"),
+      choice_option("output", "output", {"deep", "deep-tanh", "linear"},
+                    "deep output layer L_o(E y + L_h h + L_z z) (the paper's eq. 7), the same with tanh before "
+                    "L_o (the authors' code), or a linear layer on h",
+                    "O"),
       real_option("dropout", "dropout", 0.0, 0.0, 0.95, "dropout before the output layer (the paper's: 0.5)", false,
                   "P"),
       real_option("lambda", "lambda", 0.0, 0.0, 1000.0,
@@ -114,7 +116,8 @@ CaptionModel::CaptionModel(const nlohmann::json& o) : options_(o) {
                          .gate(o.at("gate").get<std::string>() == "on")
                          .position(o.at("position").get<std::string>() == "on")
                          .word_query(o.value("query", std::string("state")) == "word")
-                         .deep_output(o.at("output").get<std::string>() == "deep")
+                         .deep_output(o.at("output").get<std::string>() != "linear")
+                         .deep_output_tanh(o.at("output").get<std::string>() == "deep-tanh")
                          .dropout(o.at("dropout").get<double>())
                          .doubly_stochastic(o.at("lambda").get<double>())
                          .entropy(o.at("entropy").get<double>())

@@ -284,6 +284,31 @@ TEST(Captioner, WordQueryLetsTheWordJustReadSteerAttention) {
   EXPECT_FALSE(am::CaptionerOptions::from_json(old).word_query());
 }
 
+// With `deep_output_tanh` the output layer reads tanh(E y + L_h h + L_z z): with L_o
+// the identity on the first 8 words, those logits are the tanh of the plain model's
+// (the same parameters otherwise, so the same h and z at every step).
+TEST(Captioner, DeepOutputTanhIsTheTanhOfTheSum) {
+  const auto images = torch::rand({2, 1, 16, 12});
+  const auto tokens = tokens_for({6, 5}, 6);
+  std::vector<torch::Tensor> logits;
+  for (const bool tanh : {false, true}) {
+    torch::manual_seed(5);
+    am::Captioner model(small_options().deep_output_tanh(tanh));
+    model->eval();
+    torch::NoGradGuard no_grad;
+    model->out_words->weight.zero_();
+    model->out_words->weight.narrow(0, 0, 8).copy_(torch::eye(8));
+    model->out_words->bias.zero_();
+    logits.push_back(model->forward(images, tokens).logits.narrow(2, 0, 8));
+  }
+  EXPECT_GT(logits[0].abs().max().item<double>(), 0.1) << "the sums are not all near 0";
+  EXPECT_TRUE(torch::allclose(logits[1], torch::tanh(logits[0]), 1e-5, 1e-6));
+  EXPECT_THROW(am::Captioner(small_options().deep_output(false).deep_output_tanh(true)), c10::Error);
+  auto old = small_options().to_json();
+  old.erase("deep_output_tanh");
+  EXPECT_FALSE(am::CaptionerOptions::from_json(old).deep_output_tanh()) << "checkpoints from before the option";
+}
+
 // With `position`, each annotation ends with its cell's centre in [-1,1] (x, y), in
 // reading order, after the encoder's features, which are unchanged.
 TEST(Captioner, PositionAppendsEachCellsCentre) {

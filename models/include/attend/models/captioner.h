@@ -8,7 +8,8 @@
 ///             [h_{t-1}; E y_{t-1}])
 ///   z_t     = beta_t * sum_i alpha_ti a_i,  beta_t = sigmoid(f_beta(h_{t-1}))  (gate)
 ///   h_t, c_t = LSTM([E y_{t-1}; z_t], h_{t-1}, c_{t-1})
-///   p(y_t)  = softmax(L_o(dropout(E y_{t-1} + L_h h_t + L_z z_t)))          (deep output)
+///   p(y_t)  = softmax(L_o(dropout(E y_{t-1} + L_h h_t + L_z z_t)))          (deep output;
+///             with `deep_output_tanh`, L_o(dropout(tanh(...))) as the authors' code)
 /// h_0 = tanh(f_init,h(mean_i a_i)), c_0 = tanh(f_init,c(mean_i a_i)).
 /// Switches reproduce the common simplified variant: no gate (beta = 1), a plain
 /// output layer (softmax(W dropout(h_t))), zero initial state, and for ablations
@@ -77,6 +78,12 @@ struct CaptionerOptions {
   TORCH_ARG(bool, gate) = true;
   /// The deep output layer (else a linear layer on h_t).
   TORCH_ARG(bool, deep_output) = true;
+  /// tanh on the deep output's sum before L_o, as the authors' code computes it
+  /// (arctic-captions: prev2out and ctx2out, then tanh and dropout); the paper's
+  /// eq. 7 prints it without. The tanh makes it a hidden layer, so the word can depend
+  /// on products of the word just read, h_t and z_t (which object was named first and
+  /// where each one is, for "above" against "below").
+  TORCH_ARG(bool, deep_output_tanh) = false;
   TORCH_ARG(double, dropout) = 0.5;
   /// lambda of the doubly stochastic regulariser (0 = off).
   TORCH_ARG(double, doubly_stochastic) = 1.0;
