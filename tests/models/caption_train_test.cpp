@@ -216,11 +216,15 @@ TEST(CaptionSaliency, WordScoresAreTheLargestLogitsAlongTheGreedyCaption) {
     // Steps that predict each token after <start>, plus none past the last one.
     const auto forced = model.net->forward(images.narrow(0, b, 1), torch::tensor(tokens, torch::kInt64).unsqueeze(0));
     const auto expected = std::get<0>(forced.logits[0].max(0));
-    EXPECT_TRUE(torch::allclose(scores[b], expected, 1e-5, 1e-5)) << "image " << b;
+    // float32 over up to 20 recurrent steps, three images in one batch against one
+    // alone (other matrix shapes, other rounding): differences of about 5e-5 occur.
+    EXPECT_TRUE(torch::allclose(scores[b], expected, 1e-4, 1e-4))
+        << "image " << b << " caption of " << caption.tokens.size() << " tokens, finished " << caption.finished
+        << ", largest difference " << (scores[b] - expected).abs().max().item<double>();
     // The greedy caption's words score at least as high as their emitting step's logit.
     for (size_t t = 0; t < caption.tokens.size(); ++t) {
       EXPECT_GE(scores[b][caption.tokens[t]].item<float>(),
-                forced.logits[0][static_cast<std::int64_t>(t)][caption.tokens[t]].item<float>() - 1e-5f);
+                forced.logits[0][static_cast<std::int64_t>(t)][caption.tokens[t]].item<float>() - 1e-4f);
     }
   }
 }
