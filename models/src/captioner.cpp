@@ -144,7 +144,9 @@ void CaptionerImpl::reset() {
 void CaptionerImpl::pretty_print(std::ostream& stream) const {
   stream << "attend::models::Captioner(vocab=" << options.vocab_size() << ", hidden=" << options.hidden_size()
          << ", attention=" << enum_name(options.attention()) << (options.gate() ? ", gate" : "")
-         << (options.deep_output() ? ", deep output" : "") << ", lambda=" << options.doubly_stochastic() << ")";
+         << (options.word_query() ? ", word query" : "")
+         << (options.deep_output() ? (options.deep_output_tanh() ? ", deep output (tanh)" : ", deep output") : "")
+         << ", lambda=" << options.doubly_stochastic() << ")";
 }
 
 std::int64_t CaptionerImpl::stride() const {

@@ -106,6 +106,7 @@ CaptionModel::CaptionModel(const nlohmann::json& o) : options_(o) {
   width_ = o.at("width").get<std::int64_t>();
   max_length_ = o.at("max_length").get<std::int64_t>();
   TORCH_CHECK(max_length_ >= 3, "captioner: max_length must be at least 3, got ", max_length_);
+  const auto output = o.at("output").get<std::string>();
   auto net_options = CaptionerOptions(vocabulary_.size())
                          .channels(channels_)
                          .encoder_filters(o.at("filters").get<std::vector<std::int64_t>>())
@@ -117,8 +118,8 @@ CaptionModel::CaptionModel(const nlohmann::json& o) : options_(o) {
                          .gate(o.at("gate").get<std::string>() == "on")
                          .position(o.at("position").get<std::string>() == "on")
                          .word_query(o.value("query", std::string("state")) == "word")
-                         .deep_output(o.at("output").get<std::string>() != "linear")
-                         .deep_output_tanh(o.at("output").get<std::string>() == "deep-tanh")
+                         .deep_output(output != "linear")
+                         .deep_output_tanh(output == "deep-tanh")
                          .dropout(o.at("dropout").get<double>())
                          .doubly_stochastic(o.at("lambda").get<double>())
                          .entropy(o.at("entropy").get<double>())

@@ -136,10 +136,9 @@ struct FitHooks {
   /// After backward and before the after-backward hook (its collective and the
   /// gradient buckets launched during backward then share one wait): takes this
   /// process's loss, training metrics, example count and stop request and makes
-  /// them the run's (so the non-finite
-  /// check, the progress line, the epoch means and the stop decision agree across
-  /// processes). The stop decision it returns is used before the next step instead
-  /// of calling agree_stop.
+  /// them the run's (so the non-finite check, the progress line, the epoch means and
+  /// the stop decision agree across processes). The stop decision it returns is used
+  /// before the next step instead of calling agree_stop.
   std::function<void(double& loss, Metrics& metrics, std::int64_t& examples, bool& stop)> reduce_step;
   /// Not called by fit: loss functions that choose batches call it on the global
   /// batch's indices and train on what it returns (this process's part).
