@@ -602,8 +602,14 @@ ObjectScene ObjectSceneGenerator::generate(ObjectSplit split, std::int64_t index
       words.insert(words.end(), {article(y.word), y.word});
       return words;
     };
-    scene.captions.push_back(say(a, predicate, b));
-    scene.captions.push_back(say(b, inverse, a));
+    // The first caption names the left (or upper) object first: "left of" or "above".
+    if (predicate == "left of" || predicate == "above") {
+      scene.captions.push_back(say(a, predicate, b));
+      scene.captions.push_back(say(b, inverse, a));
+    } else {
+      scene.captions.push_back(say(b, inverse, a));
+      scene.captions.push_back(say(a, predicate, b));
+    }
   } else {
     std::vector<size_t> order(obs.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;

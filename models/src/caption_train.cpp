@@ -159,8 +159,19 @@ ParsedCaption parse_scene_caption(const std::vector<std::string>& tokens,
   return out;
 }
 
+const std::vector<std::string>& training_reference(const ds::CaptionTarget& target, std::int64_t index,
+                                                   std::uint64_t seed, std::int64_t epoch,
+                                                   CaptionReferences references) {
+  TORCH_CHECK(!target.references.empty(), "captioner: training image ", target.name, " has no caption");
+  if (references == CaptionReferences::kFirst) return target.references.front();
+  const auto epoch_key = ds::stream_key(seed, kReferenceStream, static_cast<std::uint64_t>(epoch));
+  ds::Rng rng(ds::stream_key(epoch_key, static_cast<std::uint64_t>(index)));
+  return target.references[static_cast<size_t>(rng.uniform_int(static_cast<std::int64_t>(target.references.size())))];
+}
+
 FitSummary train_captioner(CaptionModel& model, const ds::CaptionSource& train, const ds::CaptionSource* validation,
-                           const TrainOptions& options, CaptionMonitor monitor, const nlohmann::json& data,
+                           const TrainOptions& options, const CaptionTrainOptions& captioning,
+                           const nlohmann::json& data,
                            TrainingObserver* observer, const std::atomic<bool>* stop, FitHooks hooks) {
   options.validate();
   check_fits(model, train, "training");
@@ -170,7 +181,8 @@ FitSummary train_captioner(CaptionModel& model, const ds::CaptionSource& train, 
   CheckpointInfo description;
   description.model = {model.kind(), model.options()};
   description.training = options.to_json();
-  description.training["monitor"] = enum_name(monitor);
+  description.training["monitor"] = enum_name(captioning.monitor());
+  description.training["references"] = enum_name(captioning.references());
   description.data = data.is_null() ? nlohmann::json::object() : data;
 
   std::int64_t order_epoch = -1;
@@ -184,15 +196,10 @@ FitSummary train_captioner(CaptionModel& model, const ds::CaptionSource& train, 
     }
     const auto indices = shard_batch(hooks, ds::order_batch(order, options.batch_size(), c.step_in_epoch));
     const auto items = train.get(indices, c.epoch);
-    // Each image's reference for this epoch comes from a stream of (seed, epoch, image),
-    // so it does not depend on how a global batch is cut between processes.
-    const auto epoch_key = ds::stream_key(options.seed(), kReferenceStream, static_cast<std::uint64_t>(c.epoch));
     std::vector<std::vector<std::string>> chosen;
     for (size_t i = 0; i < items.targets.size(); ++i) {
-      const auto& t = items.targets[i];
-      TORCH_CHECK(!t.references.empty(), "captioner: training image ", t.name, " has no caption");
-      ds::Rng rng(ds::stream_key(epoch_key, static_cast<std::uint64_t>(indices[i])));
-      chosen.push_back(t.references[static_cast<size_t>(rng.uniform_int(static_cast<std::int64_t>(t.references.size())))]);
+      chosen.push_back(
+          training_reference(items.targets[i], indices[i], options.seed(), c.epoch, captioning.references()));
     }
     const auto batch = ds::make_caption_batch(model.vocabulary(), chosen, model.max_length());
     auto l = net.loss(items.images, batch.tokens, batch.lengths);
@@ -220,7 +227,7 @@ FitSummary train_captioner(CaptionModel& model, const ds::CaptionSource& train, 
                          .run_dir(options.run_dir())
                          .resume(options.resume())
                          .checkpoint_every(options.checkpoint_every())
-                         .monitor(validation != nullptr ? enum_name(monitor) : "")
+                         .monitor(validation != nullptr ? enum_name(captioning.monitor()) : "")
                          .maximize(true)
                          .patience(validation != nullptr ? options.patience() : 0)
                          .clip_norm(options.clip_norm())

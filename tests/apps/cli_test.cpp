@@ -798,6 +798,7 @@ TEST(CliCaption, BadInputsGiveOneLineAndTheRightCode) {
       {{"train", "captioner", "--scenes", "clutter", "--run-dir", run_dir}, 2, "--scenes"},
       {{"train", "captioner", "--scenes", "objects", "--attention", "sharp", "--run-dir", run_dir}, 2, "--attention"},
       {{"train", "captioner", "--scenes", "objects", "--hidden", "0", "--run-dir", run_dir}, 2, "--hidden"},
+      {{"train", "captioner", "--scenes", "objects", "--references", "last", "--run-dir", run_dir}, 2, "--references"},
       {{"train", "captioner", "--data", dir.file("none.json"), "--run-dir", run_dir}, 1, "none.json"},
       {{"train", "captioner", "--data", dir.file("bad.json"), "--run-dir", run_dir}, 1, "split"},
       {{"train", "captioner", "--data", dir.file("bad.json"), "--level", "2", "--run-dir", run_dir}, 2,

@@ -113,6 +113,34 @@ TEST(CaptionEvaluation, UniformAttentionGroundsAtChance) {
   EXPECT_EQ(j["grounding"]["teacher_forced"]["words"], 24);
 }
 
+// "first" always trains on the first caption; "random" draws each image's caption per
+// epoch from (seed, epoch, index): the same draw again, every reference over the
+// epochs, about evenly, and different images drawing independently.
+TEST(CaptionTraining, TrainingReferencesAreTheFirstOrADrawPerEpochAndImage) {
+  ds::CaptionTarget t;
+  t.name = "x.png";
+  t.references = {{"a", "b"}, {"c"}, {"d", "e", "f"}};
+  std::vector<int> counts(3, 0);
+  int differs = 0;
+  for (std::int64_t epoch = 0; epoch < 300; ++epoch) {
+    EXPECT_EQ(am::training_reference(t, 4, 1, epoch, am::CaptionReferences::kFirst), t.references[0]);
+    const auto& r = am::training_reference(t, 4, 1, epoch, am::CaptionReferences::kRandom);
+    EXPECT_EQ(&r, &am::training_reference(t, 4, 1, epoch, am::CaptionReferences::kRandom));
+    ++counts[static_cast<size_t>(&r - t.references.data())];
+    differs += &r != &am::training_reference(t, 5, 1, epoch, am::CaptionReferences::kRandom);
+  }
+  for (int c : counts) EXPECT_NEAR(c, 100, 30);
+  EXPECT_NEAR(differs, 200, 30);  // two independent draws of 3 differ 2/3 of the time
+  ds::CaptionTarget none;
+  none.name = "empty.png";
+  try {
+    am::training_reference(none, 0, 1, 0, am::CaptionReferences::kFirst);
+    ADD_FAILURE() << "an image without captions was accepted";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("training image empty.png has no caption"), std::string::npos) << e.what();
+  }
+}
+
 // Two epochs straight equal one epoch, stopped, and resumed for the second: the
 // chosen references, the batches and the weights all follow from (seed, epoch, step).
 TEST(CaptionTraining, ResumesBitExactlyAndKeepsTheBestOnValidation) {
@@ -124,7 +152,7 @@ TEST(CaptionTraining, ResumesBitExactlyAndKeepsTheBestOnValidation) {
     auto built = am::make_model("captioner", small_captioner_options());
     auto& model = dynamic_cast<am::CaptionModel&>(*built);
     const auto options = am::TrainOptions().epochs(epochs).batch_size(8).lr(3e-3).seed(5).run_dir(run_dir);
-    const auto summary = am::train_captioner(model, train, &val, options, am::CaptionMonitor::kCider);
+    const auto summary = am::train_captioner(model, train, &val, options, am::CaptionTrainOptions());
     return std::make_pair(std::move(built), summary);
   };
   auto [straight, s1] = run(dir.file("straight"), 2);
@@ -138,6 +166,7 @@ TEST(CaptionTraining, ResumesBitExactlyAndKeepsTheBestOnValidation) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
   const auto info = am::read_checkpoint_info(dir.file("straight/last.pt"));
   EXPECT_EQ(info.training["monitor"], "cider");
+  EXPECT_EQ(info.training["references"], "random");
   EXPECT_TRUE(info.state["has_best"].get<bool>()) << info.state.dump();
 }
 

@@ -239,7 +239,7 @@ TEST(DataParallel, TwoRanksTakeTheOneProcessStepsOfTheCaptioner) {
   };
   auto reference = make();
   am::train_captioner(dynamic_cast<am::CaptionModel&>(*reference), train, nullptr, options,
-                      am::CaptionMonitor::kCider);
+                      am::CaptionTrainOptions());
   for (const bool by_words : {true, false}) {
     std::vector<std::unique_ptr<am::Model>> models;
     models.push_back(make());
@@ -249,7 +249,7 @@ TEST(DataParallel, TwoRanksTakeTheOneProcessStepsOfTheCaptioner) {
     const auto errors = on_parallel_ranks(modules, dir, [&](int r, am::FitHooks& hooks) {
       if (!by_words) hooks.before_backward = nullptr;  // the ranks then weigh by examples
       am::train_captioner(dynamic_cast<am::CaptionModel&>(*models[static_cast<std::size_t>(r)]), train, nullptr,
-                          options, am::CaptionMonitor::kCider, nlohmann::json::object(), nullptr, nullptr, hooks);
+                          options, am::CaptionTrainOptions(), nlohmann::json::object(), nullptr, nullptr, hooks);
     });
     for (int r = 0; r < 2; ++r) {
       ASSERT_EQ(errors[static_cast<std::size_t>(r)], "") << "rank " << r;

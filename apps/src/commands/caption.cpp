@@ -110,11 +110,11 @@ class CaptionTrainCommand : public Command {
            "[options]";
   }
   std::string description() const override {
-    return "Teacher forcing on one reference caption per image (drawn afresh every epoch); after every epoch the\n"
-           "validation images are captioned greedily and scored; best.pt keeps the best --monitor score and\n"
-           "--patience stops early on it. The vocabulary and every option are stored in the checkpoints, so a\n"
-           "checkpoint alone is enough for 'attend caption'. At the end the best checkpoint is evaluated on the\n"
-           "test split (eval.json).\n"
+    return "Teacher forcing on one reference caption per image (drawn afresh every epoch, or always the first\n"
+           "with --references first); after every epoch the validation images are captioned greedily and\n"
+           "scored; best.pt keeps the best --monitor score and --patience stops early on it. The vocabulary and\n"
+           "every option are stored in the checkpoints, so a checkpoint alone is enough for 'attend caption'.\n"
+           "At the end the best checkpoint is evaluated on the test split (eval.json).\n"
            "\n"
            "A backbone of your own (--encoder): export it from Python with\n"
            "    torch.jit.script(model).save('backbone.pt')     (or torch.jit.trace(model, example).save(...))\n"
@@ -160,7 +160,9 @@ class CaptionTrainCommand : public Command {
     if (!vm.count("run-dir")) throw UsageError("train: --run-dir is required");
     const auto run_dir = vm["run-dir"].as<std::string>();
     const auto training = parse_training_options(vm, global, run_dir);
-    const auto monitor = require_enum<am::CaptionMonitor>(vm, "monitor");
+    const auto captioning = am::CaptionTrainOptions()
+                                .monitor(require_enum<am::CaptionMonitor>(vm, "monitor"))
+                                .references(require_enum<am::CaptionReferences>(vm, "references"));
     const auto min_count = require_range<std::int64_t>(vm, "min-count", 1, 1'000'000);
     const auto evaluation = eval_options(vm);
     const auto user_options = given_model_options(vm, kind);
@@ -257,7 +259,7 @@ class CaptionTrainCommand : public Command {
     am::FitSummary summary;
     {
       InterruptScope interrupt;
-      summary = am::train_captioner(*model, *data.train, data.val.get(), training, monitor, description,
+      summary = am::train_captioner(*model, *data.train, data.val.get(), training, captioning, description,
                                     observers.get(), &interrupt.flag(), hooks);
     }
     distributed.report(io.err);
@@ -301,6 +303,11 @@ class CaptionTrainCommand : public Command {
         ("monitor", po::value<std::string>()->default_value("cider")->value_name("M"),
          ("validation score (greedy captions) for best.pt and --patience: " + am::enum_choices<am::CaptionMonitor>())
              .c_str())
+        ("references", po::value<std::string>()->default_value("random")->value_name("R"),
+         "which caption of an image to train on: random (one drawn afresh every epoch) or first (always "
+         "the first: one word order when the first caption follows a convention, as object scenes' do; "
+         "trained on both orders of a two-object caption, the model hedges its first object word and "
+         "looks at the other object half the time, docs/results.md)")
         ("min-count", po::value<std::int64_t>()->default_value(1)->value_name("N"),
          "words seen fewer than N times in the training captions become <unk>");
     return t;

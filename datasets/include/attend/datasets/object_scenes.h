@@ -37,7 +37,10 @@
 /// Captions (tokens are the words of the sentence; "an" before 8):
 /// - 1 object:  "a 3 at the top left" ("at the center", "at the top", ...).
 /// - 2 objects: "a 3 to the left of a 7" and "a 7 to the right of a 3"
-///              ("above" / "below" for the vertical relations).
+///              ("above" / "below" for the vertical relations); the first names
+///              the left (or upper) object first, whichever is object 0, so that
+///              training on first captions has one word order (captioners
+///              trained on both orders hedge the first object word).
 /// - 3 or more: objects in reading order of their cells, joined by "and":
 ///              "a 3 at the top left and a 7 at the center and a 1 at the bottom right".
 ///

@@ -26,17 +26,46 @@ struct EnumNames<CaptionMonitor> {
                                                                      {CaptionMonitor::kBleu4, "bleu4"}};
 };
 
+/// Which of an image's reference captions it is trained on in an epoch.
+enum class CaptionReferences {
+  kRandom,  ///< one drawn afresh every epoch (every reference is used; the usual way)
+  kFirst,   ///< always the first: for data whose first caption follows one convention
+};
+template <>
+struct EnumNames<CaptionReferences> {
+  static constexpr const char* what = "training references";
+  static constexpr std::pair<CaptionReferences, const char*> names[] = {{CaptionReferences::kRandom, "random"},
+                                                                        {CaptionReferences::kFirst, "first"}};
+};
+
+/// What train_captioner needs beyond the engine's TrainOptions.
+struct CaptionTrainOptions {
+  /// The validation metric that picks best.pt and drives --patience.
+  TORCH_ARG(CaptionMonitor, monitor) = CaptionMonitor::kCider;
+  TORCH_ARG(CaptionReferences, references) = CaptionReferences::kRandom;
+};
+
+/// The reference that training image `index` (its index in the training source) is
+/// trained on in `epoch`: the first, or one drawn from a stream of (seed, epoch,
+/// index), so the choice depends neither on the batch nor on how a batch is split
+/// between processes, and a resumed run draws the same.
+/// requires: target.references not empty (else throws c10::Error naming the image).
+const std::vector<std::string>& training_reference(const datasets::CaptionTarget& target, std::int64_t index,
+                                                   std::uint64_t seed, std::int64_t epoch,
+                                                   CaptionReferences references);
+
 /// Trains on `train`; with `validation`, decodes it greedily after every epoch and
 /// reports "cider", "bleu4" (and "exact" when it has objects), keeps best.pt on
-/// `monitor` and applies patience. Training captions longer than the model's
-/// max_length are cut to it; words outside the vocabulary become <unk>. The
-/// reference of each image in each step is drawn from (seed, epoch, step), so a
-/// resumed run continues bit-exactly. Step metrics: "xent" (per word), "reg" (doubly
-/// stochastic term), and for hard attention "reinforce" and "entropy".
+/// `captioning.monitor` and applies patience. Training captions longer than the
+/// model's max_length are cut to it; words outside the vocabulary become <unk>. Each
+/// image's caption of each epoch is training_reference's, so a resumed run continues
+/// bit-exactly. Step metrics: "xent" (per word), "reg" (doubly stochastic term), and
+/// for hard attention "reinforce" and "entropy".
 /// throws c10::Error when a source's images do not fit the model or a source is empty.
 FitSummary train_captioner(CaptionModel& model, const datasets::CaptionSource& train,
                            const datasets::CaptionSource* validation, const TrainOptions& options,
-                           CaptionMonitor monitor, const nlohmann::json& data = nlohmann::json::object(),
+                           const CaptionTrainOptions& captioning,
+                           const nlohmann::json& data = nlohmann::json::object(),
                            TrainingObserver* observer = nullptr, const std::atomic<bool>* stop = nullptr,
                            FitHooks hooks = {});
 
