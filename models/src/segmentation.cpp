@@ -62,6 +62,35 @@ CamPass cam_pass(Classifier& model) {
   TORCH_CHECK(false, "segmentation: a '", model.kind(), "' model has no class activation maps (cam or seam)");
 }
 
+bool segments_by_argmax(Classifier& model) {
+  auto* s = dynamic_cast<SeamClassifier*>(&model);
+  return s != nullptr && s->net->options.pixel_supervision();
+}
+
+CamPass probability_pass(Classifier& model) {
+  TORCH_CHECK(segments_by_argmax(model), "segmentation: a '", model.kind(),
+              "' model without pixel supervision has no per-pixel class scores");
+  model.module().eval();
+  auto* s = dynamic_cast<SeamClassifier*>(&model);
+  return [s](const torch::Tensor& images) {
+    torch::NoGradGuard no_grad;
+    return torch::softmax(s->net->forward(images, false).cam, 1);
+  };
+}
+
+torch::Tensor argmax_masks(const torch::Tensor& sums, const torch::Tensor& labels) {
+  TORCH_CHECK(sums.dim() == 4 && labels.dim() == 2 && labels.size(0) == sums.size(0) &&
+                  labels.size(1) + 1 == sums.size(1),
+              "segmentation: expected scores [B,K+1,H,W] and labels [B,K], got ", sums.sizes(), " and ",
+              labels.sizes());
+  const auto present = torch::cat({torch::ones({labels.size(0), 1}, labels.options().dtype(torch::kBool)),
+                                   labels > 0},
+                                  1)
+                           .view({labels.size(0), labels.size(1) + 1, 1, 1});
+  // Probabilities are >= 0: an absent class's -1 never wins.
+  return torch::where(present, sums, torch::full({}, -1.0, sums.options())).argmax(1);
+}
+
 std::pair<double, double> equivariance_sums(const CamPass& pass, const torch::Tensor& images,
                                             const torch::Tensor& labels, SeamTransform transform, double scale) {
   const auto y = labels.to(torch::kFloat32).view({labels.size(0), labels.size(1), 1, 1});
@@ -105,6 +134,8 @@ SegmentationReport evaluate_segmentation(Classifier& model, const datasets::Obje
   const auto pass = cam_pass(model);
   const auto K = model.classes();
   SegmentationReport report;
+  report.by_argmax = segments_by_argmax(model);
+  const auto probabilities = report.by_argmax ? probability_pass(model) : CamPass();
   report.alphas = options.alphas().empty() ? default_alphas() : options.alphas();
   if (options.alpha()) {
     TORCH_CHECK(*options.alpha() >= 0 && *options.alpha() <= 1, "segmentation: alpha must be in [0,1], got ",
@@ -115,6 +146,7 @@ SegmentationReport evaluate_segmentation(Classifier& model, const datasets::Obje
     }
   }
   for (double a : report.alphas) TORCH_CHECK(a >= 0 && a <= 1, "segmentation: alpha must be in [0,1], got ", a);
+  if (report.by_argmax) report.alphas.clear();
   const auto [transform, scale] = model_transform(model);
   const bool was_training = model.module().is_training();
   model.module().eval();
@@ -123,7 +155,7 @@ SegmentationReport evaluate_segmentation(Classifier& model, const datasets::Obje
   // Scores for every alpha over one source; the equivariance sums on request.
   auto sweep = [&](const datasets::ObjectLabelSource& source, bool equivariance) {
     std::vector<SegmentationScores> scores;  // one each: copies would share the counts
-    for (size_t a = 0; a < report.alphas.size(); ++a) scores.emplace_back(K + 1);
+    for (size_t a = 0; a < std::max<size_t>(1, report.alphas.size()); ++a) scores.emplace_back(K + 1);
     double diff = 0, mass = 0;
     for (std::int64_t begin = 0; begin < source.size(); begin += options.batch()) {
       std::vector<std::int64_t> indices;
@@ -133,11 +165,18 @@ SegmentationReport evaluate_segmentation(Classifier& model, const datasets::Obje
                   batch.labels.size(-1), " classes, the model ", K);
       const auto labels = options.predicted_labels() ? (model.logits(batch.images) > 0).to(torch::kFloat32)
                                                      : batch.labels.to(torch::kFloat32);
-      const auto cams = aggregate_cams(pass, batch.images, labels, options.inference());
       std::vector<torch::Tensor> truths;
       for (auto i : indices) truths.push_back(dilate_labels(source.scene(i).labels, options.dilate()));
       const auto truth = torch::stack(truths);
-      for (size_t a = 0; a < report.alphas.size(); ++a) scores[a].add(pseudo_masks(cams, report.alphas[a]), truth);
+      if (report.by_argmax) {
+        const auto every = torch::ones({batch.images.size(0), K + 1});
+        const auto sums = aggregate_cams(probabilities, batch.images, every,
+                                         CamInference(options.inference()).normalise(false));
+        scores[0].add(argmax_masks(sums, labels), truth);
+      } else {
+        const auto cams = aggregate_cams(pass, batch.images, labels, options.inference());
+        for (size_t a = 0; a < report.alphas.size(); ++a) scores[a].add(pseudo_masks(cams, report.alphas[a]), truth);
+      }
       if (equivariance) {
         const auto [d, m] = equivariance_sums(pass, batch.images, labels, transform, scale);
         diff += d;
@@ -147,17 +186,23 @@ SegmentationReport evaluate_segmentation(Classifier& model, const datasets::Obje
     return std::make_tuple(std::move(scores), diff, mass);
   };
 
-  if (val != nullptr && val->size() > 0) {
+  if (!report.by_argmax && val != nullptr && val->size() > 0) {
     auto [scores, d, m] = sweep(*val, false);
     for (const auto& s : scores) report.val_miou.push_back(s.mean_iou());
     report.val_count = val->size();
   }
-  TORCH_CHECK(options.alpha() || !report.val_miou.empty(),
+  TORCH_CHECK(report.by_argmax || options.alpha() || !report.val_miou.empty(),
               "segmentation: choosing alpha needs validation scenes (or give alpha)");
   auto [scores, diff, mass] = sweep(test, true);
-  for (const auto& s : scores) report.test_miou.push_back(s.mean_iou());
   report.test_count = test.size();
   report.equivariance_error = mass > 0 ? diff / mass : std::nan("");
+  if (report.by_argmax) {
+    report.alpha = std::nan("");
+    report.test = scores[0];
+    model.module().train(was_training);
+    return report;
+  }
+  for (const auto& s : scores) report.test_miou.push_back(s.mean_iou());
   size_t chosen = 0;
   if (options.alpha()) {
     chosen = static_cast<size_t>(std::find(report.alphas.begin(), report.alphas.end(), *options.alpha()) -

@@ -355,6 +355,23 @@ TEST_F(SaliencyCli, SeamTrainsOnObjectScenesAndEvalScoresItsMasks) {
   const auto cam = run({"eval", *checkpoint_, "--masks", "--val-count", "2", "--scales", "1"});
   ASSERT_EQ(cam.code, 0) << cam.err;
   EXPECT_TRUE(contains(cam.out, "mIoU")) << cam.out;
+  // The pixel-supervised upper bound is scored by its own argmax: no alpha, no curve,
+  // no validation scenes needed; segment labels by it too.
+  const auto pixel_dir = dir_->file("seam-pixel");
+  const auto pixel = run({"train", "seam", "--supervision", "pixel", "--scenes", "objects", "--source",
+                          dir_->file("items"), "--canvas", "32", "--objects", "1-2", "--count", "16", "--val-count", "4",
+                          "--test-count", "4", "--epochs", "1", "--batch", "8", "--seam-filters", "4,6,8",
+                          "--seam-pools", "1", "--run-dir", pixel_dir});
+  ASSERT_EQ(pixel.code, 0) << pixel.err;
+  const auto argmax = run({"eval", pixel_dir + "/last.pt", "--masks", "--val-count", "0", "--scales", "1", "--json"});
+  ASSERT_EQ(argmax.code, 0) << argmax.err;
+  const auto aj = nlohmann::json::parse(argmax.out);
+  EXPECT_TRUE(aj["alpha"].is_null()) << aj.dump();
+  EXPECT_EQ(aj["alpha_chosen_on"], "none: the model's own argmax");
+  EXPECT_TRUE(aj["curve"].empty());
+  const auto argmax_text = run({"eval", pixel_dir + "/last.pt", "--masks", "--scales", "1"});
+  EXPECT_TRUE(contains(argmax_text.out, "argmax of the model's own background and class probabilities"))
+      << argmax_text.out;
 
   struct Bad {
     std::vector<std::string> args;
@@ -367,6 +384,7 @@ TEST_F(SaliencyCli, SeamTrainsOnObjectScenesAndEvalScoresItsMasks) {
            {{"eval", model, "--masks", "--labels", "guess"}, 2, "--labels"},
            {{"eval", model, "--masks", "--scales", "0,1"}, 2, "--scales must each be in (0,4], got 0"},
            {{"eval", model, "--alpha", "0.3"}, 2, "--alpha needs --masks"},
+           {{"eval", pixel_dir + "/last.pt", "--masks", "--alpha", "0.3"}, 2, "segments by its own argmax"},
            {{"train", "seam", "--data", dir_->file("items"), "--run-dir", dir_->file("seam-idx")}, 2,
             "several classes per image; train it on object scenes"},
            {{"train", "seam", "--scenes", "objects", "--source", dir_->file("items"), "--canvas", "32", "--seam-pools",

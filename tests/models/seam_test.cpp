@@ -363,3 +363,67 @@ TEST(Seam, PixelSupervisionIsTheCrossEntropyOfTheCamsAgainstTheMasks) {
   EXPECT_EQ(trained.metrics.count("pixel"), 1u);
   EXPECT_GT(trained.total.item<double>(), 0.0);
 }
+
+// The upper bound is scored by its own argmax over background and the image's
+// classes (probabilities summed over the passes), not by CAMs against alpha.
+TEST(Seam, PixelSupervisedModelsSegmentByTheirOwnArgmax) {
+  namespace ds = attend::datasets;
+  // By hand: 3 pixels, background + 2 classes; class 2 absent from the image.
+  const auto sums = torch::tensor({0.5f, 0.2f, 0.3f,    // background
+                                   0.4f, 0.7f, 0.1f,    // class 1
+                                   0.1f, 0.1f, 0.6f})   // class 2 (absent: never chosen)
+                        .view({1, 3, 1, 3});
+  const auto masks = am::argmax_masks(sums, torch::tensor({{1.0f, 0.0f}}));
+  EXPECT_TRUE(torch::equal(masks, torch::tensor({0, 1, 0}, torch::kInt64).view({1, 1, 3})));
+  EXPECT_TRUE(torch::equal(am::argmax_masks(sums, torch::tensor({{1.0f, 1.0f}})),
+                           torch::tensor({0, 1, 2}, torch::kInt64).view({1, 1, 3})));
+  EXPECT_THROW(am::argmax_masks(sums, torch::ones({1, 3})), c10::Error);
+
+  const auto generator = std::make_shared<const ds::ObjectSceneGenerator>(
+      ds::ObjectSceneOptions().canvas(32).objects_min(1).objects_max(2), 5,
+      std::vector<ds::Digits>{seam_blocks(100, 0)}, std::vector<ds::Digits>{seam_blocks(40, 3)});
+  const ds::ObjectLabelSource test(generator, ds::ObjectSplit::kTest, 6, false);
+  auto json = am::complete_options(am::model_registry().at("seam"), nlohmann::json{{"supervision", "pixel"}},
+                                   am::InputShape{1, 32, 32});
+  json["filters"] = {4, 6, 8};
+  json["pools"] = 1;
+  json["classes"] = 10;
+  torch::manual_seed(4);
+  auto built = am::make_model("seam", json);
+  auto& model = dynamic_cast<am::Classifier&>(*built);
+  ASSERT_TRUE(am::segments_by_argmax(model));
+  const auto inference = am::CamInference().scales({1.0}).flip(false);
+  const auto report = am::evaluate_segmentation(model, nullptr, test, am::SegmentationEvalOptions().inference(inference));
+  EXPECT_TRUE(report.by_argmax);
+  EXPECT_TRUE(report.alphas.empty());
+  EXPECT_TRUE(std::isnan(report.alpha));
+
+  // The same by hand: one pass, softmax over the K+1 maps, argmax among the classes present.
+  std::vector<std::int64_t> all(6);
+  std::iota(all.begin(), all.end(), 0);
+  const auto batch = test.get(all, 0);
+  auto& net = *dynamic_cast<am::SeamClassifier&>(model).net;
+  torch::Tensor probabilities;
+  {
+    torch::NoGradGuard no_grad;
+    probabilities = torch::softmax(net.forward(batch.images, false).cam, 1);
+  }
+  EXPECT_TRUE(torch::allclose(probabilities.sum(1), torch::ones({6, 32, 32}), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(am::probability_pass(model)(batch.images), probabilities));
+  const auto present = torch::cat({torch::ones({6, 1}), batch.labels.to(torch::kFloat32)}, 1).view({6, 11, 1, 1});
+  const auto expected = torch::where(present > 0, probabilities, torch::full({}, -1.0f)).argmax(1);
+  am::SegmentationScores manual(11);
+  std::vector<torch::Tensor> truths;
+  for (auto i : all) truths.push_back(test.scene(i).labels);
+  manual.add(expected, torch::stack(truths));
+  EXPECT_TRUE(torch::equal(report.test.confusion(), manual.confusion()));
+  // Not a constant answer: the untrained net already labels pixels with several classes.
+  EXPECT_GE((manual.confusion().sum(0) > 0).sum().item<std::int64_t>(), 3) << manual.confusion();
+
+  // A model trained on image labels has no such scores.
+  auto image_json = json;
+  image_json["supervision"] = "image";
+  auto image_model = am::make_model("seam", image_json);
+  EXPECT_FALSE(am::segments_by_argmax(dynamic_cast<am::Classifier&>(*image_model)));
+  EXPECT_THROW(am::probability_pass(dynamic_cast<am::Classifier&>(*image_model)), c10::Error);
+}

@@ -180,9 +180,14 @@ class EvalCommand : public Command {
     }
     if (vm["split"].as<std::string>() != "test") throw UsageError("--masks scores the test scenes; drop --split");
     am::SegmentationEvalOptions options;
+    const bool by_argmax = am::segments_by_argmax(model);
     if (vm.count("alpha")) {
       const double a = require_finite(vm, "alpha");
       if (a < 0 || a > 1) throw UsageError("--alpha must be in [0,1], got " + format_number(a));
+      if (by_argmax) {
+        throw UsageError("--alpha: this model was trained with pixel supervision and segments by its own argmax "
+                         "over background and classes; it has no background score");
+      }
       options.alpha(a);
     }
     const auto scales = parse_real_list(vm["scales"].as<std::string>(), "scales");
@@ -193,7 +198,9 @@ class EvalCommand : public Command {
     options.predicted_labels(require_one_of(vm, "labels", {"gt", "predicted"}) == "predicted");
     options.dilate(require_range<std::int64_t>(vm, "dilate", 0, 64));
     const auto val_count = require_range<std::int64_t>(vm, "val-count", 0, 1'000'000);
-    if (val_count == 0 && !options.alpha()) throw UsageError("--val-count 0 needs --alpha (nothing to choose it on)");
+    if (val_count == 0 && !options.alpha() && !by_argmax) {
+      throw UsageError("--val-count 0 needs --alpha (nothing to choose it on)");
+    }
     const auto test_count = vm.count("test-count") ? require_range<std::int64_t>(vm, "test-count", 1, 1'000'000)
                                                    : spec.test_count();
     const auto generator = spec.object_generator();
@@ -218,8 +225,10 @@ class EvalCommand : public Command {
                         {"kind", model.kind()},
                         {"val_count", report.val_count},
                         {"test_count", report.test_count},
-                        {"alpha", report.alpha},
-                        {"alpha_chosen_on", options.alpha() ? "given" : "validation"},
+                        {"alpha", report.by_argmax ? nlohmann::json(nullptr) : nlohmann::json(report.alpha)},
+                        {"alpha_chosen_on", report.by_argmax ? "none: the model's own argmax"
+                                            : options.alpha() ? "given"
+                                                              : "validation"},
                         {"miou", report.test.mean_iou()},
                         {"pixel_accuracy", report.test.pixel_accuracy()},
                         {"equivariance_error", report.equivariance_error},
@@ -236,6 +245,7 @@ class EvalCommand : public Command {
                               {"precision", number(precision[c])},
                               {"recall", number(recall[c])}});
     }
+    if (report.by_argmax) j["curve"] = nlohmann::json::array();
     for (size_t a = 0; a < report.alphas.size(); ++a) {
       nlohmann::json row = {{"alpha", report.alphas[a]}, {"test_miou", number(report.test_miou[a])}};
       if (!report.val_miou.empty()) row["val_miou"] = number(report.val_miou[a]);
@@ -252,13 +262,19 @@ class EvalCommand : public Command {
       return s.str();
     };
     io.out << "checkpoint " << path << " (" << model.kind() << "), " << report.test_count << " test scenes, "
-           << scales.size() * (options.inference().flip() ? 2 : 1) << " passes each, CAMs masked by "
+           << scales.size() * (options.inference().flip() ? 2 : 1) << " passes each, "
+           << (report.by_argmax ? "classes limited to the " : "CAMs masked by ")
            << (options.predicted_labels() ? "predicted" : "true") << " labels\n";
-    io.out << "alpha " << format_number(report.alpha) << " ("
-           << (options.alpha() ? std::string("given") : "best of " + std::to_string(report.alphas.size()) +
-                                                              " on " + std::to_string(report.val_count) +
-                                                              " validation scenes")
-           << ")\n";
+    if (report.by_argmax) {
+      io.out << "labels: the argmax of the model's own background and class probabilities (trained with pixel "
+                "supervision; no alpha)\n";
+    } else {
+      io.out << "alpha " << format_number(report.alpha) << " ("
+             << (options.alpha() ? std::string("given")
+                                 : "best of " + std::to_string(report.alphas.size()) + " on " +
+                                       std::to_string(report.val_count) + " validation scenes")
+             << ")\n";
+    }
     io.out << "mIoU " << pct(report.test.mean_iou()) << " %   pixel accuracy " << pct(report.test.pixel_accuracy())
            << " %   equivariance error " << std::fixed << std::setprecision(3) << report.equivariance_error << "\n\n";
     io.out << "class          IoU %  precision %  recall %\n";

@@ -47,7 +47,10 @@ class SegmentCommand : public Command {
            "and named) and with --npy NAME_cams.npy [K,H,W] float32.\n"
            "--labels predicted takes the classes the model predicts (logit > 0); --labels gt the classes\n"
            "in the image's mask, masks/NAME.png beside images/NAME.png (as attend data objects writes).\n"
-           "`attend eval CHECKPOINT --masks` finds the alpha that scores best on validation scenes.\n";
+           "`attend eval CHECKPOINT --masks` finds the alpha that scores best on validation scenes.\n"
+           "A seam model trained with pixel supervision (--supervision pixel) labels each pixel by its own\n"
+           "argmax over background and the image's classes (probabilities summed over the same passes; no\n"
+           "alpha), and --npy then holds each class's mean probability.\n";
   }
   std::vector<std::string> examples() const override {
     return {"attend segment out/seam/best.pt out/objects/images --out out/segment --alpha 0.3",
@@ -67,7 +70,8 @@ class SegmentCommand : public Command {
         ("no-flip", po::bool_switch(), "without the horizontally flipped passes")
         ("image-weight", po::value<double>()->default_value(0.5)->value_name("W"),
          "weight of the image where a class is drawn")
-        ("npy", po::bool_switch(), "also write the normalised CAMs [K,H,W] as float32 .npy");
+        ("npy", po::bool_switch(), "also write the normalised CAMs [K,H,W] as float32 .npy (pixel-supervised: "
+                                   "the class probabilities)");
     return {d};
   }
   po::positional_options_description positionals() const override {
@@ -106,7 +110,12 @@ class SegmentCommand : public Command {
     fs::create_directories(out, ec);
     if (ec) throw IoError(out, "cannot create the output folder: " + ec.message());
 
-    const auto pass = am::cam_pass(*model);
+    const bool by_argmax = am::segments_by_argmax(*model);
+    if (by_argmax && !vm["alpha"].defaulted()) {
+      throw UsageError("--alpha: this model was trained with pixel supervision and segments by its own argmax over "
+                       "background and classes; it has no background score");
+    }
+    const auto pass = by_argmax ? am::probability_pass(*model) : am::cam_pass(*model);
     const am::CamInference inference = am::CamInference().scales(scales).flip(!vm["no-flip"].as<bool>());
     const cv::Size size(static_cast<int>(model->width()), static_cast<int>(model->height()));
     const auto K = model->classes();
@@ -131,8 +140,10 @@ class SegmentCommand : public Command {
         model->module().eval();
         labels = (model->logits(input) > 0).to(torch::kFloat32);
       }
-      // CAMs at the model's size, back at the image's, normalised there.
-      const auto sums = am::aggregate_cams(pass, input, labels, am::CamInference(inference).normalise(false))[0];
+      // CAMs (or, segmenting by argmax, probabilities over background and classes) at
+      // the model's size, back at the image's, normalised there.
+      const auto every = by_argmax ? torch::ones({1, K + 1}) : labels;
+      const auto sums = am::aggregate_cams(pass, input, every, am::CamInference(inference).normalise(false))[0];
       // The inverse of the letterbox, as vision::unletterbox does for cv::Mat: the inner
       // rectangle, resized (bilinear, half-pixel centres) to the image.
       const auto inner = sums.narrow(1, box.inner.y, box.inner.height).narrow(2, box.inner.x, box.inner.width);
@@ -141,8 +152,12 @@ class SegmentCommand : public Command {
                                   .size(std::vector<std::int64_t>{image.rows, image.cols})
                                   .mode(torch::kBilinear)
                                   .align_corners(false))[0];
-      const auto cams = am::normalise_cams(back);  // [K,H,W]
-      const auto label_image = am::pseudo_masks(cams.unsqueeze(0), alpha)[0].to(torch::kUInt8).contiguous();
+      const auto passes = static_cast<double>(scales.size() * (inference.flip() ? 2 : 1));
+      // [K,H,W]: normalised CAMs, or the mean probability of each class.
+      const auto cams = by_argmax ? back.narrow(0, 1, K) / passes : am::normalise_cams(back);
+      const auto label_image = (by_argmax ? am::argmax_masks(back.unsqueeze(0), labels) : am::pseudo_masks(cams.unsqueeze(0), alpha))[0]
+                                   .to(torch::kUInt8)
+                                   .contiguous();
       cv::Mat labels_mat(static_cast<int>(label_image.size(0)), static_cast<int>(label_image.size(1)), CV_8UC1,
                          label_image.data_ptr<std::uint8_t>());
       const auto stem = (fs::path(out) / fs::path(file).stem()).string();

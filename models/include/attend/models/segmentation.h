@@ -34,6 +34,22 @@ namespace attend::models {
 /// throws c10::Error for other kinds.
 CamPass cam_pass(Classifier& model);
 
+/// Whether a model segments by its own argmax over [background, classes] instead of
+/// CAMs against a background score alpha: a SEAM network trained with pixel
+/// supervision, whose K+1 maps are per-pixel class scores.
+bool segments_by_argmax(Classifier& model);
+
+/// For such a model, one pass: its per-pixel probabilities over background and the K
+/// classes [B,K+1,h,w] (softmax of its maps), at the input size, without autograd.
+/// Puts the model in evaluation mode.
+/// throws c10::Error for a model that does not segment by argmax.
+CamPass probability_pass(Classifier& model);
+
+/// Label images [B,H,W] int64 (0 background, c+1 class c) from summed probabilities
+/// [B,K+1,H,W]: the argmax over the background and the classes present in labels
+/// [B,K] (0/1), as the CAM protocol masks its CAMs by them.
+torch::Tensor argmax_masks(const torch::Tensor& sums, const torch::Tensor& labels);
+
 struct SegmentationEvalOptions {
   TORCH_ARG(CamInference, inference) = {};
   /// Mask the CAMs by the model's predicted classes (logit > 0) instead of the truth.
@@ -49,6 +65,8 @@ struct SegmentationEvalOptions {
 };
 
 struct SegmentationReport {
+  /// The model segments by its own argmax (segments_by_argmax): no alpha, no curve.
+  bool by_argmax = false;
   std::vector<double> alphas;
   std::vector<double> val_miou;   ///< per alpha (empty without validation scenes)
   std::vector<double> test_miou;  ///< per alpha
@@ -58,6 +76,8 @@ struct SegmentationReport {
   std::int64_t val_count = 0, test_count = 0;
 };
 
+/// A model that segments by argmax is scored by argmax_masks of its probabilities
+/// summed over the same scales and flips (alphas and validation unused; alpha NaN).
 /// throws c10::Error for a model without CAMs, a source of another class count, or
 /// an alpha outside [0, 1].
 SegmentationReport evaluate_segmentation(Classifier& model, const datasets::ObjectLabelSource* val,
