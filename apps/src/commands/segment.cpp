@@ -155,9 +155,9 @@ class SegmentCommand : public Command {
       const auto passes = static_cast<double>(scales.size() * (inference.flip() ? 2 : 1));
       // [K,H,W]: normalised CAMs, or the mean probability of each class.
       const auto cams = by_argmax ? back.narrow(0, 1, K) / passes : am::normalise_cams(back);
-      const auto label_image = (by_argmax ? am::argmax_masks(back.unsqueeze(0), labels) : am::pseudo_masks(cams.unsqueeze(0), alpha))[0]
-                                   .to(torch::kUInt8)
-                                   .contiguous();
+      const auto masks =
+          by_argmax ? am::argmax_masks(back.unsqueeze(0), labels) : am::pseudo_masks(cams.unsqueeze(0), alpha);
+      const auto label_image = masks[0].to(torch::kUInt8).contiguous();
       cv::Mat labels_mat(static_cast<int>(label_image.size(0)), static_cast<int>(label_image.size(1)), CV_8UC1,
                          label_image.data_ptr<std::uint8_t>());
       const auto stem = (fs::path(out) / fs::path(file).stem()).string();
