@@ -283,7 +283,7 @@ class EvalCommand : public Command {
       name.resize(12, ' ');
       io.out << name << "   " << pct(iou[c]) << "        " << pct(precision[c]) << "     " << pct(recall[c]) << "\n";
     }
-    if (vm["curve"].as<bool>()) {
+    if (vm["curve"].as<bool>() && !report.by_argmax) {
       io.out << "\nalpha   val mIoU %  test mIoU %\n";
       for (size_t a = 0; a < report.alphas.size(); ++a) {
         io.out << std::fixed << std::setprecision(2) << report.alphas[a] << "    "
