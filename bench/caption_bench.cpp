@@ -162,8 +162,51 @@ void BM_DecodingStep(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(model->step(annotations, projected, tokens, h, c).logits.data_ptr());
 }
 
+/// Where a decoding step goes, one thread: the whole step for `images` images x 3 beams
+/// (range 0: 64 images = 192 rows, or 1 image = 3 rows), and at 192 rows its LSTM cell
+/// and its attention (query projection and the fused additive kernel) alone.
+void BM_DecodingStepRows(benchmark::State& state) {
+  use_threads(1);
+  auto model = make_captioner();
+  torch::NoGradGuard g;
+  const auto annotations = model->encode(images()).narrow(0, 0, state.range(0));
+  const auto projected = model->attention->project_keys(annotations);
+  auto [h, c] = model->initial_state(annotations);
+  h = h.repeat_interleave(3, 0);
+  c = c.repeat_interleave(3, 0);
+  const auto tokens = torch::full({h.size(0)}, 5, torch::kInt64);
+  for (auto _ : state) benchmark::DoNotOptimize(model->step(annotations, projected, tokens, h, c).logits.data_ptr());
+}
+
+void BM_DecodingStepLstm(benchmark::State& state) {
+  use_threads(1);
+  auto model = make_captioner();
+  torch::NoGradGuard g;
+  const auto rows = kImages * 3;
+  const auto input = torch::rand({rows, model->lstm->options.input_size()});
+  const auto h = torch::rand({rows, model->lstm->options.hidden_size()});
+  const auto c = torch::rand({rows, model->lstm->options.hidden_size()});
+  for (auto _ : state) benchmark::DoNotOptimize(std::get<0>(model->lstm->forward(input, std::make_tuple(h, c))).data_ptr());
+}
+
+void BM_DecodingStepAttention(benchmark::State& state) {
+  use_threads(1);
+  auto model = make_captioner();
+  torch::NoGradGuard g;
+  const auto annotations = model->encode(images());
+  const auto projected = model->attention->project_keys(annotations);
+  const auto query = torch::rand({kImages, 3, model->lstm->options.hidden_size()});
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(model->attention->forward_projected(query, projected, annotations).context.data_ptr());
+  }
+}
+
 }  // namespace
 
+// {images}
+BENCHMARK(BM_DecodingStepRows)->Arg(64)->Arg(1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DecodingStepLstm)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DecodingStepAttention)->Unit(benchmark::kMicrosecond);
 // {1 = batched, 0 = one image at a time; threads}
 BENCHMARK(BM_SearchOnly)->Args({1, 1})->Args({0, 1})->Args({1, 2})->Args({0, 2})->Unit(benchmark::kMillisecond);
 // {threads}
