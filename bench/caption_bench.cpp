@@ -147,26 +147,11 @@ void BM_TeacherForcedStep(benchmark::State& state) {
   state.counters["captions/s"] = benchmark::Counter(static_cast<double>(kImages), benchmark::Counter::kIsIterationInvariantRate);
 }
 
-/// One decoding step of the soft decoder for 64 images x 3 beams (192 rows), through
-/// the fused additive kernel (no gradients, float32).
+/// One decoding step of the soft decoder for `images` images x 3 beams (64 images =
+/// 192 rows, or 1 image = 3 rows), through the fused additive kernel (no gradients,
+/// float32); with the LSTM cell and the attention alone below, where a step goes.
 void BM_DecodingStep(benchmark::State& state) {
-  use_threads(state.range(0));
-  auto model = make_captioner();
-  torch::NoGradGuard g;
-  const auto annotations = model->encode(images());
-  const auto projected = model->attention->project_keys(annotations);
-  auto [h, c] = model->initial_state(annotations);
-  h = h.repeat_interleave(3, 0);
-  c = c.repeat_interleave(3, 0);
-  const auto tokens = torch::full({kImages * 3}, 5, torch::kInt64);
-  for (auto _ : state) benchmark::DoNotOptimize(model->step(annotations, projected, tokens, h, c).logits.data_ptr());
-}
-
-/// Where a decoding step goes, one thread: the whole step for `images` images x 3 beams
-/// (range 0: 64 images = 192 rows, or 1 image = 3 rows), and at 192 rows its LSTM cell
-/// and its attention (query projection and the fused additive kernel) alone.
-void BM_DecodingStepRows(benchmark::State& state) {
-  use_threads(1);
+  use_threads(state.range(1));
   auto model = make_captioner();
   torch::NoGradGuard g;
   const auto annotations = model->encode(images()).narrow(0, 0, state.range(0));
@@ -178,6 +163,7 @@ void BM_DecodingStepRows(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(model->step(annotations, projected, tokens, h, c).logits.data_ptr());
 }
 
+/// The 192-row step's LSTM cell alone, one thread.
 void BM_DecodingStepLstm(benchmark::State& state) {
   use_threads(1);
   auto model = make_captioner();
@@ -186,9 +172,12 @@ void BM_DecodingStepLstm(benchmark::State& state) {
   const auto input = torch::rand({rows, model->lstm->options.input_size()});
   const auto h = torch::rand({rows, model->lstm->options.hidden_size()});
   const auto c = torch::rand({rows, model->lstm->options.hidden_size()});
-  for (auto _ : state) benchmark::DoNotOptimize(std::get<0>(model->lstm->forward(input, std::make_tuple(h, c))).data_ptr());
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(std::get<0>(model->lstm->forward(input, std::make_tuple(h, c))).data_ptr());
+  }
 }
 
+/// The 192-row step's attention alone (query projection and the fused kernel), one thread.
 void BM_DecodingStepAttention(benchmark::State& state) {
   use_threads(1);
   auto model = make_captioner();
@@ -203,16 +192,14 @@ void BM_DecodingStepAttention(benchmark::State& state) {
 
 }  // namespace
 
-// {images}
-BENCHMARK(BM_DecodingStepRows)->Arg(64)->Arg(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DecodingStepLstm)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DecodingStepAttention)->Unit(benchmark::kMicrosecond);
 // {1 = batched, 0 = one image at a time; threads}
 BENCHMARK(BM_SearchOnly)->Args({1, 1})->Args({0, 1})->Args({1, 2})->Args({0, 2})->Unit(benchmark::kMillisecond);
 // {threads}
 BENCHMARK(BM_TeacherForcedStep)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
-// {threads}
-BENCHMARK(BM_DecodingStep)->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond);
+// {images, threads}
+BENCHMARK(BM_DecodingStep)->Args({64, 1})->Args({64, 2})->Args({1, 1})->Unit(benchmark::kMicrosecond);
 
 // The attend binary's allocator settings (apps/src/main.cpp), so the figures are what
 // users of the CLI get.

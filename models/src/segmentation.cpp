@@ -136,17 +136,20 @@ SegmentationReport evaluate_segmentation(Classifier& model, const datasets::Obje
   SegmentationReport report;
   report.by_argmax = segments_by_argmax(model);
   const auto probabilities = report.by_argmax ? probability_pass(model) : CamPass();
-  report.alphas = options.alphas().empty() ? default_alphas() : options.alphas();
   if (options.alpha()) {
     TORCH_CHECK(*options.alpha() >= 0 && *options.alpha() <= 1, "segmentation: alpha must be in [0,1], got ",
                 *options.alpha());
-    // Scored with the curve.
-    if (std::find(report.alphas.begin(), report.alphas.end(), *options.alpha()) == report.alphas.end()) {
+  }
+  // A model segmenting by its own argmax has no alpha: no curve.
+  if (!report.by_argmax) {
+    report.alphas = options.alphas().empty() ? default_alphas() : options.alphas();
+    // A given alpha is scored with the curve.
+    if (options.alpha() &&
+        std::find(report.alphas.begin(), report.alphas.end(), *options.alpha()) == report.alphas.end()) {
       report.alphas.push_back(*options.alpha());
     }
+    for (double a : report.alphas) TORCH_CHECK(a >= 0 && a <= 1, "segmentation: alpha must be in [0,1], got ", a);
   }
-  for (double a : report.alphas) TORCH_CHECK(a >= 0 && a <= 1, "segmentation: alpha must be in [0,1], got ", a);
-  if (report.by_argmax) report.alphas.clear();
   const auto [transform, scale] = model_transform(model);
   const bool was_training = model.module().is_training();
   model.module().eval();
@@ -196,23 +199,21 @@ SegmentationReport evaluate_segmentation(Classifier& model, const datasets::Obje
   auto [scores, diff, mass] = sweep(test, true);
   report.test_count = test.size();
   report.equivariance_error = mass > 0 ? diff / mass : std::nan("");
-  if (report.by_argmax) {
-    report.alpha = std::nan("");
-    report.test = scores[0];
-    model.module().train(was_training);
-    return report;
-  }
-  for (const auto& s : scores) report.test_miou.push_back(s.mean_iou());
+  // By argmax: the one score, no curve, no alpha.
   size_t chosen = 0;
-  if (options.alpha()) {
-    chosen = static_cast<size_t>(std::find(report.alphas.begin(), report.alphas.end(), *options.alpha()) -
-                                 report.alphas.begin());
-  } else {
-    for (size_t a = 1; a < report.val_miou.size(); ++a) {
-      if (report.val_miou[a] > report.val_miou[chosen]) chosen = a;
+  report.alpha = std::nan("");
+  if (!report.by_argmax) {
+    for (const auto& s : scores) report.test_miou.push_back(s.mean_iou());
+    if (options.alpha()) {
+      chosen = static_cast<size_t>(std::find(report.alphas.begin(), report.alphas.end(), *options.alpha()) -
+                                   report.alphas.begin());
+    } else {
+      for (size_t a = 1; a < report.val_miou.size(); ++a) {
+        if (report.val_miou[a] > report.val_miou[chosen]) chosen = a;
+      }
     }
+    report.alpha = report.alphas[chosen];
   }
-  report.alpha = report.alphas[chosen];
   report.test = scores[chosen];
   model.module().train(was_training);
   return report;
