@@ -59,6 +59,10 @@ void SeamOptions::validate() const {
                   pcm_reduce_[1] <= 4096,
               "seam: pcm_reduce must be two channel counts in 1..4096");
   TORCH_CHECK(pcm_embed_ >= 1 && pcm_embed_ <= 4096, "seam: pcm_embed must be in 1..4096, got ", pcm_embed_);
+  TORCH_CHECK(std::isfinite(er_weight_) && er_weight_ >= 0 && er_weight_ <= 1000,
+              "seam: the ER weight must be in 0..1000, got ", er_weight_);
+  TORCH_CHECK(er_warmup_ >= 0 && er_warmup_ <= 100000, "seam: the ER warm-up must be 0..100000 epochs, got ",
+              er_warmup_);
   TORCH_CHECK(scale_ > 0.0 && scale_ < 1.0, "seam: the rescale factor must be in (0,1), got ", scale_);
   if (transform_ == SeamTransform::kRescale) {
     TORCH_CHECK(std::floor(height_ * scale_) >= (1 << pools_) && std::floor(width_ * scale_) >= (1 << pools_),
@@ -78,6 +82,8 @@ nlohmann::json SeamOptions::to_json() const {
           {"transform", transform_ == SeamTransform::kRescale ? "rescale" : "flip"},
           {"scale", scale_},
           {"er", on_off(er_)},
+          {"er_weight", er_weight_},
+          {"er_warmup", er_warmup_},
           {"ecr", on_off(ecr_)},
           {"min_pool", on_off(min_pool_)},
           {"supervision", pixel_supervision_ ? "pixel" : "image"}};
@@ -99,12 +105,24 @@ SeamOptions SeamOptions::from_json(const nlohmann::json& j) {
       .transform(transform == "rescale" ? SeamTransform::kRescale : SeamTransform::kFlip)
       .scale(j.at("scale").get<double>())
       .er(parse_on_off(j, "er"))
+      // Absent in checkpoints written before the options: the authors' constant 1.
+      .er_weight(j.value("er_weight", 1.0))
+      .er_warmup(j.value("er_warmup", std::int64_t{0}))
       .ecr(parse_on_off(j, "ecr"))
       .min_pool(parse_on_off(j, "min_pool"))
       .pixel_supervision(supervision(j));
 }
 
-SeamNetImpl::SeamNetImpl(SeamOptions options_) : options(std::move(options_)) { reset(); }
+SeamNetImpl::SeamNetImpl(SeamOptions options_) : options(std::move(options_)), er_factor_(options.er_weight()) {
+  reset();
+}
+
+void SeamNetImpl::set_epoch(std::int64_t epoch) {
+  TORCH_CHECK(epoch >= 0, "seam: epochs count from 0, got ", epoch);
+  const auto warmup = options.er_warmup();
+  const double ramp = warmup == 0 ? 1.0 : std::min(1.0, static_cast<double>(epoch) / static_cast<double>(warmup));
+  er_factor_ = options.er_weight() * ramp;
+}
 
 void SeamNetImpl::reset() {
   options.validate();
@@ -247,7 +265,7 @@ SeamLosses SeamNetImpl::losses(const torch::Tensor& images, const torch::Tensor&
       out.ecr = out.ecr + share * (seam::top_mean((t1 - r1).abs(), 0.2) + seam::top_mean((t2 - r2).abs(), 0.2));
     }
   }
-  out.total = out.cls + out.min_pool + out.er + out.ecr;
+  out.total = out.cls + out.min_pool + er_factor_ * out.er + out.ecr;
   return out;
 }
 
@@ -438,6 +456,9 @@ ModelKind seam_kind() {
       choice_option("transform", "transform", {"rescale", "flip"}, "the Siamese branch's transform", "T"),
       real_option("scale", "rescale", 0.5, 0.05, 0.95, "rescale factor of the second branch"),
       choice_option("er", "er", {"on", "off"}, "equivariant regularisation L_er", "on|off"),
+      real_option("er_weight", "er-weight", 1.0, 0.0, 1000.0, "weight of L_er in the loss (1 as the authors)"),
+      int_option("er_warmup", "er-warmup", 0, 0, 100000,
+                 "epochs over which L_er's weight ramps in linearly from 0 (0 = full weight from the start)"),
       choice_option("ecr", "ecr", {"on", "off"}, "equivariant cross regularisation L_ecr (trains the PCM)", "on|off"),
       choice_option("min_pool", "min-pool", {"on", "off"}, "the adaptive min-pooling loss on the PCM's maps",
                     "on|off"),

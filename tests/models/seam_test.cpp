@@ -167,6 +167,40 @@ TEST(Seam, LossesComposeAndTheirGradientsGoWhereTheAuthorsSendThem) {
   EXPECT_TRUE(!pg.defined() || pg.abs().sum().item<double>() == 0.0);
 }
 
+TEST(Seam, ErWeightAndWarmUpScaleOnlyTheErTermOfTheTotal) {
+  torch::manual_seed(4);
+  am::SeamNet net(tiny().er_weight(0.5).er_warmup(4));
+  const auto images = torch::rand({2, 3, 16, 16});
+  const auto labels = torch::tensor({{1.0f, 0.0f, 1.0f}, {0.0f, 1.0f, 0.0f}});
+  // Before any epoch is set, the full weight; then er_weight * min(1, epoch / 4).
+  EXPECT_DOUBLE_EQ(net->er_factor(), 0.5);
+  for (const auto& [epoch, factor] : {std::pair{0, 0.0}, {1, 0.125}, {3, 0.375}, {4, 0.5}, {9, 0.5}}) {
+    net->set_epoch(epoch);
+    EXPECT_DOUBLE_EQ(net->er_factor(), factor) << "epoch " << epoch;
+    const auto l = net->losses(images, labels);
+    EXPECT_GT(l.er.item<double>(), 0.0);  // reported unweighted
+    EXPECT_NEAR(l.total.item<double>(), (l.cls + l.min_pool + factor * l.er + l.ecr).item<double>(), 1e-6);
+  }
+  EXPECT_THROW(net->set_epoch(-1), c10::Error);
+  // The kind's options reach the net, survive the checkpoint's JSON, and are checked;
+  // options written before them mean the authors' constant weight 1.
+  auto options = am::complete_options(am::model_registry().at("seam"), {{"er_weight", 0.25}, {"er_warmup", 3}},
+                                      am::InputShape{3, 32, 32});
+  const auto parsed = am::SeamOptions::from_json(options);
+  EXPECT_DOUBLE_EQ(parsed.er_weight(), 0.25);
+  EXPECT_EQ(parsed.er_warmup(), 3);
+  EXPECT_EQ(am::SeamOptions::from_json(parsed.to_json()).er_warmup(), 3);
+  options.erase("er_weight");
+  options.erase("er_warmup");
+  EXPECT_DOUBLE_EQ(am::SeamOptions::from_json(options).er_weight(), 1.0);
+  EXPECT_EQ(am::SeamOptions::from_json(options).er_warmup(), 0);
+  for (const auto& [key, value] : {std::pair<const char*, nlohmann::json>{"er_weight", -1.0}, {"er_warmup", -2}}) {
+    auto bad = parsed.to_json();
+    bad[key] = value;
+    EXPECT_THROW(am::SeamOptions::from_json(bad).validate(), c10::Error) << key;
+  }
+}
+
 TEST(Seam, MultiScaleAggregationIsTheSumOfTheSinglePasses) {
   // A pass with position-dependent output, so flips and scales matter.
   torch::manual_seed(5);

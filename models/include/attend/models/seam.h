@@ -40,8 +40,9 @@
 ///   L_ecr     = topmean(|onehot(c2).detach() - r1|) + topmean(|onehot(c1).detach() - r2|),
 ///               topmean = the mean of the largest 20% of each image's (K+1)hw entries
 ///               (k = floor(0.2 (K+1) h w)), averaged over images
-///   L         = L_cls + L_min + L_er + L_ecr; `er`, `ecr` and `min_pool` switch terms
-///               off for ablations (the PCM is trained only by L_ecr and L_min).
+///   L         = L_cls + L_min + w_er L_er + L_ecr; `er`, `ecr` and `min_pool` switch terms
+///               off for ablations (the PCM is trained only by L_ecr and L_min); w_er =
+///               er_weight (1 as the authors), ramped in over `er_warmup` epochs.
 ///
 /// Inference (seam_cams): for scales {0.5, 1, 1.5, 2} x {identity, flip}: the image
 /// resized to round(s H) x round(s W), cam_rv (the raw cam when the PCM is untrained)
@@ -92,6 +93,13 @@ struct SeamOptions {
   TORCH_ARG(bool, pixel_supervision) = false;
   /// Loss terms (ablations).
   TORCH_ARG(bool, er) = true;
+  /// Weight of L_er in L (1 in the authors' code).
+  TORCH_ARG(double, er_weight) = 1.0;
+  /// Epochs over which L_er's weight ramps in linearly: epoch e (0-based) uses
+  /// er_weight * min(1, e / er_warmup); 0 = the full weight from the start. A backbone
+  /// learned from scratch needs to classify before its CAMs are worth making
+  /// equivariant (docs/results.md).
+  TORCH_ARG(std::int64_t, er_warmup) = 0;
   TORCH_ARG(bool, ecr) = true;
   TORCH_ARG(bool, min_pool) = true;
 
@@ -138,6 +146,11 @@ class SeamNetImpl : public torch::nn::Cloneable<SeamNetImpl> {
   /// resized CAMs are computed `chunk` images at a time (0: as many as keep each
   /// tensor under 8 MiB); the values do not depend on it.
   SeamLosses losses(const torch::Tensor& images, const torch::Tensor& labels, std::int64_t chunk = 0);
+  /// Sets the ramp of L_er's weight for training epoch `epoch` (0-based):
+  /// w_er = er_weight * min(1, epoch / er_warmup).
+  void set_epoch(std::int64_t epoch);
+  /// The current weight w_er of L_er in `total` (er_weight until set_epoch is called).
+  double er_factor() const { return er_factor_; }
   /// With pixel supervision: `pixel` = the mean cross-entropy over the pixels of masks
   /// [B,H,W] (0 background, c+1 class c) that are not 255, plus `cls` as in losses()
   /// on the one branch (so the pooled CAMs still classify); total = pixel + cls.
@@ -154,6 +167,9 @@ class SeamNetImpl : public torch::nn::Cloneable<SeamNetImpl> {
   torch::nn::Conv2d classifier{nullptr};           ///< the CAM head, K+1 outputs, no bias
   torch::nn::Conv2d reduce1{nullptr}, reduce2{nullptr};
   attention::PixelCorrelation pcm{nullptr};
+
+ private:
+  double er_factor_ = 1.0;
 };
 TORCH_MODULE(SeamNet);
 
@@ -214,6 +230,7 @@ class SeamClassifier : public Classifier {
   ClassifierLoss loss(const torch::Tensor& images, const torch::Tensor& targets) override;
   /// With pixel supervision, the pixel loss on the batch's masks (required).
   ClassifierLoss loss(const datasets::LabelledBatch& batch) override;
+  void set_epoch(std::int64_t epoch, std::int64_t /*epochs*/) override { net->set_epoch(epoch); }
   torch::Tensor logits(const torch::Tensor& images) override;
   std::vector<Stage> stages() override;
   torch::Tensor cam_weights(const std::string& name) override;
