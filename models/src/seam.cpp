@@ -63,7 +63,8 @@ void SeamOptions::validate() const {
               "seam: the ER weight must be in 0..1000, got ", er_weight_);
   TORCH_CHECK(er_warmup_ >= 0 && er_warmup_ <= 100000, "seam: the ER warm-up must be 0..100000 epochs, got ",
               er_warmup_);
-  TORCH_CHECK(scale_ > 0.0 && scale_ < 1.0, "seam: the rescale factor must be in (0,1), got ", scale_);
+  TORCH_CHECK(std::isfinite(scale_) && scale_ > 0.0 && scale_ <= 4.0 && scale_ != 1.0,
+              "seam: the rescale factor must be in (0,4] and not 1, got ", scale_);
   if (transform_ == SeamTransform::kRescale) {
     TORCH_CHECK(std::floor(height_ * scale_) >= (1 << pools_) && std::floor(width_ * scale_) >= (1 << pools_),
                 "seam: rescaling ", height_, "x", width_, " by ", scale_, " leaves less than one grid cell");
@@ -232,7 +233,7 @@ SeamLosses SeamNetImpl::losses(const torch::Tensor& images, const torch::Tensor&
   // piece). Every term is a mean over images of per-image values, so the chunks'
   // values weighted by their share of the batch add up to the whole batch's.
   const auto H = images.size(2), W = images.size(3), H2 = x2.size(2), W2 = x2.size(3);
-  const auto per_image = (K + 1) * H * W * static_cast<std::int64_t>(sizeof(float));
+  const auto per_image = (K + 1) * std::max(H * W, H2 * W2) * static_cast<std::int64_t>(sizeof(float));
   const auto chunk = chunk_size > 0 ? chunk_size : std::max<std::int64_t>(1, (std::int64_t{8} << 20) / per_image);
   auto zero = torch::zeros({});
   out.min_pool = zero;
@@ -454,7 +455,8 @@ ModelKind seam_kind() {
                       "channels the inputs of the last two blocks are reduced to for the PCM"),
       int_option("pcm_embed", "pcm-embed", 96, 1, 4096, "channels of the PCM's pixel embeddings"),
       choice_option("transform", "transform", {"rescale", "flip"}, "the Siamese branch's transform", "T"),
-      real_option("scale", "rescale", 0.5, 0.05, 0.95, "rescale factor of the second branch"),
+      real_option("scale", "rescale", 0.5, 0.05, 4.0,
+                  "rescale factor of the second branch (below 1 shrinks, as the authors; above 1 enlarges)"),
       choice_option("er", "er", {"on", "off"}, "equivariant regularisation L_er", "on|off"),
       real_option("er_weight", "er-weight", 1.0, 0.0, 1000.0, "weight of L_er in the loss (1 as the authors)"),
       int_option("er_warmup", "er-warmup", 0, 0, 100000,

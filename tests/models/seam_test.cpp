@@ -94,6 +94,16 @@ TEST(Seam, TransformsAndTheirInversesRoundTrip) {
   // floor(s H) like the authors' scale_factor.
   EXPECT_EQ(seam::transform(torch::zeros({1, 1, 15, 9}), am::SeamTransform::kRescale, 0.3).sizes(),
             (std::vector<std::int64_t>{1, 1, 4, 2}));
+  // Enlarging (a factor above 1) keeps the ramp too, on the finer grid, and shrinking
+  // by the inverse factor gives it back.
+  const auto up = seam::transform(half, am::SeamTransform::kRescale, 2.0);
+  ASSERT_EQ(up.sizes(), (std::vector<std::int64_t>{1, 1, 8, 8}));
+  EXPECT_TRUE(torch::allclose(up, ramp, 1e-6, 1e-6));
+  EXPECT_EQ(seam::transform(torch::zeros({1, 1, 15, 9}), am::SeamTransform::kRescale, 1.5).sizes(),
+            (std::vector<std::int64_t>{1, 1, 22, 13}));
+  // The factor is checked: 1 would make the pair identical, and above 4 is refused.
+  for (const double bad : {1.0, 0.0, 4.5}) EXPECT_THROW(tiny().scale(bad).validate(), c10::Error) << bad;
+  EXPECT_NO_THROW(tiny().scale(1.5).validate());
 }
 
 TEST(Seam, LossesComposeAndTheirGradientsGoWhereTheAuthorsSendThem) {

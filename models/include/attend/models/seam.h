@@ -84,7 +84,8 @@ struct SeamOptions {
   /// Channels of the PCM's pixel embeddings.
   TORCH_ARG(std::int64_t, pcm_embed) = 96;
   TORCH_ARG(SeamTransform, transform) = SeamTransform::kRescale;
-  /// Rescale factor of branch 2 (0.3 in the authors' code for 448-pixel crops).
+  /// Rescale factor of branch 2 (0.3 in the authors' code for 448-pixel crops), in
+  /// (0,4], not 1: above 1 branch 2 sees an enlarged copy with a finer grid.
   TORCH_ARG(double, scale) = 0.5;
   /// "pixel": a fully supervised upper bound with the same network: the training
   /// loss is the per-pixel cross-entropy of the K+1 CAMs (resized to the input)
