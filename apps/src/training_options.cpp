@@ -45,7 +45,11 @@ po::options_description classifier_training_options() {
       ("val-count", po::value<std::int64_t>()->default_value(500)->value_name("N"),
        "training items held out for validation and best.pt (0 = none)")
       ("eval-samples", po::value<std::int64_t>()->default_value(0)->value_name("M"),
-       "stochastic models (ram): Monte-Carlo trajectories for validation (0 = policy mean)");
+       "stochastic models (ram): Monte-Carlo trajectories for validation (0 = policy mean)")
+      ("init-from", po::value<std::string>()->value_name("CKPT"),
+       "start from another run's checkpoint: each layer whose tensors it holds under the same names "
+       "and shapes is copied (e.g. a seam network from a cam run's best.pt: the backbone); not "
+       "applied when the run resumes");
   return training;
 }
 

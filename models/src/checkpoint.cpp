@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -345,6 +346,36 @@ void collect_tensors(const torch::nn::Module& module, InputArchive& archive, con
   }
 }
 
+/// For warm_start: module by module, the checkpoint's tensors for `module`'s own
+/// parameters and buffers into `found` when every one of them fits (same dotted name,
+/// shape and dtype), else their names into `kept` (a layer is taken whole or not at
+/// all: no batch-norm counter without its statistics).
+void collect_matching(const torch::nn::Module& module, InputArchive* archive, const std::string& prefix,
+                      std::map<std::string, torch::Tensor>& found, std::vector<std::string>& kept) {
+  std::vector<std::pair<std::string, torch::Tensor>> own;
+  bool fits = archive != nullptr;
+  auto take = [&](const std::string& key, const torch::Tensor& target, bool is_buffer) {
+    torch::Tensor value;
+    fits = fits && archive->try_read(key, value, is_buffer) && value.sizes() == target.sizes() &&
+           value.scalar_type() == target.scalar_type();
+    own.emplace_back(prefix + key, value);
+  };
+  for (const auto& p : module.named_parameters(/*recurse=*/false)) take(p.key(), p.value(), false);
+  for (const auto& b : module.named_buffers(/*recurse=*/false)) take(b.key(), b.value(), true);
+  for (auto& [name, value] : own) {
+    if (fits) {
+      found[name] = value;
+    } else {
+      kept.push_back(name);
+    }
+  }
+  for (const auto& child : module.named_children()) {
+    InputArchive child_archive;
+    const bool present = archive != nullptr && archive->try_read(child.key(), child_archive);
+    collect_matching(*child.value(), present ? &child_archive : nullptr, prefix + child.key() + ".", found, kept);
+  }
+}
+
 std::string serialise(const torch::optim::Optimizer& optimizer) {
   OutputArchive archive;
   optimizer.save(archive);
@@ -559,6 +590,55 @@ CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model
     }
   }
   return info;
+}
+
+WarmStart warm_start(const std::string& path, torch::nn::Module& model) {
+  auto archive = open_archive(path);
+  const auto info = read_info(archive, path);
+  InputArchive model_archive;
+  if (!archive.try_read(kModelKey, model_archive)) throw IoError(path, "holds no model weights");
+  WarmStart result;
+  result.kind = info.model.kind;
+  std::map<std::string, torch::Tensor> found;
+  try {
+    collect_matching(model, &model_archive, "", found, result.kept);
+  } catch (const c10::Error& e) {
+    throw IoError(path, "corrupt model weights: " + first_line(e.what_without_backtrace()));
+  }
+  if (found.empty()) {
+    throw IoError(path, "no parameter or buffer of this '" + info.model.kind +
+                            "' checkpoint fits the model (none has one of its names with the same shape)");
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& p : model.named_parameters(/*recurse=*/true)) {
+    if (auto it = found.find(p.key()); it != found.end()) {
+      p.value().copy_(it->second);
+      result.copied.push_back(p.key());
+    }
+  }
+  for (auto& b : model.named_buffers(/*recurse=*/true)) {
+    if (auto it = found.find(b.key()); it != found.end()) {
+      b.value().copy_(it->second);
+      result.copied.push_back(b.key());
+    }
+  }
+  return result;
+}
+
+std::string summarise_tensor_names(const std::vector<std::string>& names) {
+  std::vector<std::pair<std::string, int>> groups;  // in order of first appearance
+  for (const auto& name : names) {
+    const auto head = name.substr(0, name.find('.'));
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == head; });
+    if (it == groups.end()) it = groups.insert(groups.end(), std::make_pair(head, 0));
+    ++it->second;
+  }
+  std::string text;
+  for (const auto& [head, count] : groups) {
+    if (!text.empty()) text += ", ";
+    text += head + " (" + std::to_string(count) + (count == 1 ? " tensor)" : " tensors)");
+  }
+  return text.empty() ? "none" : text;
 }
 
 }  // namespace attend::models

@@ -1,6 +1,7 @@
 #include <attend/io_error.h>
 #include <attend/models/checkpoint.h>
 #include <attend/models/registry.h>
+#include <attend/models/seam.h>
 #include <attend/models/train.h>
 #include <attend/vision/fit.h>
 
@@ -14,6 +15,8 @@
 
 #include <csignal>
 #include <fstream>
+#include <map>
+#include <set>
 
 namespace am = attend::models;
 using attend::testing::TempDir;
@@ -474,4 +477,70 @@ TEST_F(Checkpoint, ANonFiniteNumberInTheDescriptionIsRefusedBeforeWriting) {
               path + ": cannot write a checkpoint whose description holds a non-finite number at training.schedule.gamma");
   }
   EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST_F(Checkpoint, AWarmStartCopiesTheLayersThatFitAndLeavesTheRest) {
+  const auto& registry = am::model_registry();
+  const am::InputShape shape{3, 32, 32};
+  const auto cam_options = am::complete_options(
+      registry.at("cam"), {{"filters", {4, 6, 8}}, {"pools", 1}, {"labels", "multi"}, {"classes", 5}}, shape);
+  torch::manual_seed(2);
+  auto cam = am::make_classifier("cam", cam_options);
+  // Batch-norm statistics away from their defaults, so copied buffers are visible.
+  cam->module().train();
+  cam->logits(torch::rand({4, 3, 32, 32}) * 3 + 1);
+  am::CheckpointInfo info;
+  info.model = {"cam", cam_options};
+  const auto path = dir.file("cam.pt");
+  am::save_checkpoint(path, info, cam->module());
+
+  auto seam_options = am::complete_options(registry.at("seam"), {{"classes", 5}}, shape);
+  seam_options["filters"] = {4, 6, 10};  // the last block does not fit the cam's
+  seam_options["pools"] = 1;
+  torch::manual_seed(3);
+  auto seam = am::make_classifier("seam", seam_options);
+  std::map<std::string, torch::Tensor> before;
+  for (const auto& p : seam->module().named_parameters()) before[p.key()] = p.value().clone();
+  for (const auto& b : seam->module().named_buffers()) before[b.key()] = b.value().clone();
+
+  const auto result = am::warm_start(path, seam->module());
+  EXPECT_EQ(result.kind, "cam");
+  EXPECT_EQ(result.copied.size() + result.kept.size(), before.size());
+  std::map<std::string, torch::Tensor> source;
+  for (const auto& p : cam->module().named_parameters()) source[p.key()] = p.value();
+  for (const auto& b : cam->module().named_buffers()) source[b.key()] = b.value();
+  const std::set<std::string> copied(result.copied.begin(), result.copied.end());
+  std::size_t expected_copies = 0;
+  for (const auto& [name, value] : before) {
+    // Blocks 1 and 2 fit; block 3 does not, not even its batch-norm step counter (a
+    // scalar of the same shape): a layer is taken whole or not at all.
+    const bool fits = name.rfind("convs.0.", 0) == 0 || name.rfind("convs.1.", 0) == 0;
+    expected_copies += fits ? 1 : 0;
+    EXPECT_EQ(copied.count(name), fits ? 1u : 0u) << name;
+    const auto params = seam->module().named_parameters();
+    const auto now = params.contains(name) ? params[name] : seam->module().named_buffers()[name];
+    EXPECT_TRUE(torch::equal(now, fits ? source.at(name) : value)) << name;
+  }
+  EXPECT_EQ(expected_copies, 12u);  // two blocks: conv weight; bn weight, bias, mean, var, count
+  EXPECT_EQ(copied.size(), expected_copies);
+
+  // Nothing in common: refused, the model untouched.
+  Net net;
+  am::save_checkpoint(dir.file("net.pt"), describe(), *net);
+  auto other = am::make_classifier("seam", seam_options);
+  const auto head = dynamic_cast<am::SeamClassifier&>(*other).net->classifier->weight.clone();
+  try {
+    am::warm_start(dir.file("net.pt"), other->module());
+    ADD_FAILURE() << "a checkpoint with nothing in common was accepted";
+  } catch (const attend::IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("no parameter or buffer of this 'test-net' checkpoint fits"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(torch::equal(dynamic_cast<am::SeamClassifier&>(*other).net->classifier->weight, head));
+  EXPECT_THROW(am::warm_start(dir.file("missing.pt"), other->module()), attend::IoError);
+
+  EXPECT_EQ(am::summarise_tensor_names({"convs.0.0.weight", "classifier.weight", "convs.1.0.weight"}),
+            "convs (2 tensors), classifier (1 tensor)");
+  EXPECT_EQ(am::summarise_tensor_names({}), "none");
 }

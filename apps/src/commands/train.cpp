@@ -13,12 +13,14 @@
 
 #include <attend/io_error.h>
 #include <attend/run_lock.h>
+#include <attend/models/checkpoint.h>
 #include <attend/models/registry.h>
 #include <attend/models/train.h>
 
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <optional>
 
 namespace attend::cli {
 namespace {
@@ -27,6 +29,36 @@ namespace fs = std::filesystem;
 namespace am = attend::models;
 
 bool classifies(const am::ModelKind& kind) { return kind.capabilities.classify; }
+
+/// --init-from: copies the tensors of another run's checkpoint that fit the new model
+/// (before the run folder is touched, so a bad file leaves nothing behind). A run that
+/// resumes keeps its own weights. Rank 0 alone reads the file: its parameters are
+/// broadcast to the others at the start.
+std::optional<am::WarmStart> warm_start(const std::string& path, am::Classifier& classifier,
+                                        const am::TrainOptions& training, const DistributedRun& distributed,
+                                        Streams& io) {
+  std::error_code ec;
+  if (training.resume() && fs::exists(fs::path(training.run_dir()) / "last.pt", ec)) {
+    if (distributed.writer()) {
+      io.err << "init: the run resumes from its last.pt; --init-from " << path << " is not applied\n";
+    }
+    return std::nullopt;
+  }
+  if (!distributed.writer()) return std::nullopt;
+  auto result = am::warm_start(path, classifier.module());
+  io.err << "init: from " << path << " (a '" << result.kind << "' model): " << am::summarise_tensor_names(result.copied)
+         << "; kept as initialised: " << am::summarise_tensor_names(result.kept) << "\n";
+  return result;
+}
+
+/// Which tensors came from where, in <run-dir>/init.json.
+void write_warm_start(const std::string& run_dir, const std::string& path, const am::WarmStart& result) {
+  std::error_code ec;
+  write_json_file((fs::path(run_dir) / "init.json").string(), {{"checkpoint", fs::absolute(path, ec).string()},
+                                                               {"kind", result.kind},
+                                                               {"copied", result.copied},
+                                                               {"kept", result.kept}});
+}
 
 class TrainCommand : public Command {
  public:
@@ -169,6 +201,10 @@ class TrainCommand : public Command {
 
     // With RANK and WORLD_SIZE set: join the other workers (rank 0 alone writes).
     DistributedRun distributed(vm);
+    std::optional<am::WarmStart> warm;
+    if (vm.count("init-from")) {
+      warm = warm_start(vm["init-from"].as<std::string>(), *classifier, training, distributed, io);
+    }
     // One run per folder, from its first file to its last (creates the folder).
     std::unique_ptr<RunFolderLock> lock;
     auto observers = std::make_shared<am::ObserverList>();
@@ -189,6 +225,7 @@ class TrainCommand : public Command {
     } else if (auto log = distributed.rank_log(run_dir)) {
       observers->add(log);
     }
+    if (warm) write_warm_start(run_dir, vm["init-from"].as<std::string>(), *warm);
     am::FitHooks hooks;
     distributed.join(classifier->module(), hooks);
     am::FitSummary summary;

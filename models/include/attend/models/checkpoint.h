@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace attend::models {
 
@@ -83,6 +84,25 @@ struct LoadOptions {
 /// parameter, both shapes or both dtypes, or the optimizer's groups.
 CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model,
                                torch::optim::Optimizer* optimizer = nullptr, const LoadOptions& options = {});
+
+/// What warm_start copied.
+struct WarmStart {
+  std::string kind;                 ///< the checkpoint's model kind
+  std::vector<std::string> copied;  ///< the model's tensors taken from the checkpoint
+  std::vector<std::string> kept;    ///< the model's tensors left as they were
+};
+
+/// Initialises `model` from another model's checkpoint (a warm start: e.g. a SEAM
+/// network from a trained CAM classifier, whose backbone blocks have the same names),
+/// layer by layer: a submodule's own parameters and buffers are copied when the
+/// checkpoint holds every one of them under the same dotted name, shape and dtype;
+/// otherwise they are left as they are. Nothing is modified unless a layer fits.
+/// throws attend::IoError naming the path for an unreadable file or when no tensor of
+/// the checkpoint fits the model.
+WarmStart warm_start(const std::string& path, torch::nn::Module& model);
+/// Tensor names grouped by their first component, in order of appearance:
+/// "convs (30 tensors), classifier (1 tensor)"; "none" for no names.
+std::string summarise_tensor_names(const std::vector<std::string>& names);
 
 /// The first place where two JSON values differ, as "key.sub: A here, B there"
 /// wording's parts: the dotted path ("" when they are equal) and both values.
