@@ -120,6 +120,14 @@ attend_bad_input(Checkpoints NoCamsForMasks 2 "--masks: a 'ram' model has no cla
   eval ${B}/ram/last.pt --masks)
 attend_bad_input(Checkpoints NotTorchScriptEither 1 "ckpt/text[.]pt: not a TorchScript file"
   saliency ${B}/ckpt/text.pt ${B}/img/good.png --out ${OUT})
+# --init-from is read before the run folder is made.
+attend_bad_input(Checkpoints InitFromMissing 1 "ckpt/nope[.]pt: no such checkpoint$"
+  ${train_ram} --epochs 1 --init-from ${B}/ckpt/nope.pt --run-dir ${OUT})
+attend_bad_input(Checkpoints InitFromTruncated 1 "ckpt/truncated[.]pt: not a readable checkpoint: no zip directory"
+  ${train_ram} --epochs 1 --init-from ${B}/ckpt/truncated.pt --run-dir ${OUT})
+attend_bad_input(Checkpoints InitFromNothingInCommon 1
+  "cam/last[.]pt: no parameter or buffer of this 'cam' checkpoint fits the model"
+  ${train_ram} --epochs 1 --init-from ${B}/cam/last.pt --run-dir ${OUT})
 attend_bad_input(Checkpoints ResumeWithAnotherModel 1 "model[.]options[.]glimpses is 2 there but 3 now"
   train ram --data ${B}/idx --epochs 2 --batch 16 --val-count 8 --glimpses 3 --glimpse-size 6 --hidden 16
   --what-size 8 --where-size 8 --glimpse-features 16 --run-dir ${B}/ram)
