@@ -87,8 +87,18 @@ nlohmann::json SeamOptions::to_json() const {
           {"er_warmup", er_warmup_},
           {"ecr", on_off(ecr_)},
           {"min_pool", on_off(min_pool_)},
-          {"supervision", pixel_supervision_ ? "pixel" : "image"}};
+          {"supervision", pixel_supervision_ ? "pixel" : "image"},
+          {"batch_norm", frozen_bn_ ? "frozen" : "train"}};
 }
+
+namespace {
+/// "batch_norm": absent in checkpoints written before the option (trained then).
+bool frozen_batch_norm(const nlohmann::json& j) {
+  const auto value = j.value("batch_norm", std::string("train"));
+  TORCH_CHECK(value == "train" || value == "frozen", "seam: batch_norm must be train or frozen, got '", value, "'");
+  return value == "frozen";
+}
+}  // namespace
 
 SeamOptions SeamOptions::from_json(const nlohmann::json& j) {
   const auto transform = j.at("transform").get<std::string>();
@@ -111,7 +121,8 @@ SeamOptions SeamOptions::from_json(const nlohmann::json& j) {
       .er_warmup(j.value("er_warmup", std::int64_t{0}))
       .ecr(parse_on_off(j, "ecr"))
       .min_pool(parse_on_off(j, "min_pool"))
-      .pixel_supervision(supervision(j));
+      .pixel_supervision(supervision(j))
+      .frozen_bn(frozen_batch_norm(j));
 }
 
 SeamNetImpl::SeamNetImpl(SeamOptions options_) : options(std::move(options_)), er_factor_(options.er_weight()) {
@@ -145,6 +156,23 @@ void SeamNetImpl::reset() {
   torch::nn::init::xavier_uniform_(classifier->weight);
   torch::nn::init::kaiming_normal_(reduce1->weight);
   torch::nn::init::kaiming_normal_(reduce2->weight);
+  if (options.frozen_bn()) {
+    for (auto& module : modules(/*include_self=*/false)) {
+      if (auto* bn = module->as<torch::nn::BatchNorm2d>()) {
+        bn->weight.requires_grad_(false);
+        bn->bias.requires_grad_(false);
+        bn->eval();
+      }
+    }
+  }
+}
+
+void SeamNetImpl::train(bool on) {
+  torch::nn::Module::train(on);
+  if (!options.frozen_bn()) return;
+  for (auto& module : modules(/*include_self=*/false)) {
+    if (auto* bn = module->as<torch::nn::BatchNorm2d>()) bn->eval();
+  }
 }
 
 void SeamNetImpl::pretty_print(std::ostream& stream) const {
@@ -466,6 +494,10 @@ ModelKind seam_kind() {
                     "on|off"),
       choice_option("supervision", "supervision", {"image", "pixel"},
                     "image-level labels (SEAM), or the scenes' pixel masks (a fully supervised upper bound)", "S"),
+      choice_option("batch_norm", "batch-norm", {"train", "frozen"},
+                    "frozen: batch norm keeps its running statistics, scale and shift, as the authors' "
+                    "backbone (for a start from a trained one: --init-from)",
+                    "B"),
   };
   k.make = [](const nlohmann::json& options) -> std::unique_ptr<Model> {
     return std::make_unique<SeamClassifier>(options);

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -209,6 +210,77 @@ TEST(Seam, ErWeightAndWarmUpScaleOnlyTheErTermOfTheTotal) {
     bad[key] = value;
     EXPECT_THROW(am::SeamOptions::from_json(bad).validate(), c10::Error) << key;
   }
+}
+
+TEST(Seam, FrozenBatchNormKeepsItsStatisticsAndAffineAndNormalisesTrainingLikeEvaluation) {
+  torch::manual_seed(8);
+  am::SeamNet net(tiny().frozen_bn(true));
+  // Statistics as a trained backbone would bring them (--init-from).
+  std::vector<torch::nn::BatchNorm2dImpl*> norms;
+  for (auto& m : net->modules(/*include_self=*/false)) {
+    if (auto* bn = m->as<torch::nn::BatchNorm2d>()) norms.push_back(bn);
+  }
+  ASSERT_EQ(norms.size(), tiny().filters().size());
+  {
+    torch::NoGradGuard no_grad;
+    for (auto* bn : norms) {
+      bn->running_mean.uniform_(-0.2, 0.2);
+      bn->running_var.uniform_(0.5, 2.0);
+    }
+  }
+  const auto images = torch::rand({2, 3, 16, 16});
+  const auto labels = torch::tensor({{1.0f, 0.0f, 1.0f}, {0.0f, 1.0f, 0.0f}});
+  net->train();
+  for (auto* bn : norms) {
+    EXPECT_FALSE(bn->is_training());
+    EXPECT_FALSE(bn->weight.requires_grad());
+    EXPECT_FALSE(bn->bias.requires_grad());
+  }
+  std::vector<torch::Tensor> before;
+  for (const auto& p : net->parameters()) before.push_back(p.clone());
+  for (const auto& b : net->buffers()) before.push_back(b.clone());
+  // In training the maps are those of evaluation: the running statistics normalise both.
+  const auto training_map = net->forward(images, false).grid_cam;
+  net->eval();
+  EXPECT_TRUE(torch::allclose(training_map, net->forward(images, false).grid_cam, 1e-6, 1e-6));
+  net->train();
+  torch::optim::SGD sgd(net->parameters(), 0.5);
+  sgd.zero_grad();
+  net->losses(images, labels).total.backward();
+  sgd.step();
+  std::size_t i = 0, changed = 0;
+  for (const auto& p : net->named_parameters()) {
+    const bool moved = !torch::equal(p.value(), before[i++]);
+    const bool norm = std::any_of(norms.begin(), norms.end(), [&](const auto* bn) {
+      return p.value().is_same(bn->weight) || p.value().is_same(bn->bias);
+    });
+    if (norm) {
+      EXPECT_FALSE(moved) << p.key();
+    }
+    changed += moved ? 1 : 0;
+  }
+  EXPECT_GT(changed, 3u);  // the convolutions, the head and the PCM's layers do learn
+  for (const auto& b : net->buffers()) EXPECT_TRUE(torch::equal(b, before[i++])) << "a batch-norm buffer moved";
+  // Trained batch norm (the default) does update its statistics in training.
+  am::SeamNet trained(tiny());
+  torch::Tensor running;
+  for (auto& m : trained->modules(/*include_self=*/false)) {
+    if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
+      running = bn->running_mean;
+      break;
+    }
+  }
+  const auto start = running.clone();
+  trained->train();
+  trained->forward(images, false);
+  EXPECT_FALSE(torch::equal(start, running));
+  // The option survives the checkpoint's JSON; options written before it mean trained.
+  EXPECT_TRUE(am::SeamOptions::from_json(tiny().frozen_bn(true).to_json()).frozen_bn());
+  auto old = tiny().to_json();
+  old.erase("batch_norm");
+  EXPECT_FALSE(am::SeamOptions::from_json(old).frozen_bn());
+  old["batch_norm"] = "thawed";
+  EXPECT_THROW(am::SeamOptions::from_json(old), c10::Error);
 }
 
 TEST(Seam, MultiScaleAggregationIsTheSumOfTheSinglePasses) {

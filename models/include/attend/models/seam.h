@@ -103,6 +103,11 @@ struct SeamOptions {
   TORCH_ARG(std::int64_t, er_warmup) = 0;
   TORCH_ARG(bool, ecr) = true;
   TORCH_ARG(bool, min_pool) = true;
+  /// Batch norm frozen, as in the authors' ResNet-38: every batch-norm layer normalises
+  /// with its running statistics in training too, and its scale and shift are not
+  /// trained. Meant for a backbone that starts from a trained one (`--init-from`):
+  /// both branches are then normalised alike, whatever their batch statistics.
+  TORCH_ARG(bool, frozen_bn) = false;
 
  public:
   /// Whether the PCM is trained (by L_ecr or L_min), so inference uses cam_rv.
@@ -133,6 +138,8 @@ class SeamNetImpl : public torch::nn::Cloneable<SeamNetImpl> {
   explicit SeamNetImpl(SeamOptions options = {});
   void reset() override;
   void pretty_print(std::ostream& stream) const override;
+  /// As Module::train; with frozen batch norm its layers stay in evaluation mode.
+  void train(bool on = true) override;
 
   /// The last block's map [B,F,h,w] and (with `pcm_input`) the PCM's feature input
   /// [B,C+r1+r2,h,w] for images [B,C,H,W] (any size that survives the pooling).
