@@ -161,9 +161,9 @@ void SeamNetImpl::reset() {
       if (auto* bn = module->as<torch::nn::BatchNorm2d>()) {
         bn->weight.requires_grad_(false);
         bn->bias.requires_grad_(false);
-        bn->eval();
       }
     }
+    train(is_training());  // and their statistics stay as they are
   }
 }
 

@@ -126,8 +126,7 @@ class Engine {
  private:
   /// Continues from last.pt when there is one to continue from.
   bool resume() {
-    std::error_code ec;
-    if (last_path_.empty() || !options_.resume() || !fs::exists(last_path_, ec)) return false;
+    if (!will_resume(options_.run_dir(), options_.resume())) return false;
     const auto stored = read_checkpoint_info(last_path_);
     const auto diff = first_difference(identity(stored), identity(description_));
     if (!diff.path.empty()) {
@@ -384,6 +383,11 @@ class Engine {
 };
 
 }  // namespace
+
+bool will_resume(const std::string& run_dir, bool resume) {
+  std::error_code ec;
+  return resume && !run_dir.empty() && fs::exists(fs::path(run_dir) / "last.pt", ec);
+}
 
 FitSummary fit(torch::nn::Module& model, torch::optim::Optimizer& optimizer, const CheckpointInfo& description,
                const FitOptions& options, const LossFn& loss, const EvalFn& eval, TrainingObserver* observer,

@@ -17,6 +17,7 @@
 #include <attend/run_lock.h>
 #include <attend/models/caption_train.h>
 #include <attend/models/registry.h>
+#include <attend/models/trainer.h>
 #include <attend/vision/contact_sheet.h>
 #include <attend/vision/fit.h>
 #include <attend/vision/heatmap.h>
@@ -215,7 +216,7 @@ class CaptionTrainCommand : public Command {
         if (fs::exists(copy, ec)) {
           // A frozen backbone's weights live in that file, not in the checkpoints:
           // resuming with another one would silently change the model.
-          if (read(copy.string()) != bytes && training.resume() && fs::exists(fs::path(run_dir) / "last.pt", ec)) {
+          if (read(copy.string()) != bytes && am::will_resume(run_dir, training.resume())) {
             throw UsageError("--encoder " + given + " differs from the " + copy.string() +
                              " this run was trained with; give --no-resume or another --run-dir");
           }

@@ -37,8 +37,7 @@ bool classifies(const am::ModelKind& kind) { return kind.capabilities.classify; 
 std::optional<am::WarmStart> warm_start(const std::string& path, am::Classifier& classifier,
                                         const am::TrainOptions& training, const DistributedRun& distributed,
                                         Streams& io) {
-  std::error_code ec;
-  if (training.resume() && fs::exists(fs::path(training.run_dir()) / "last.pt", ec)) {
+  if (am::will_resume(training.run_dir(), training.resume())) {
     if (distributed.writer()) {
       io.err << "init: the run resumes from its last.pt; --init-from " << path << " is not applied\n";
     }

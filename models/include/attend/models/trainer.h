@@ -150,6 +150,10 @@ inline std::vector<std::int64_t> shard_batch(const FitHooks& hooks, std::vector<
   return hooks.shard ? hooks.shard(batch) : batch;
 }
 
+/// Whether fit, given this run folder and resume flag, continues from the folder's
+/// last.pt instead of starting afresh (an empty folder name never resumes).
+bool will_resume(const std::string& run_dir, bool resume);
+
 /// Runs the loop. `description` gives the model, training and data parts stored in
 /// checkpoints; a resumed run must have the same model and data parts and the same
 /// training part except "epochs" and "patience" (which may grow on continuation);
