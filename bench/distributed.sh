@@ -7,14 +7,16 @@
 # lines: the mean over the epochs after the first) of:
 #   1p x 1t      one process, one thread
 #   1p x 2t      one process, two threads
-#   2p x 1t      attend launch --nproc 2 (one thread each), buckets of 1 MB sent during backward
+#   2p x 1t      attend launch --nproc 2 (one thread each), buckets of 1 MB sent during backward,
+#                collectives waited for by polling (--dist-wait auto: the workers have a core each)
+#   2p x 1t, b   the same, waiting asleep (--dist-wait block)
 #   2p x 1t, 0   the same with one bucket all-reduced after backward (--bucket-mb 0)
 #   2p x 1t, 256 the same with a global batch of 256: 128 per process, as in the
 #                one-process runs (weak scaling, as data-parallel benchmarks usually report)
 #   2 x 1p x 1t  two independent one-thread runs at once: the machine's ceiling for two
 #                processes (their rates summed)
-# and the gradient all-reduce of the data-parallel runs (bytes and waiting time per
-# step, from attend's data-parallel line). Medians over the repeats, with their range;
+# and the gradient all-reduce of the data-parallel runs (bytes per step, and the time
+# per step waiting in collectives, from attend's data-parallel line). Medians over the repeats, with their range;
 # the repeats interleave the configurations.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,7 +36,7 @@ rate() {
 }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-configs=(1p1t 1p2t 2p1t 2p1t0 2p1tw pair)
+configs=(1p1t 1p2t 2p1t 2p1tb 2p1t0 2p1tw pair)
 # run_one <name> <model> <i>: one run of a configuration; its rate (and all-reduce
 # figures) go to $work/<name>-<model>.rates (.mb, .waits).
 run_one() {
@@ -49,6 +51,10 @@ run_one() {
         >/dev/null
       ;;
     2p1t) "$attend" launch --nproc 2 -- "${args[@]}" --batch 128 --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
+    2p1tb)
+      "$attend" launch --nproc 2 -- "${args[@]}" --batch 128 --dist-wait block --run-dir "$out.run" 2>"$out.err" \
+        >/dev/null
+      ;;
     2p1t0)
       "$attend" launch --nproc 2 -- "${args[@]}" --batch 128 --bucket-mb 0 --run-dir "$out.run" 2>"$out.err" \
         >/dev/null
@@ -67,7 +73,9 @@ run_one() {
     rate "$out.err" >>"$work/$name-$model.rates"
   fi
   if grep -q "data-parallel over" "$out.err"; then
-    sed -nE 's/.* ([0-9.]+) ms per step waiting.*/\1/p' "$out.err" >>"$work/$name-$model.waits"
+    # both waits: for the buckets after backward and for the step's other collectives
+    sed -nE 's/.* ([0-9.]+) ms per step waiting.*, ([0-9.]+) ms in the step.*/\1 \2/p' "$out.err" |
+      awk '{ print $1 + $2 }' >>"$work/$name-$model.waits"
     sed -nE 's/.*, ([0-9.]+) MB all-reduced per step.*/\1/p' "$out.err" >"$work/$name-$model.mb"
   fi
 }

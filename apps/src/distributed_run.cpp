@@ -5,6 +5,7 @@
 
 #include <attend/io_error.h>
 
+#include <ATen/Parallel.h>
 #include <glog/logging.h>
 
 #include <cstdio>
@@ -25,6 +26,9 @@ po::options_description distributed_options() {
        "give up on a missing rank, the rendezvous or a collective after SEC seconds")
       ("bucket-mb", po::value<double>()->default_value(1.0, "1")->value_name("MB"),
        "gradient all-reduce bucket size; buckets are sent during backward (0 = one bucket after it)")
+      ("dist-wait", po::value<std::string>()->default_value("auto")->value_name("W"),
+       "wait for collectives by polling (spin) or asleep (block); auto = spin when this machine's workers "
+       "times --threads fit its cores")
       ("rank-log", po::bool_switch(), "ranks > 0 write their progress lines to <run-dir>/rank-<r>.log");
   return d;
 }
@@ -37,13 +41,20 @@ DistributedRun::DistributedRun(const po::variables_map& vm) {
   const double timeout = require_range<double>(vm, "dist-timeout", 0.1, 604800.0);
   bucket_mb_ = require_range<double>(vm, "bucket-mb", 0.0, 4096.0);
   rank_log_ = vm["rank-log"].as<bool>();
+  const auto wait = vm["dist-wait"].as<std::string>();
+  if (wait != "auto" && wait != "spin" && wait != "block") {
+    throw UsageError("--dist-wait must be auto, spin or block, got '" + wait + "'");
+  }
   const auto env = am::distributed_env_from_environment();
   if (!env) return;
+  // Polling keeps a waiting rank's core busy: only where the workers do not share
+  // cores (this machine's workers times their threads at most its cores).
+  const bool spin = wait == "spin" || (wait == "auto" && local_world_size() * at::get_num_threads() <= cores());
   // c10d and Gloo log through glog to stderr; attend reports their failures itself,
   // as one line.
   FLAGS_minloglevel = google::GLOG_FATAL;
   group_ = std::make_unique<am::ProcessGroup>(
-      *env, am::ProcessGroupOptions().store(store).timeout_seconds(timeout));
+      *env, am::ProcessGroupOptions().store(store).timeout_seconds(timeout).spin_wait(spin));
 }
 
 DistributedRun::~DistributedRun() = default;
@@ -86,15 +97,17 @@ std::shared_ptr<am::TrainingObserver> DistributedRun::rank_log(const std::string
   return std::make_shared<ProgressObserver>(log_, false);
 }
 
-int default_threads() {
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  int local = 1;
+int cores() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+
+int local_world_size() {
   if (const char* v = std::getenv("LOCAL_WORLD_SIZE")) {
     char* end = nullptr;
     const long n = std::strtol(v, &end, 10);
-    if (end != v && *end == '\0' && n >= 1 && n <= 65536) local = static_cast<int>(n);
+    if (end != v && *end == '\0' && n >= 1 && n <= 65536) return static_cast<int>(n);
   }
-  return std::max(1, cores / local);
+  return 1;
 }
+
+int default_threads() { return std::max(1, cores() / local_world_size()); }
 
 }  // namespace attend::cli

@@ -14,7 +14,7 @@
 
 namespace attend::cli {
 
-/// --dist-store, --dist-timeout, --bucket-mb and --rank-log.
+/// --dist-store, --dist-timeout, --dist-wait, --bucket-mb and --rank-log.
 po::options_description distributed_options();
 
 class DistributedRun {
@@ -50,8 +50,12 @@ class DistributedRun {
   std::ofstream log_;
 };
 
+/// This machine's cores (at least 1).
+int cores();
+/// The workers on this machine: LOCAL_WORLD_SIZE (which attend launch sets), else 1.
+int local_world_size();
 /// The intra-op threads a training process takes by default: the machine's cores
-/// shared among the workers on it (LOCAL_WORLD_SIZE, which attend launch sets).
+/// shared among the workers on it.
 int default_threads();
 
 }  // namespace attend::cli

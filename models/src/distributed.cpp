@@ -299,6 +299,11 @@ std::string ProcessGroup::describe_failure(const std::string& what, const std::s
 
 void ProcessGroup::wait(Pending& pending) {
   try {
+    if (impl_->options.spin_wait()) {
+      // Poll, giving the core to any other thread between polls; a failed or timed
+      // out collective completes too, and wait() below reports it.
+      while (!pending.work_->isCompleted()) std::this_thread::yield();
+    }
     pending.work_->wait();
   } catch (const std::exception& e) {
     throw DistributedError(describe_failure(pending.what_, first_line(e)));
@@ -407,6 +412,10 @@ struct DataParallel::Impl {
   bool by_terms = false;
   double divisor = 0.0;      // all ranks' terms this step; 0 = not known yet
   bool empty_shard = false;  // this step's shard is a stand-in example of weight 0
+  // The step's values (loss, metrics, examples, stop) in flight: started before
+  // backward, so that they travel ahead of the gradients instead of behind them.
+  torch::Tensor step_values;
+  std::unique_ptr<ProcessGroup::Pending> step_pending;
   DataParallelStats stats;
 
   Impl(ProcessGroup& g, torch::nn::Module& m) : group(g), module(m) {}
@@ -636,16 +645,26 @@ struct DataParallel::Impl {
     }
   }
 
-  void reduce_step(double& loss, Metrics& metrics, std::int64_t& examples, bool& stop) {
+  /// Starts the all-reduce of this rank's step values; reduce_step finishes it.
+  void start_step(double loss, const Metrics& metrics, std::int64_t examples, bool stop) {
+    TORCH_CHECK(!step_pending, "DataParallel: the step's values were started twice");
     const auto t0 = Clock::now();
     // Each rank's values times its weight, the weights (the divisor), the examples
     // and the number of ranks asking to stop.
     std::vector<double> values{loss * weight, weight, empty_shard ? 0.0 : static_cast<double>(examples),
                                stop ? 1.0 : 0.0, by_terms ? 1.0 : 0.0};
     for (const auto& [name, value] : metrics) values.push_back(value * weight);
-    auto t = torch::tensor(values, torch::kFloat64);
-    group.all_reduce_sum(t, "the step's metrics");
-    const auto* v = t.data_ptr<double>();
+    step_values = torch::tensor(values, torch::kFloat64);
+    step_pending = group.all_reduce_sum_async(step_values, "the step's metrics");
+    stats.sync_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+
+  void reduce_step(double& loss, Metrics& metrics, std::int64_t& examples, bool& stop) {
+    if (!step_pending) start_step(loss, metrics, examples, stop);
+    const auto t0 = Clock::now();
+    group.wait(*step_pending);
+    step_pending.reset();
+    const auto* v = step_values.data_ptr<double>();
     // The shares of the global batch sum to 1; terms to the global batch's terms.
     const double total = by_terms ? v[1] : 1.0;
     loss = v[0] / total;
@@ -721,6 +740,9 @@ void DataParallel::join(FitHooks& hooks) {
   hooks.shard = [impl](const std::vector<std::int64_t>& batch) { return impl->shard(batch); };
   hooks.before_backward = [impl](const StepLoss& out) { impl->before_backward(out); };
   hooks.after_backward = [impl](const StepContext&) { impl->finish(); };
+  hooks.start_reduce_step = [impl](double loss, const Metrics& metrics, std::int64_t examples, bool stop) {
+    impl->start_step(loss, metrics, examples, stop);
+  };
   hooks.reduce_step = [impl](double& loss, Metrics& metrics, std::int64_t& examples, bool& stop) {
     impl->reduce_step(loss, metrics, examples, stop);
   };

@@ -181,15 +181,15 @@ class Engine {
     TORCH_CHECK(out.loss.defined() && out.loss.numel() == 1, "fit: the loss function must return a scalar loss");
     TORCH_CHECK(out.terms >= 0, "fit: the loss function returned ", out.terms, " terms");
     if (hooks_.before_backward) hooks_.before_backward(out);
-    out.loss.backward();
     double loss = out.loss.item<double>();
     Metrics metrics = out.metrics;
     std::int64_t examples = out.examples;
-    // Before the after-backward hook: in data-parallel training the gradient buckets
-    // launched during backward are still travelling while the step's values are
-    // reduced, so the two collectives share one wait.
+    bool stop = stop_ != nullptr && stop_->load();
+    // In data-parallel training the step's values set off before backward and the
+    // gradient buckets during it; both are waited for after it.
+    if (hooks_.reduce_step && hooks_.start_reduce_step) hooks_.start_reduce_step(loss, metrics, examples, stop);
+    out.loss.backward();
     if (hooks_.reduce_step) {
-      bool stop = stop_ != nullptr && stop_->load();
       hooks_.reduce_step(loss, metrics, examples, stop);
       agreed_stop_ = stop;
     }

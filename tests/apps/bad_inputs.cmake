@@ -291,3 +291,5 @@ set_tests_properties(BadInput.Distributed.BadRankVariable PROPERTIES LABELS bad_
   TIMEOUT 120 ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE")
 attend_bad_input(Distributed BadStore 2 "--dist-store must be tcp or file:PATH, got 'udp'"
   ${train_ram} --dist-store udp --run-dir ${OUT})
+attend_bad_input(Distributed BadWait 2 "--dist-wait must be auto, spin or block, got 'poll'"
+  ${train_ram} --dist-wait poll --run-dir ${OUT})

@@ -85,10 +85,10 @@ int free_port() {
 /// returns each rank's error ("" = none).
 std::vector<std::string> on_parallel_ranks(const std::vector<torch::nn::Module*>& modules, const TempDir& dir,
                                            const std::function<void(int, am::FitHooks&)>& train,
-                                           double bucket_mb = 1.0, double timeout = 30) {
+                                           double bucket_mb = 1.0, double timeout = 30, bool spin = false) {
   const int world = static_cast<int>(modules.size());
   return on_ranks(world, [&](int r) {
-    am::ProcessGroup group(env_of(r, world), file_store(dir, "store").timeout_seconds(timeout));
+    am::ProcessGroup group(env_of(r, world), file_store(dir, "store").timeout_seconds(timeout).spin_wait(spin));
     am::DataParallel parallel(group, *modules[static_cast<std::size_t>(r)],
                               am::DataParallelOptions().bucket_mb(bucket_mb));
     am::FitHooks hooks;
@@ -157,7 +157,7 @@ void train_cnn(torch::nn::Sequential& net, const CnnData& data, const am::FitHoo
           nullptr, hooks);
 }
 
-void expect_cnn_equivalence(int world, double bucket_mb) {
+void expect_cnn_equivalence(int world, double bucket_mb, bool spin = false) {
   const CnnData data;
   auto reference = make_cnn(100);
   train_cnn(reference, data, {});
@@ -168,7 +168,7 @@ void expect_cnn_equivalence(int world, double bucket_mb) {
   TempDir dir;
   const auto errors = on_parallel_ranks(modules_of(nets), dir, [&](int r, am::FitHooks& hooks) {
     train_cnn(nets[static_cast<std::size_t>(r)], data, hooks);
-  }, bucket_mb);
+  }, bucket_mb, 30, spin);
   for (int r = 0; r < world; ++r) {
     ASSERT_EQ(errors[static_cast<std::size_t>(r)], "") << "rank " << r;
     EXPECT_LT(max_difference(*nets[static_cast<std::size_t>(r)], *reference), 1e-10) << "rank " << r;
@@ -299,6 +299,8 @@ TEST(DataParallel, TwoRanksTakeTheOneProcessStepsOfACnnToFloat64Precision) { exp
 TEST(DataParallel, SmallBucketsSentDuringBackwardGiveTheSameSteps) { expect_cnn_equivalence(2, 0.0004); }
 
 TEST(DataParallel, OneBucketAfterBackwardGivesTheSameSteps) { expect_cnn_equivalence(2, 0.0); }
+
+TEST(DataParallel, RanksPollingForTheirCollectivesGiveTheSameSteps) { expect_cnn_equivalence(2, 0.0004, true); }
 
 TEST(DataParallel, ThreeRanksWithUnevenShardsGiveTheSameSteps) {
   // Batches of 7 and 3 over 3 ranks: shards of 3/2/2 and 1/1/1.
@@ -481,7 +483,8 @@ TEST(DataParallel, ARankThatCannotSeeTheCheckpointStopsEveryRank) {
   }
 }
 
-TEST(DataParallel, ARankLostMidRunStopsTheOthersNamingIt) {
+/// Rank 1 fails in its fourth step's loss; rank 0 must stop at once naming it.
+void expect_lost_rank_found(bool spin) {
   std::vector<torch::nn::Sequential> nets{make_cnn(1), make_cnn(1)};
   TempDir dir;
   const CnnData data;
@@ -495,13 +498,17 @@ TEST(DataParallel, ARankLostMidRunStopsTheOthersNamingIt) {
     };
     am::fit(*net, sgd, description(0.1), am::FitOptions().steps_per_epoch(10), loss, nullptr, nullptr, nullptr,
             hooks);
-  }, 1.0, /*timeout=*/20);
+  }, 1.0, /*timeout=*/20, spin);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(errors[1], "rank 1 dies");
   EXPECT_TRUE(contains(errors[0], "rank 0: lost rank 1 during the step's metrics")) << errors[0];
   EXPECT_EQ(errors[0].find('\n'), std::string::npos);
   EXPECT_LT(seconds, 15.0);  // found at once, not after the 20 s timeout
 }
+
+TEST(DataParallel, ARankLostMidRunStopsTheOthersNamingIt) { expect_lost_rank_found(false); }
+
+TEST(DataParallel, ARankLostMidRunStopsTheOthersPollingForCollectives) { expect_lost_rank_found(true); }
 
 TEST(DataParallel, AStopRequestOnOneRankStopsAllAtTheSameStep) {
   std::vector<torch::nn::Sequential> nets{make_cnn(1), make_cnn(1)};

@@ -235,6 +235,42 @@ TEST(Fit, AfterBackwardHookRunsBetweenBackwardAndTheStep) {
   EXPECT_FALSE(torch::equal(r.model->bias, b0));
 }
 
+// The step's values set off before backward (with the loss forward computed) and are
+// finished after it, before the after-backward hook; what reduce_step returns is what
+// the run reports.
+TEST(Fit, TheStepsValuesStartBeforeBackwardAndFinishAfterIt) {
+  torch::manual_seed(0);
+  Regression r;
+  std::vector<std::string> calls;
+  std::vector<double> started;
+  am::FitHooks hooks;
+  hooks.before_backward = [&](const am::StepLoss&) { calls.push_back("before_backward"); };
+  hooks.start_reduce_step = [&](double loss, const am::Metrics&, std::int64_t examples, bool stop) {
+    calls.push_back("start");
+    EXPECT_FALSE(r.model->weight.grad().defined() && r.model->weight.grad().abs().sum().item<float>() > 0)
+        << "backward has not run yet";
+    EXPECT_GT(examples, 0);
+    EXPECT_FALSE(stop);
+    started.push_back(loss);
+  };
+  hooks.reduce_step = [&](double& loss, am::Metrics&, std::int64_t&, bool&) {
+    calls.push_back("finish");
+    EXPECT_GT(r.model->weight.grad().abs().sum().item<float>(), 0.0f) << "backward has run";
+    EXPECT_EQ(loss, started.back()) << "the same values as were started";
+    loss = 2.0;  // what all processes agreed on
+  };
+  hooks.after_backward = [&](const am::StepContext&) { calls.push_back("after_backward"); };
+  Recorder rec;
+  am::fit(*r.model, r.optimizer, description(), am::FitOptions().steps_per_epoch(2), r.fn(), nullptr, &rec,
+          nullptr, hooks);
+  const std::vector<std::string> step{"before_backward", "start", "finish", "after_backward"};
+  std::vector<std::string> two_steps = step;
+  two_steps.insert(two_steps.end(), step.begin(), step.end());
+  EXPECT_EQ(calls, two_steps);
+  ASSERT_EQ(rec.steps.size(), 2u);
+  EXPECT_EQ(rec.steps[1].loss, 2.0);
+}
+
 TEST(Fit, ClipsTheGradientNormAfterTheHook) {
   torch::manual_seed(0);
   Regression r;

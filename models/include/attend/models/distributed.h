@@ -72,6 +72,13 @@ struct ProcessGroupOptions {
   /// The network address the Gloo transport binds on this machine ("" = the
   /// address MASTER_ADDR resolves to when it is a loopback, else this host's name).
   TORCH_ARG(std::string, interface_host) = "";
+  /// Wait for a collective by polling it, yielding the core between polls, instead
+  /// of sleeping until Gloo signals it. Where an idle core takes milliseconds to
+  /// wake (virtual machines: this one's small all-reduces took 0.6 ms at the median
+  /// and 4 ms at the 90th percentile asleep, 0.45 and 0.56 polling), it removes that
+  /// tail; it keeps the waiting rank's core busy, so it pays only where every rank has
+  /// cores of its own.
+  TORCH_ARG(bool, spin_wait) = false;
 };
 
 /// The ranks of one run, joined through a store. Collectives block and throw

@@ -5,7 +5,7 @@
 /// cleanly on request (e.g. Ctrl-C).
 ///
 /// One step: optimizer.zero_grad(); loss = loss_fn(context);
-/// hooks.before_backward(loss); loss.backward();
+/// hooks.before_backward(loss); hooks.start_reduce_step(...); loss.backward();
 /// hooks.reduce_step(...); hooks.after_backward(context); the non-finite check of
 /// the loss and the gradients; gradient clipping; optimizer.step().
 ///
@@ -140,6 +140,11 @@ struct FitHooks {
   /// the stop decision agree across processes). The stop decision it returns is used
   /// before the next step instead of calling agree_stop.
   std::function<void(double& loss, Metrics& metrics, std::int64_t& examples, bool& stop)> reduce_step;
+  /// Optional, with reduce_step: called after before_backward and before backward
+  /// with this process's loss, metrics, examples and stop request, to start their
+  /// reduction early (it then travels during backward instead of queueing behind the
+  /// gradients); reduce_step, called with the same values after backward, finishes it.
+  std::function<void(double loss, const Metrics& metrics, std::int64_t examples, bool stop)> start_reduce_step;
   /// Not called by fit: loss functions that choose batches call it on the global
   /// batch's indices and train on what it returns (this process's part).
   std::function<std::vector<std::int64_t>(const std::vector<std::int64_t>&)> shard;
