@@ -8,9 +8,11 @@
 #include <ATen/Parallel.h>
 #include <glog/logging.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <string>
 #include <thread>
 
 namespace attend::cli {
@@ -29,6 +31,9 @@ po::options_description distributed_options() {
       ("dist-wait", po::value<std::string>()->default_value("auto")->value_name("W"),
        "wait for collectives by polling (spin) or asleep (block); auto = spin when this machine's workers "
        "times --threads fit its cores")
+      ("balance-shards", po::bool_switch(),
+       "size each rank's part of a batch to its measured speed (for unequal cores or machines; the split then "
+       "depends on timing, so runs do not repeat exactly)")
       ("rank-log", po::bool_switch(), "ranks > 0 write their progress lines to <run-dir>/rank-<r>.log");
   return d;
 }
@@ -41,6 +46,7 @@ DistributedRun::DistributedRun(const po::variables_map& vm) {
   const double timeout = require_range<double>(vm, "dist-timeout", 0.1, 604800.0);
   bucket_mb_ = require_range<double>(vm, "bucket-mb", 0.0, 4096.0);
   rank_log_ = vm["rank-log"].as<bool>();
+  balance_ = vm["balance-shards"].as<bool>();
   const auto wait = vm["dist-wait"].as<std::string>();
   if (wait != "auto" && wait != "spin" && wait != "block") {
     throw UsageError("--dist-wait must be auto, spin or block, got '" + wait + "'");
@@ -67,7 +73,7 @@ void DistributedRun::barrier() {
 
 void DistributedRun::join(torch::nn::Module& module, am::FitHooks& hooks) {
   if (!group_) return;
-  parallel_ = std::make_unique<am::DataParallel>(*group_, module, am::DataParallelOptions().bucket_mb(bucket_mb_));
+  parallel_ = std::make_unique<am::DataParallel>(*group_, module, am::DataParallelOptions().bucket_mb(bucket_mb_).balance(balance_));
   parallel_->join(hooks);
 }
 
@@ -80,11 +86,23 @@ void DistributedRun::report(std::ostream& out) {
   char line[256];
   std::snprintf(line, sizeof line,
                 "attend: data-parallel over %d ranks: %lld gradient bucket%s, %.3f MB all-reduced per step, "
-                "%.2f ms per step waiting for them after backward, %.2f ms in the step's other collectives\n",
+                "%.2f ms per step waiting for them after backward, %.2f ms in the step's other collectives",
                 size(), static_cast<long long>(s.buckets), s.buckets == 1 ? "" : "s",
                 static_cast<double>(s.bytes_per_step) / 1e6, 1000.0 * s.wait_seconds / static_cast<double>(s.steps),
                 1000.0 * s.sync_seconds / static_cast<double>(s.steps));
-  (writer() ? out : log_) << line << std::flush;
+  std::string text = line;
+  if (!s.speeds.empty() && s.speeds.size() == s.shard_sizes.size()) {
+    // With --balance-shards: what each rank managed, and the split it led to.
+    text += "; ranks' speeds";
+    for (std::size_t r = 0; r < s.speeds.size(); ++r) {
+      text += (r == 0 ? " " : "/") + std::to_string(static_cast<long long>(std::llround(s.speeds[r])));
+    }
+    text += " examples/s, last batch split";
+    for (std::size_t r = 0; r < s.shard_sizes.size(); ++r) {
+      text += (r == 0 ? " " : "/") + std::to_string(s.shard_sizes[r]);
+    }
+  }
+  (writer() ? out : log_) << text << "\n" << std::flush;
 }
 
 std::shared_ptr<am::TrainingObserver> DistributedRun::rank_log(const std::string& run_dir) {

@@ -14,7 +14,7 @@
 
 namespace attend::cli {
 
-/// --dist-store, --dist-timeout, --dist-wait, --bucket-mb and --rank-log.
+/// --dist-store, --dist-timeout, --dist-wait, --bucket-mb, --balance-shards and --rank-log.
 po::options_description distributed_options();
 
 class DistributedRun {
@@ -46,6 +46,7 @@ class DistributedRun {
   std::unique_ptr<models::ProcessGroup> group_;
   std::unique_ptr<models::DataParallel> parallel_;
   double bucket_mb_ = 1.0;
+  bool balance_ = false;
   bool rank_log_ = false;
   std::ofstream log_;
 };

@@ -120,6 +120,40 @@ std::pair<std::int64_t, std::int64_t> shard_range(std::int64_t size, int rank, i
   return {begin, begin + base + (rank < extra ? 1 : 0)};
 }
 
+std::vector<std::int64_t> balanced_shard_sizes(std::int64_t size, const std::vector<double>& speeds) {
+  const auto world = static_cast<std::int64_t>(speeds.size());
+  TORCH_CHECK(world >= 1, "balanced_shard_sizes: no ranks");
+  TORCH_CHECK(size >= 0, "balanced_shard_sizes: size must be >= 0, got ", size);
+  double total = 0;
+  for (const double v : speeds) {
+    TORCH_CHECK(std::isfinite(v) && v > 0, "balanced_shard_sizes: speeds must be > 0, got ", v);
+    total += v;
+  }
+  std::vector<std::int64_t> sizes(speeds.size());
+  if (size < world) {
+    for (std::int64_t r = 0; r < world; ++r) {
+      const auto [begin, end] = shard_range(size, static_cast<int>(r), static_cast<int>(world));
+      sizes[static_cast<std::size_t>(r)] = end - begin;
+    }
+    return sizes;
+  }
+  const auto rest = size - world;
+  std::vector<double> remainder(speeds.size());
+  std::int64_t given = 0;
+  for (std::size_t r = 0; r < speeds.size(); ++r) {
+    const double quota = static_cast<double>(rest) * speeds[r] / total;
+    const auto whole = std::min<std::int64_t>(rest, static_cast<std::int64_t>(std::floor(quota)));
+    sizes[r] = 1 + whole;
+    remainder[r] = quota - static_cast<double>(whole);
+    given += whole;
+  }
+  std::vector<std::size_t> order(speeds.size());
+  for (std::size_t r = 0; r < order.size(); ++r) order[r] = r;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return remainder[a] > remainder[b]; });
+  for (std::size_t i = 0; given < rest; i = (i + 1) % order.size(), ++given) ++sizes[order[i]];
+  return sizes;
+}
+
 // ---------------------------------------------------------------------------
 // ProcessGroup
 
@@ -416,6 +450,14 @@ struct DataParallel::Impl {
   // backward, so that they travel ahead of the gradients instead of behind them.
   torch::Tensor step_values;
   std::unique_ptr<ProcessGroup::Pending> step_pending;
+  // Shards sized to speed (DataParallelOptions::balance): every rank's smoothed
+  // speed, the same on all ranks (empty until the first exchange); this rank's
+  // speed in its last step, sent with the next step's values (0 = none yet).
+  bool balance = false;
+  std::vector<double> speeds;
+  double my_speed = 0.0;
+  std::int64_t my_examples = 0;  // this step's shard, for the speed
+  std::optional<Clock::time_point> shard_time;
   DataParallelStats stats;
 
   Impl(ProcessGroup& g, torch::nn::Module& m) : group(g), module(m) {}
@@ -654,12 +696,21 @@ struct DataParallel::Impl {
     std::vector<double> values{loss * weight, weight, empty_shard ? 0.0 : static_cast<double>(examples),
                                stop ? 1.0 : 0.0, by_terms ? 1.0 : 0.0};
     for (const auto& [name, value] : metrics) values.push_back(value * weight);
+    if (balance) {
+      for (int r = 0; r < group.size(); ++r) values.push_back(r == group.rank() ? my_speed : 0.0);
+    }
     step_values = torch::tensor(values, torch::kFloat64);
     step_pending = group.all_reduce_sum_async(step_values, "the step's metrics");
     stats.sync_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
   }
 
   void reduce_step(double& loss, Metrics& metrics, std::int64_t& examples, bool& stop) {
+    // This rank's own work of the step ends here: the data, forward and backward.
+    if (balance && shard_time && my_examples > 0) {
+      const double seconds = std::chrono::duration<double>(Clock::now() - *shard_time).count();
+      if (seconds > 0) my_speed = static_cast<double>(my_examples) / seconds;
+    }
+    shard_time.reset();
     if (!step_pending) start_step(loss, metrics, examples, stop);
     const auto t0 = Clock::now();
     group.wait(*step_pending);
@@ -675,11 +726,29 @@ struct DataParallel::Impl {
                 " of ", group.size(), " ranks weigh this step by terms (the loss functions disagree)");
     std::size_t i = 5;
     for (auto& [name, value] : metrics) value = v[i++] / total;
+    if (balance) update_speeds(v + i);
     if (by_terms) {
       TORCH_CHECK(v[1] > 0, "DataParallel: no rank has a term to average over in this step");
       divisor = v[1];
     }
     stats.sync_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+
+  /// Every rank's speed in its last step (0 = not measured): smoothed into `speeds`
+  /// once all ranks have one. Every rank computes the same figures from the same sums.
+  void update_speeds(const double* reported) {
+    const auto world = static_cast<std::size_t>(group.size());
+    for (std::size_t r = 0; r < world; ++r) {
+      if (!(std::isfinite(reported[r]) && reported[r] > 0)) return;
+    }
+    if (speeds.empty()) {
+      speeds.assign(reported, reported + world);
+    } else {
+      // A running mean over about the last 10 steps: one slow step (a page fault, a
+      // neighbour's burst) moves the split a little, a slower core moves it for good.
+      for (std::size_t r = 0; r < world; ++r) speeds[r] = 0.9 * speeds[r] + 0.1 * reported[r];
+    }
+    stats.speeds = speeds;
   }
 
   bool agree_stop(bool local) {
@@ -711,9 +780,19 @@ struct DataParallel::Impl {
 
   std::vector<std::int64_t> shard(const std::vector<std::int64_t>& global) {
     TORCH_CHECK(!global.empty(), "DataParallel: an empty global batch");
-    const auto [begin, end] = shard_range(static_cast<std::int64_t>(global.size()), group.rank(), group.size());
-    weight = static_cast<double>(end - begin) / static_cast<double>(global.size());
+    const auto size = static_cast<std::int64_t>(global.size());
+    auto [begin, end] = shard_range(size, group.rank(), group.size());
+    if (balance && !speeds.empty()) {
+      const auto sizes = balanced_shard_sizes(size, speeds);
+      begin = 0;
+      for (int r = 0; r < group.rank(); ++r) begin += sizes[static_cast<std::size_t>(r)];
+      end = begin + sizes[static_cast<std::size_t>(group.rank())];
+      stats.shard_sizes = sizes;
+    }
+    weight = static_cast<double>(end - begin) / static_cast<double>(size);
     empty_shard = begin == end;
+    my_examples = end - begin;
+    shard_time = Clock::now();
     // A global batch smaller than the number of ranks (an epoch's last, say): the
     // ranks left without an example compute one with weight 0, so that every rank
     // runs the same collectives with the same metrics.
@@ -727,6 +806,7 @@ DataParallel::DataParallel(ProcessGroup& group, torch::nn::Module& module, const
   TORCH_CHECK(std::isfinite(options.bucket_mb()) && options.bucket_mb() >= 0 && options.bucket_mb() <= 4096,
               "DataParallel: bucket size must be in 0..4096 MiB, got ", options.bucket_mb());
   impl_->overlap = options.bucket_mb() > 0;
+  impl_->balance = options.balance();
   impl_->build(options.bucket_mb());
 }
 

@@ -85,12 +85,13 @@ int free_port() {
 /// returns each rank's error ("" = none).
 std::vector<std::string> on_parallel_ranks(const std::vector<torch::nn::Module*>& modules, const TempDir& dir,
                                            const std::function<void(int, am::FitHooks&)>& train,
-                                           double bucket_mb = 1.0, double timeout = 30, bool spin = false) {
+                                           double bucket_mb = 1.0, double timeout = 30, bool spin = false,
+                                           bool balance = false) {
   const int world = static_cast<int>(modules.size());
   return on_ranks(world, [&](int r) {
     am::ProcessGroup group(env_of(r, world), file_store(dir, "store").timeout_seconds(timeout).spin_wait(spin));
     am::DataParallel parallel(group, *modules[static_cast<std::size_t>(r)],
-                              am::DataParallelOptions().bucket_mb(bucket_mb));
+                              am::DataParallelOptions().bucket_mb(bucket_mb).balance(balance));
     am::FitHooks hooks;
     parallel.join(hooks);
     train(r, hooks);
@@ -301,6 +302,62 @@ TEST(DataParallel, SmallBucketsSentDuringBackwardGiveTheSameSteps) { expect_cnn_
 TEST(DataParallel, OneBucketAfterBackwardGivesTheSameSteps) { expect_cnn_equivalence(2, 0.0); }
 
 TEST(DataParallel, RanksPollingForTheirCollectivesGiveTheSameSteps) { expect_cnn_equivalence(2, 0.0004, true); }
+
+TEST(DataParallel, BalancedShardSizesFollowTheSpeedsAndSumToTheBatch) {
+  using Sizes = std::vector<std::int64_t>;
+  EXPECT_EQ(am::balanced_shard_sizes(128, {2.0, 1.0}), (Sizes{85, 43}));   // 1 each, then 84 and 42
+  EXPECT_EQ(am::balanced_shard_sizes(10, {1.0, 1.0, 1.0}), (Sizes{4, 3, 3}));  // ties to the lower rank
+  EXPECT_EQ(am::balanced_shard_sizes(5, {1000.0, 1.0}), (Sizes{4, 1}));  // never below one example
+  EXPECT_EQ(am::balanced_shard_sizes(7, {3.0, 1.0, 0.5}), (Sizes{4, 2, 1}));
+  EXPECT_EQ(am::balanced_shard_sizes(2, {5.0, 1.0, 1.0}), (Sizes{1, 1, 0}));  // fewer examples than ranks
+  EXPECT_EQ(am::balanced_shard_sizes(0, {1.0, 2.0}), (Sizes{0, 0}));
+  for (const std::int64_t size : {4, 64, 1000}) {
+    const auto sizes = am::balanced_shard_sizes(size, {0.3, 7.0, 2.2, 1.0});
+    std::int64_t sum = 0;
+    for (const auto n : sizes) {
+      EXPECT_GE(n, 1);
+      sum += n;
+    }
+    EXPECT_EQ(sum, size);
+  }
+  EXPECT_THROW(am::balanced_shard_sizes(8, {1.0, 0.0}), c10::Error);
+  EXPECT_THROW(am::balanced_shard_sizes(-1, {1.0}), c10::Error);
+  EXPECT_THROW(am::balanced_shard_sizes(8, {}), c10::Error);
+}
+
+// Rank 1 is slow (15 ms more per step): after the first exchange of speeds it takes
+// the smaller part of every batch, and the parameters are still those of one process.
+TEST(DataParallel, ShardsSizedToSpeedShrinkTheSlowRankAndGiveTheSameSteps) {
+  const CnnData data;
+  auto reference = make_cnn(100);
+  train_cnn(reference, data, {});
+  std::vector<torch::nn::Sequential> nets{make_cnn(100), make_cnn(101)};
+  std::vector<std::vector<std::int64_t>> taken(2);
+  TempDir dir;
+  const auto errors = on_parallel_ranks(modules_of(nets), dir, [&](int r, am::FitHooks& hooks) {
+    const auto shard = hooks.shard;
+    hooks.shard = [&taken, r, shard](const std::vector<std::int64_t>& batch) {
+      auto mine = shard(batch);
+      taken[static_cast<std::size_t>(r)].push_back(static_cast<std::int64_t>(mine.size()));
+      if (r == 1) std::this_thread::sleep_for(std::chrono::milliseconds(15));
+      return mine;
+    };
+    train_cnn(nets[static_cast<std::size_t>(r)], data, hooks);
+  }, 1.0, 30, false, /*balance=*/true);
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_EQ(errors[static_cast<std::size_t>(r)], "") << "rank " << r;
+    EXPECT_LT(max_difference(*nets[static_cast<std::size_t>(r)], *reference), 1e-10) << "rank " << r;
+  }
+  ASSERT_EQ(taken[0].size(), 8u);
+  ASSERT_EQ(taken[1].size(), 8u);
+  // Steps 0 and 1 split evenly (no speeds yet: rank 1's first one travels with step 1).
+  EXPECT_EQ(taken[0][0], 4);
+  EXPECT_EQ(taken[1][0], 3);
+  for (std::size_t s = 2; s < 8; ++s) {
+    EXPECT_EQ(taken[0][s] + taken[1][s], s % 4 == 3 ? 3 : 7) << "step " << s;
+    EXPECT_EQ(taken[1][s], 1) << "step " << s;
+  }
+}
 
 TEST(DataParallel, ThreeRanksWithUnevenShardsGiveTheSameSteps) {
   // Batches of 7 and 3 over 3 ranks: shards of 3/2/2 and 1/1/1.

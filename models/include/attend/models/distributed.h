@@ -130,6 +130,15 @@ class ProcessGroup {
 struct DataParallelOptions {
   /// Gradient bucket size in MiB; 0 = one bucket reduced after backward (no overlap).
   TORCH_ARG(double, bucket_mb) = 1.0;
+  /// Size each rank's shard to its measured speed (examples per second of its own
+  /// work: data, forward and backward, without the waits), so that a rank on a
+  /// slower core or machine does not hold the others back. The ranks exchange their
+  /// speeds with each step's values and all compute the same split from the same
+  /// smoothed figures (balanced_shard_sizes); the step stays the one-process step
+  /// (each rank's gradient is weighted by its share), but which rank takes which
+  /// examples, and so the float sums and the ranks' random draws, then depend on
+  /// timing: off by default, for runs that must repeat exactly.
+  TORCH_ARG(bool, balance) = false;
 };
 
 /// Timings and volume of the gradient reduction, summed since construction.
@@ -141,6 +150,10 @@ struct DataParallelStats {
   /// Time in the small per-step collectives: the stop decision and the step's
   /// loss and metrics.
   double sync_seconds = 0.0;
+  /// With DataParallelOptions::balance: each rank's smoothed speed (examples per
+  /// second) and its shard of the last global batch; empty otherwise.
+  std::vector<double> speeds;
+  std::vector<std::int64_t> shard_sizes;
 };
 
 /// Joins a module to a ProcessGroup for data-parallel training through fit().
@@ -181,5 +194,12 @@ class DataParallel {
 /// [begin, end) with sizes differing by at most one (the first size % world ranks
 /// take one more).
 std::pair<std::int64_t, std::int64_t> shard_range(std::int64_t size, int rank, int world);
+
+/// The shard sizes of a global batch of `size` for ranks of the given speeds (all
+/// finite and > 0): every rank gets one example, the rest is shared in proportion to
+/// the speeds, rounded by largest remainder (ties to the lower rank). They sum to
+/// `size`. A batch smaller than the number of ranks is cut as by shard_range.
+/// throws c10::Error for a negative size, no ranks, or a speed that is not > 0.
+std::vector<std::int64_t> balanced_shard_sizes(std::int64_t size, const std::vector<double>& speeds);
 
 }  // namespace attend::models
