@@ -64,7 +64,7 @@ one_line() {  # one_line <file> <extended regex>
 
 case $mode in
   train)
-    "$attend" launch --nproc 2 -- $(train_args) --epochs 2 --rank-log >"$work/l.out" 2>"$work/l.err"
+    "$attend" launch --nproc 2 -- $(train_args) --epochs 2 --rank-log --balance-shards >"$work/l.out" 2>"$work/l.err"
     code=$?
     [ "$code" -eq 0 ] || fail "launch exited $code"
     grep -q '^attend launch: 2 workers (ranks 0..1 of 2)' "$work/l.err" || fail "no launch line"
@@ -76,6 +76,12 @@ case $mode in
     done
     grep -q "epoch 2/2 done" "$run/rank-1.log" || fail "rank 1's log has no epoch line"
     grep -q "data-parallel over 2 ranks" "$run/rank-1.log" || fail "rank 1's log has no data-parallel line"
+    # --balance-shards: the ranks' speeds and the split of the last batch (of 6).
+    split=$(sed -nE "s/.*ranks' speeds [0-9]+\/[0-9]+ examples\/s, last batch split ([0-9]+)\/([0-9]+)$/\1 \2/p" \
+      "$run/rank-1.log")
+    [ -n "$split" ] || fail "rank 1's data-parallel line has no speeds and split"
+    [ "$(echo "$split" | awk '{ print ($1 >= 1 && $2 >= 1) ? $1 + $2 : 0 }')" -eq 6 ] ||
+      fail "the last batch of 6 was split $split"
     # 24 training items, batch 6: 4 steps an epoch, as on one process.
     grep -q '"event":"end".*"step":8' "$run/metrics.jsonl" || fail "the run did not take 8 steps"
     "$attend" eval "$run/last.pt" --data "$T/idx" >"$work/e.out" 2>"$work/e.err" || fail "the checkpoint does not evaluate"
