@@ -73,7 +73,8 @@ void DistributedRun::barrier() {
 
 void DistributedRun::join(torch::nn::Module& module, am::FitHooks& hooks) {
   if (!group_) return;
-  parallel_ = std::make_unique<am::DataParallel>(*group_, module, am::DataParallelOptions().bucket_mb(bucket_mb_).balance(balance_));
+  parallel_ = std::make_unique<am::DataParallel>(*group_, module,
+                                                 am::DataParallelOptions().bucket_mb(bucket_mb_).balance(balance_));
   parallel_->join(hooks);
 }
 

@@ -149,7 +149,8 @@ std::vector<std::int64_t> balanced_shard_sizes(std::int64_t size, const std::vec
   }
   std::vector<std::size_t> order(speeds.size());
   for (std::size_t r = 0; r < order.size(); ++r) order[r] = r;
-  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return remainder[a] > remainder[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return remainder[a] > remainder[b]; });
   for (std::size_t i = 0; given < rest; i = (i + 1) % order.size(), ++given) ++sizes[order[i]];
   return sizes;
 }
@@ -620,7 +621,13 @@ struct DataParallel::Impl {
     for (const auto& item : module.named_parameters(/*recurse=*/true)) {
       parameters[item.key()] = c10::str(item.value().sizes(), " ", item.value().scalar_type());
     }
-    return {{"run", info.identity}, {"parameters", parameters}};
+    // How the ranks cut their collectives: every rank must send the same buckets and
+    // the same step values, or the all-reduces would not match.
+    std::vector<std::int64_t> bucket_sizes;
+    for (const auto& b : buckets) bucket_sizes.push_back(b.flat.numel());
+    return {{"run", info.identity},
+            {"parameters", parameters},
+            {"data_parallel", {{"bucket_sizes", bucket_sizes}, {"balance_shards", balance}}}};
   }
 
   void start(const StartInfo& info) {

@@ -511,6 +511,33 @@ TEST(DataParallel, RanksRunningAnotherTrainingStopAtTheStartNamingTheField) {
   }
 }
 
+// Ranks whose collectives would not match (other buckets, or shards sized to speed on
+// one rank only) stop at the start naming the setting, instead of hanging or mixing
+// tensors of other lengths.
+TEST(DataParallel, RanksWithOtherBucketsOrBalancingStopAtTheStart) {
+  const CnnData data;
+  const std::vector<std::pair<am::DataParallelOptions, std::string>> cases{
+      {am::DataParallelOptions().bucket_mb(0.0004), "data_parallel.bucket_sizes"},
+      {am::DataParallelOptions().balance(true), "data_parallel.balance_shards is false on rank 0 but true on rank 1"}};
+  for (const auto& [rank1, field] : cases) {
+    std::vector<torch::nn::Sequential> nets{make_cnn(1), make_cnn(1)};
+    TempDir dir;
+    const auto errors = on_ranks(2, [&](int r) {
+      am::ProcessGroup group(env_of(r, 2), file_store(dir, "store"));
+      am::DataParallel parallel(group, *nets[static_cast<std::size_t>(r)], r == 0 ? am::DataParallelOptions() : rank1);
+      am::FitHooks hooks;
+      parallel.join(hooks);
+      auto& net = nets[static_cast<std::size_t>(r)];
+      torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.1));
+      auto loss = [&](const am::StepContext&) { return am::StepLoss{net->forward(data.images).sum(), 24, {}}; };
+      am::fit(*net, sgd, description(0.1), am::FitOptions(), loss, nullptr, nullptr, nullptr, hooks);
+    });
+    for (const auto& e : errors) {
+      EXPECT_TRUE(contains(e, "rank 1 runs another model or training than rank 0: " + field)) << e;
+    }
+  }
+}
+
 TEST(DataParallel, ARankThatCannotSeeTheCheckpointStopsEveryRank) {
   TempDir dir;
   const auto x = torch::randn({16, 6});
