@@ -19,6 +19,23 @@ namespace attend::cli {
 
 namespace am = attend::models;
 
+namespace {
+
+/// This machine's cores (at least 1).
+int cores() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+
+/// The workers on this machine: LOCAL_WORLD_SIZE, else 1.
+int local_world_size() {
+  if (const char* v = std::getenv("LOCAL_WORLD_SIZE")) {
+    char* end = nullptr;
+    const long n = std::strtol(v, &end, 10);
+    if (end != v && *end == '\0' && n >= 1 && n <= 65536) return static_cast<int>(n);
+  }
+  return 1;
+}
+
+}  // namespace
+
 po::options_description distributed_options() {
   po::options_description d("Distributed (when RANK and WORLD_SIZE are set, e.g. by 'attend launch')", 100);
   d.add_options()
@@ -114,17 +131,6 @@ std::shared_ptr<am::TrainingObserver> DistributedRun::rank_log(const std::string
   log_.open(path, std::ios::app);
   if (!log_) throw IoError(path, "cannot open for writing");
   return std::make_shared<ProgressObserver>(log_, false);
-}
-
-int cores() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
-
-int local_world_size() {
-  if (const char* v = std::getenv("LOCAL_WORLD_SIZE")) {
-    char* end = nullptr;
-    const long n = std::strtol(v, &end, 10);
-    if (end != v && *end == '\0' && n >= 1 && n <= 65536) return static_cast<int>(n);
-  }
-  return 1;
 }
 
 int default_threads() { return std::max(1, cores() / local_world_size()); }

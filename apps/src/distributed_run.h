@@ -51,12 +51,8 @@ class DistributedRun {
   std::ofstream log_;
 };
 
-/// This machine's cores (at least 1).
-int cores();
-/// The workers on this machine: LOCAL_WORLD_SIZE (which attend launch sets), else 1.
-int local_world_size();
 /// The intra-op threads a training process takes by default: the machine's cores
-/// shared among the workers on it.
+/// shared among the workers on it (LOCAL_WORLD_SIZE, which attend launch sets).
 int default_threads();
 
 }  // namespace attend::cli

@@ -34,11 +34,12 @@ bool parse_on_off(const nlohmann::json& j, const char* key) {
   return v == "on";
 }
 
-bool supervision(const nlohmann::json& j) {
-  // Absent in checkpoints written before the option: image-level labels.
-  const auto v = j.value("supervision", std::string("image"));
-  TORCH_CHECK(v == "image" || v == "pixel", "seam: supervision must be image or pixel, got '", v, "'");
-  return v == "pixel";
+/// Whether a two-way option added after the first checkpoints holds its second value;
+/// absent (an older checkpoint) means the first, what those were trained with.
+bool is_second(const nlohmann::json& j, const char* key, const char* first, const char* second) {
+  const auto v = j.value(key, std::string(first));
+  TORCH_CHECK(v == first || v == second, "seam: ", key, " must be ", first, " or ", second, ", got '", v, "'");
+  return v == second;
 }
 
 }  // namespace
@@ -91,15 +92,6 @@ nlohmann::json SeamOptions::to_json() const {
           {"batch_norm", frozen_bn_ ? "frozen" : "train"}};
 }
 
-namespace {
-/// "batch_norm": absent in checkpoints written before the option (trained then).
-bool frozen_batch_norm(const nlohmann::json& j) {
-  const auto value = j.value("batch_norm", std::string("train"));
-  TORCH_CHECK(value == "train" || value == "frozen", "seam: batch_norm must be train or frozen, got '", value, "'");
-  return value == "frozen";
-}
-}  // namespace
-
 SeamOptions SeamOptions::from_json(const nlohmann::json& j) {
   const auto transform = j.at("transform").get<std::string>();
   TORCH_CHECK(transform == "rescale" || transform == "flip", "seam: transform must be rescale or flip, got '",
@@ -121,8 +113,8 @@ SeamOptions SeamOptions::from_json(const nlohmann::json& j) {
       .er_warmup(j.value("er_warmup", std::int64_t{0}))
       .ecr(parse_on_off(j, "ecr"))
       .min_pool(parse_on_off(j, "min_pool"))
-      .pixel_supervision(supervision(j))
-      .frozen_bn(frozen_batch_norm(j));
+      .pixel_supervision(is_second(j, "supervision", "image", "pixel"))
+      .frozen_bn(is_second(j, "batch_norm", "train", "frozen"));
 }
 
 SeamNetImpl::SeamNetImpl(SeamOptions options_) : options(std::move(options_)), er_factor_(options.er_weight()) {
