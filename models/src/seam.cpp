@@ -86,6 +86,7 @@ nlohmann::json SeamOptions::to_json() const {
           {"er", on_off(er_)},
           {"er_weight", er_weight_},
           {"er_warmup", er_warmup_},
+          {"er_gradient", er_to_copy_ ? "copy" : "both"},
           {"ecr", on_off(ecr_)},
           {"min_pool", on_off(min_pool_)},
           {"supervision", pixel_supervision_ ? "pixel" : "image"},
@@ -111,6 +112,7 @@ SeamOptions SeamOptions::from_json(const nlohmann::json& j) {
       // Absent in checkpoints written before the options: the authors' constant 1.
       .er_weight(j.value("er_weight", 1.0))
       .er_warmup(j.value("er_warmup", std::int64_t{0}))
+      .er_to_copy(is_second(j, "er_gradient", "both", "copy"))
       .ecr(parse_on_off(j, "ecr"))
       .min_pool(parse_on_off(j, "min_pool"))
       .pixel_supervision(is_second(j, "supervision", "image", "pixel"))
@@ -277,7 +279,10 @@ SeamLosses SeamNetImpl::losses(const torch::Tensor& images, const torch::Tensor&
     }
     const auto c1 = seam::transform(seam::max_norm(cam1), transform, scale) * y;
     const auto c2 = seam::max_norm(cam2) * y;
-    if (options.er()) out.er = out.er + share * (fg(c1) - fg(c2)).abs().mean();
+    if (options.er()) {
+      const auto target = options.er_to_copy() ? c1.detach() : c1;
+      out.er = out.er + share * (fg(target) - fg(c2)).abs().mean();
+    }
     if (options.ecr()) {
       const auto r1 = seam::transform(seam::max_norm(rv1), transform, scale) * y;
       const auto r2 = seam::max_norm(rv2) * y;
@@ -481,6 +486,10 @@ ModelKind seam_kind() {
       real_option("er_weight", "er-weight", 1.0, 0.0, 1000.0, "weight of L_er in the loss (1 as the authors)"),
       int_option("er_warmup", "er-warmup", 0, 0, 100000,
                  "epochs over which L_er's weight ramps in linearly from 0 (0 = full weight from the start)"),
+      choice_option("er_gradient", "er-gradient", {"both", "copy"},
+                    "which branches L_er trains: both (the authors), or only the transformed copy's, the "
+                    "original's transformed CAM held as a fixed target",
+                    "G"),
       choice_option("ecr", "ecr", {"on", "off"}, "equivariant cross regularisation L_ecr (trains the PCM)", "on|off"),
       choice_option("min_pool", "min-pool", {"on", "off"}, "the adaptive min-pooling loss on the PCM's maps",
                     "on|off"),

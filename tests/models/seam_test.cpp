@@ -199,6 +199,12 @@ TEST(Seam, ErWeightAndWarmUpScaleOnlyTheErTermOfTheTotal) {
                                       am::InputShape{3, 32, 32});
   const auto parsed = am::SeamOptions::from_json(options);
   EXPECT_DOUBLE_EQ(parsed.er_weight(), 0.25);
+  // The training engine's per-epoch call on the model kind reaches the net's ramp.
+  am::SeamClassifier model(options);
+  model.set_epoch(1, 12);
+  EXPECT_DOUBLE_EQ(model.net->er_factor(), 0.25 / 3);
+  model.set_epoch(5, 12);
+  EXPECT_DOUBLE_EQ(model.net->er_factor(), 0.25);
   EXPECT_EQ(parsed.er_warmup(), 3);
   EXPECT_EQ(am::SeamOptions::from_json(parsed.to_json()).er_warmup(), 3);
   options.erase("er_weight");
@@ -210,6 +216,52 @@ TEST(Seam, ErWeightAndWarmUpScaleOnlyTheErTermOfTheTotal) {
     bad[key] = value;
     EXPECT_THROW(am::SeamOptions::from_json(bad).validate(), c10::Error) << key;
   }
+}
+
+TEST(Seam, ErToTheCopyTrainsOnlyTheTransformedBranchAgainstAFixedTarget) {
+  const auto images = torch::rand({2, 3, 16, 16}, torch::Generator(at::detail::createCPUGenerator(5)));
+  const auto labels = torch::tensor({{1.0f, 0.0f, 1.0f}, {0.0f, 1.0f, 0.0f}});
+  const auto y = torch::cat({torch::ones({2, 1}), labels}, 1).view({2, 4, 1, 1});
+  // The same weights three times: the authors' L_er, the copy-only one, and a hand
+  // computation with branch 1's transformed CAM detached.
+  auto er_grads = [&](bool to_copy, bool by_hand) {
+    torch::manual_seed(4);
+    am::SeamNet net(tiny().er_to_copy(to_copy));
+    torch::Tensor er;
+    if (by_hand) {
+      const auto o1 = net->forward(images, /*revise=*/false);
+      const auto o2 = net->forward(seam::transform(images, am::SeamTransform::kRescale, 0.5), false);
+      const auto c1 = (seam::transform(seam::max_norm(o1.cam), am::SeamTransform::kRescale, 0.5) * y).detach();
+      const auto c2 = seam::max_norm(o2.cam) * y;
+      er = (c1 - c2).narrow(1, 1, 3).abs().mean();
+    } else {
+      er = net->losses(images, labels).er;
+    }
+    net->zero_grad();
+    er.backward();
+    std::vector<torch::Tensor> grads;
+    for (const auto& p : net->parameters()) {
+      if (p.grad().defined()) grads.push_back(p.grad().flatten().clone());
+    }
+    return std::pair{er.item<double>(), torch::cat(grads)};
+  };
+  const auto [both, g_both] = er_grads(false, false);
+  const auto [copy, g_copy] = er_grads(true, false);
+  const auto [hand, g_hand] = er_grads(true, true);
+  // The value is the authors' L_er either way; only where its gradient goes changes.
+  EXPECT_NEAR(copy, both, 1e-7);
+  EXPECT_NEAR(copy, hand, 1e-6);
+  EXPECT_TRUE(torch::allclose(g_copy, g_hand, 1e-4, 1e-7)) << (g_copy - g_hand).abs().max().item<double>();
+  EXPECT_GT((g_copy - g_both).abs().max().item<double>(), 1e-4);
+  // The option survives the checkpoint's JSON; options written before it mean both.
+  auto options = am::complete_options(am::model_registry().at("seam"), {{"er_gradient", "copy"}},
+                                      am::InputShape{3, 32, 32});
+  EXPECT_TRUE(am::SeamOptions::from_json(options).er_to_copy());
+  EXPECT_TRUE(am::SeamOptions::from_json(am::SeamOptions::from_json(options).to_json()).er_to_copy());
+  options.erase("er_gradient");
+  EXPECT_FALSE(am::SeamOptions::from_json(options).er_to_copy());
+  options["er_gradient"] = "one";
+  EXPECT_THROW(am::SeamOptions::from_json(options), c10::Error);
 }
 
 TEST(Seam, FrozenBatchNormKeepsItsStatisticsAndAffineAndNormalisesTrainingLikeEvaluation) {

@@ -33,7 +33,8 @@
 ///               sum ReLU(the k = hw/4 smallest values of max_{c>=1} (r*y)_c) / k
 ///   c1 = T(norm(cam1)) * y, c2 = norm(cam2) * y, r1 = T(norm(cam_rv1)) * y,
 ///   r2 = norm(cam_rv2) * y (everything at branch 2's size)
-///   L_er      = mean |c1[fg] - c2[fg]|                       (L1 over foreground entries)
+///   L_er      = mean |c1[fg] - c2[fg]|                       (L1 over foreground entries;
+///               with er_to_copy, c1 detached in this term)
 ///   then c1_0 = 1 - max_{c>=1} c1_c and c2_0 likewise;
 ///   onehot(c) = c with every foreground entry below the pixel's foreground maximum
 ///               set to 0 (background kept)
@@ -101,6 +102,13 @@ struct SeamOptions {
   /// learned from scratch needs to classify before its CAMs are worth making
   /// equivariant (docs/results.md).
   TORCH_ARG(std::int64_t, er_warmup) = 0;
+  /// Which branches L_er's gradient reaches. false (the authors): both, so the
+  /// original image's CAM is pulled towards its transformed copy's as much as the other
+  /// way. true ("copy"): only the transformed copy's branch; T(norm(cam1)) is a fixed
+  /// target, so what the network sees at full size teaches what it sees rescaled, and
+  /// never the other way (docs/results.md: a copy at half size is what ER pulls
+  /// towards when it hurts).
+  TORCH_ARG(bool, er_to_copy) = false;
   TORCH_ARG(bool, ecr) = true;
   TORCH_ARG(bool, min_pool) = true;
   /// Batch norm frozen, as in the authors' ResNet-38: every batch-norm layer normalises
