@@ -163,6 +163,14 @@ void BM_DecodingStep(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(model->step(annotations, projected, tokens, h, c).logits.data_ptr());
 }
 
+/// The floating-point operations of the LSTM cell's matrix products on `rows` rows,
+/// 2 x rows x (input + hidden) x 4 hidden (the gates' are not counted), as a rate.
+benchmark::Counter lstm_matmul_gflop(const am::Captioner& model, std::int64_t rows) {
+  const auto& o = model->lstm->options;
+  const auto flop = 2.0 * static_cast<double>(rows * (o.input_size() + o.hidden_size()) * 4 * o.hidden_size());
+  return benchmark::Counter(flop * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 /// The 192-row step's LSTM cell alone, one thread.
 void BM_DecodingStepLstm(benchmark::State& state) {
   use_threads(1);
@@ -175,11 +183,7 @@ void BM_DecodingStepLstm(benchmark::State& state) {
   for (auto _ : state) {
     benchmark::DoNotOptimize(std::get<0>(model->lstm->forward(input, std::make_tuple(h, c))).data_ptr());
   }
-  // The matrix products' floating-point operations (the gates' are not counted).
-  const auto inner = model->lstm->options.input_size() + model->lstm->options.hidden_size();
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      2.0 * static_cast<double>(rows * inner * 4 * model->lstm->options.hidden_size()) * 1e-9,
-      benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] = lstm_matmul_gflop(model, rows);
 }
 
 /// The LSTM cell's arithmetic as one bare matrix product, one thread: [192, input +
@@ -195,8 +199,7 @@ void BM_DecodingStepLstmAsOneMatmul(benchmark::State& state) {
   const auto a = torch::rand({rows, inner});
   const auto b = torch::rand({inner, outer});
   for (auto _ : state) benchmark::DoNotOptimize(torch::mm(a, b).data_ptr());
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(rows * inner * outer) * 1e-9,
-                                                 benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] = lstm_matmul_gflop(model, rows);
 }
 
 /// The 192-row step's attention alone (query projection and the fused kernel), one thread.
