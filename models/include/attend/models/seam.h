@@ -106,8 +106,8 @@ struct SeamOptions {
   /// original image's CAM is pulled towards its transformed copy's as much as the other
   /// way. true ("copy"): only the transformed copy's branch; T(norm(cam1)) is a fixed
   /// target, so what the network sees at full size teaches what it sees rescaled, and
-  /// never the other way (docs/results.md: a copy at half size is what ER pulls
-  /// towards when it hurts).
+  /// never the other way (an ablation: on object scenes it did not stop ER from costing
+  /// full SEAM mIoU, docs/results.md).
   TORCH_ARG(bool, er_to_copy) = false;
   TORCH_ARG(bool, ecr) = true;
   TORCH_ARG(bool, min_pool) = true;
