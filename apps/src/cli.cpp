@@ -29,8 +29,9 @@ po::options_description global_options(GlobalOptions& g) {
   po::options_description desc("Global options", kLineWidth);
   desc.add_options()
       ("threads", po::value<int>(&g.threads)->default_value(0)->value_name("N"),
-       "threads for LibTorch's operations and OpenBLAS's matrix products (0 = one per core, shared "
-       "among the workers of attend launch; OPENBLAS_NUM_THREADS, if set, then sizes OpenBLAS)")
+       "threads for LibTorch's operations and OpenBLAS's matrix products (0 = one per core this "
+       "process may use, by its affinity mask and CPU quota, shared among the workers of attend "
+       "launch; OPENBLAS_NUM_THREADS, if set, then sizes OpenBLAS)")
       ("seed", po::value<std::uint64_t>(&g.seed)->default_value(1)->value_name("S"),
        "seed of everything random")
       ("help,h", "show help and exit");

@@ -38,7 +38,7 @@ class Interrupted : public std::runtime_error {
 
 /// Options every command understands.
 struct GlobalOptions {
-  int threads = 0;          ///< intra-op threads; 0 = one per core
+  int threads = 0;          ///< intra-op threads; 0 = one per core this process may use
   std::uint64_t seed = 1;   ///< seed of everything random
   bool seed_given = false;
 };

@@ -3,6 +3,7 @@
 #include "progress.h"
 #include "validate.h"
 
+#include <attend/datasets/parallel.h>
 #include <attend/io_error.h>
 
 #include <ATen/Parallel.h>
@@ -13,7 +14,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
-#include <thread>
 
 namespace attend::cli {
 
@@ -21,8 +21,8 @@ namespace am = attend::models;
 
 namespace {
 
-/// This machine's cores (at least 1).
-int cores() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+/// The cores this process may use (its affinity mask and CPU quota; at least 1).
+int cores() { return attend::datasets::available_cores(); }
 
 /// The workers on this machine: LOCAL_WORLD_SIZE, else 1.
 int local_world_size() {

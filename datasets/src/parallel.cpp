@@ -4,10 +4,16 @@
 #include <c10/util/Exception.h>
 
 #include <dlfcn.h>
+#include <sched.h>
 
+#include <algorithm>
+#include <exception>
+#include <fstream>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <thread>
+#include <vector>
 
 namespace attend::datasets {
 
@@ -43,6 +49,85 @@ const OpenBlas& openblas() {
 }
 
 }  // namespace
+
+int cores_under_quota(long long quota_us, long long period_us, int cpus) {
+  cpus = std::max(1, cpus);
+  if (quota_us <= 0 || period_us <= 0) return cpus;
+  const long long allowed = (quota_us + period_us - 1) / period_us;
+  return static_cast<int>(std::clamp<long long>(allowed, 1, cpus));
+}
+
+int cores_under_cpu_max(const std::string& cpu_max, int cpus) {
+  std::istringstream in(cpu_max);
+  std::string quota;
+  long long period = 0;
+  if (!(in >> quota >> period) || quota == "max") return std::max(1, cpus);
+  try {
+    std::size_t used = 0;
+    const long long q = std::stoll(quota, &used);
+    if (used != quota.size()) return std::max(1, cpus);
+    return cores_under_quota(q, period, cpus);
+  } catch (const std::exception&) {
+    return std::max(1, cpus);
+  }
+}
+
+namespace {
+
+/// The first line of a file, or "" when it cannot be read.
+std::string first_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  if (in) std::getline(in, line);
+  return line;
+}
+
+/// The cores the CPU quotas of this process's cgroup and of the root cgroup (a
+/// container's own, in its namespace) allow, both cgroup versions.
+int cores_under_cgroup_quota(int cpus) {
+  std::vector<std::string> v2_dirs{"/sys/fs/cgroup"}, v1_dirs{"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"};
+  std::ifstream self("/proc/self/cgroup");
+  for (std::string line; std::getline(self, line);) {
+    // "0::/path" (v2) or "N:cpu,cpuacct:/path" (v1).
+    const auto a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
+    if (b == std::string::npos) continue;
+    const auto controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+    if (path.empty() || path == "/") continue;
+    if (line.compare(0, a, "0") == 0 && controllers.empty()) v2_dirs.push_back("/sys/fs/cgroup" + path);
+    std::istringstream names(controllers);
+    for (std::string name; std::getline(names, name, ',');) {
+      if (name == "cpu") {
+        v1_dirs.push_back("/sys/fs/cgroup/cpu" + path);
+        v1_dirs.push_back("/sys/fs/cgroup/cpu,cpuacct" + path);
+      }
+    }
+  }
+  int cores = cpus;
+  for (const auto& dir : v2_dirs) {
+    const auto text = first_line(dir + "/cpu.max");
+    if (!text.empty()) cores = std::min(cores, cores_under_cpu_max(text, cpus));
+  }
+  for (const auto& dir : v1_dirs) {
+    const auto quota = first_line(dir + "/cpu.cfs_quota_us"), period = first_line(dir + "/cpu.cfs_period_us");
+    if (quota.empty() || period.empty()) continue;
+    try {
+      cores = std::min(cores, cores_under_quota(std::stoll(quota), std::stoll(period), cpus));
+    } catch (const std::exception&) {
+      // An unreadable quota is no quota.
+    }
+  }
+  return cores;
+}
+
+}  // namespace
+
+int available_cores() {
+  int cpus = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  if (::sched_getaffinity(0, sizeof(mask), &mask) == 0) cpus = std::max(1, CPU_COUNT(&mask));
+  return cores_under_cgroup_quota(cpus);
+}
 
 int blas_threads() { return openblas().get != nullptr ? openblas().get() : 0; }
 

@@ -646,6 +646,7 @@ TEST(Cli, ThreadsSizeOpenBlasAsWell) {
   // Without --threads: one per core for both, unless the environment sized OpenBLAS.
   const auto j = info({});
   EXPECT_EQ(j["blas_threads"], j["intra_op_threads"]);
+  EXPECT_EQ(j["intra_op_threads"], ds::available_cores()) << "the cores this process may use";
   const int odd = static_cast<int>(std::thread::hardware_concurrency()) + 1;
   ds::set_blas_threads(odd);
   ::setenv("OPENBLAS_NUM_THREADS", std::to_string(odd).c_str(), 1);

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <test_support.h>
 
+#include <sched.h>
+
 #include <set>
 
 namespace ds = attend::datasets;
@@ -75,6 +77,39 @@ TEST(ParallelFor, SplitsWorkAcrossThreadsInAttendsLibraries) {
   EXPECT_EQ(attend::testing::with_threads(2, [] { return ds::parallel_for_threads(); }), 2U);
   EXPECT_EQ(attend::testing::with_threads(2, [] { return ds::parallel_for_threads(1); }), 1U) << "one item";
   EXPECT_THROW(ds::parallel_for_threads(0), c10::Error);
+}
+
+TEST(AvailableCores, CountsTheAffinityMaskAndTheCgroupQuota) {
+  // A CFS quota: ceil(quota / period), never above the CPUs nor below 1.
+  EXPECT_EQ(ds::cores_under_quota(150000, 100000, 4), 2);
+  EXPECT_EQ(ds::cores_under_quota(100000, 100000, 4), 1);
+  EXPECT_EQ(ds::cores_under_quota(20000, 100000, 4), 1) << "a fifth of a core is still one thread";
+  EXPECT_EQ(ds::cores_under_quota(800000, 100000, 4), 4) << "more quota than CPUs";
+  EXPECT_EQ(ds::cores_under_quota(-1, 100000, 3), 3) << "v1's -1: no quota";
+  EXPECT_EQ(ds::cores_under_quota(150000, 100000, 0), 1);
+  EXPECT_EQ(ds::cores_under_cpu_max("max 100000", 6), 6);
+  EXPECT_EQ(ds::cores_under_cpu_max("250000 100000\n", 6), 3);
+  EXPECT_EQ(ds::cores_under_cpu_max("250000x 100000", 6), 6) << "malformed: no quota";
+  EXPECT_EQ(ds::cores_under_cpu_max("", 6), 6);
+
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  ASSERT_EQ(::sched_getaffinity(0, sizeof(all), &all), 0);
+  const int cores = ds::available_cores();
+  EXPECT_GE(cores, 1);
+  EXPECT_LE(cores, CPU_COUNT(&all));
+  // Confined to one CPU (as `taskset -c <cpu>` does), the process has one core, whatever
+  // the machine has.
+  int first = 0;
+  while (!CPU_ISSET(first, &all)) ++first;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  ASSERT_EQ(::sched_setaffinity(0, sizeof(one), &one), 0);
+  const int confined = ds::available_cores();
+  ASSERT_EQ(::sched_setaffinity(0, sizeof(all), &all), 0);
+  EXPECT_EQ(confined, 1);
+  EXPECT_EQ(ds::available_cores(), cores) << "the mask put back";
 }
 
 TEST(SceneGenerator, ScenesDoNotDependOnTheThreadCount) {

@@ -13,6 +13,7 @@
 #include "../validate.h"
 
 #include <attend/atomic_file.h>
+#include <attend/datasets/parallel.h>
 #include <attend/io_error.h>
 #include <attend/run_lock.h>
 #include <attend/models/caption_train.h>
@@ -31,7 +32,6 @@
 #include <optional>
 #include <iomanip>
 #include <sstream>
-#include <thread>
 
 namespace attend::cli {
 namespace {
@@ -43,7 +43,7 @@ namespace fs = std::filesystem;
 bool captions(const am::ModelKind& kind) { return kind.capabilities.caption; }
 
 int thread_count(const GlobalOptions& global) {
-  return global.threads > 0 ? global.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return global.threads > 0 ? global.threads : attend::datasets::available_cores();
 }
 
 std::string sentence(const std::vector<std::string>& words) {

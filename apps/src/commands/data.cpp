@@ -10,6 +10,7 @@
 #include <attend/datasets/digits.h>
 #include <attend/datasets/idx.h>
 #include <attend/datasets/object_scenes.h>
+#include <attend/datasets/parallel.h>
 #include <attend/datasets/scenes.h>
 #include <attend/atomic_file.h>
 #include <attend/io_error.h>
@@ -26,7 +27,6 @@
 #include <filesystem>
 #include <iomanip>
 #include <sstream>
-#include <thread>
 
 namespace attend::cli {
 namespace {
@@ -260,7 +260,7 @@ class DataCommand : public Command {
     sources.fashion_dir = vm["fashion"].as<std::string>();
     const auto start = std::chrono::steady_clock::now();
     const ds::ObjectSceneGenerator generator(options, global.seed, sources);
-    const int threads = global.threads > 0 ? global.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int threads = global.threads > 0 ? global.threads : attend::datasets::available_cores();
     // The options' layouts must be possible: the first scene of each split says so
     // before anything is written (a usage error); a later failure is a failure.
     try {

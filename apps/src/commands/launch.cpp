@@ -4,6 +4,8 @@
 #include "../cli.h"
 #include "../validate.h"
 
+#include <attend/datasets/parallel.h>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -191,11 +193,14 @@ class LaunchCommand : public Command {
     g_signal = 0;
     g_signal_count = 0;
 
+    // OpenBLAS starts a thread per core in every process unless told otherwise: the
+    // workers share the cores launch may use (its affinity mask and CPU quota).
+    const int blas_share = std::max(1, attend::datasets::available_cores() / nproc);
     std::vector<Worker> workers(static_cast<std::size_t>(nproc));
     for (int i = 0; i < nproc; ++i) {
       auto& w = workers[static_cast<std::size_t>(i)];
       w.rank = node_rank * nproc + i;
-      start(w, i, nproc, world, host, port, args);
+      start(w, i, nproc, world, host, port, args, blas_share);
     }
     io.err << "attend launch: " << nproc << " worker" << (nproc == 1 ? "" : "s") << " (ranks "
            << workers.front().rank << ".." << workers.back().rank << " of " << world << "), rendezvous at " << host
@@ -267,8 +272,9 @@ class LaunchCommand : public Command {
   }
 
  private:
+  /// `blas_share`: OpenBLAS's threads per worker unless the environment sets them.
   static void start(Worker& w, int local, int nproc, int world, const std::string& host, int port,
-                    const std::vector<std::string>& args) {
+                    const std::vector<std::string>& args, int blas_share) {
     int out[2], err[2];
     if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
       throw std::runtime_error(std::string("launch: cannot make a pipe: ") + std::strerror(errno));
@@ -293,11 +299,8 @@ class LaunchCommand : public Command {
       ::setenv("LOCAL_WORLD_SIZE", std::to_string(nproc).c_str(), 1);
       ::setenv("MASTER_ADDR", host.c_str(), 1);
       ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
-      // OpenBLAS starts a thread per core in every process unless told otherwise:
-      // the workers share the cores (a user's own setting wins).
-      const int share = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / nproc);
-      ::setenv("OPENBLAS_NUM_THREADS", std::to_string(share).c_str(), 0);
-      ::setenv("OMP_NUM_THREADS", std::to_string(share).c_str(), 0);
+      ::setenv("OPENBLAS_NUM_THREADS", std::to_string(blas_share).c_str(), 0);
+      ::setenv("OMP_NUM_THREADS", std::to_string(blas_share).c_str(), 0);
       std::vector<char*> argv;
       for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);

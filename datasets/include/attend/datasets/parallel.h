@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace attend::datasets {
 
@@ -20,6 +21,24 @@ std::size_t parallel_for_threads(std::int64_t n = 64);
 /// number of threads OpenBLAS multiplies matrices on, or 0 when the BLAS in use is not
 /// OpenBLAS.
 int blas_threads();
+
+/// The cores this process may run on: the CPUs in the calling thread's affinity mask
+/// (taskset, a scheduler's cpuset), fewer when a cgroup CPU quota allows less (docker
+/// --cpus, a Kubernetes CPU limit; cgroup v2 `cpu.max` or v1 `cpu.cfs_quota_us`, of the
+/// process's own cgroup or the root one, rounded up); at least 1.
+/// std::thread::hardware_concurrency counts the machine's CPUs whatever the process may
+/// use, which oversubscribes a process confined to fewer.
+int available_cores();
+
+/// The cores a CFS quota of `quota_us` per `period_us` allows a process with `cpus`
+/// CPUs: ceil(quota / period), at most `cpus`; `cpus` when there is no quota (quota or
+/// period <= 0); at least 1.
+int cores_under_quota(long long quota_us, long long period_us, int cpus);
+
+/// The quota in the text of a cgroup v2 `cpu.max` file ("max 100000" or "150000
+/// 100000"), as cores_under_quota applies it to `cpus`; `cpus` when the text is "max"
+/// or malformed.
+int cores_under_cpu_max(const std::string& cpu_max, int cpus);
 
 /// Sets OpenBLAS's thread count; false (and nothing changed) when the BLAS in use is not
 /// OpenBLAS. requires: n >= 1.
