@@ -338,6 +338,11 @@ void collect_tensors(const torch::nn::Module& module, InputArchive& archive, con
   for (const auto& p : module.named_parameters(/*recurse=*/false)) take(p.key(), p.value(), false);
   for (const auto& b : module.named_buffers(/*recurse=*/false)) take(b.key(), b.value(), true);
   for (const auto& child : module.named_children()) {
+    // A submodule without tensors (a Functional or ReLU layer of a Sequential) leaves
+    // nothing in the archive that reads back: there is nothing to load into it.
+    if (child.value()->parameters(/*recurse=*/true).empty() && child.value()->buffers(/*recurse=*/true).empty()) {
+      continue;
+    }
     InputArchive child_archive;
     if (!archive.try_read(child.key(), child_archive)) {
       throw IoError(path, "checkpoint has no submodule " + prefix + child.key() + " that the model needs");

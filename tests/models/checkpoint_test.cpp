@@ -115,6 +115,24 @@ TEST_F(Checkpoint, RestoresWeightsBuffersOptimizerAndDescription) {
   EXPECT_TRUE(same_state(*net, *other));
 }
 
+// A Sequential's parameterless layers (Functional, ReLU) are not in the archive: the
+// layers around them still load, in place.
+TEST_F(Checkpoint, LayersWithoutTensorsAreNoObstacleToLoading) {
+  auto make = [] {
+    return torch::nn::Sequential(torch::nn::Linear(3, 4), torch::nn::Functional(torch::relu), torch::nn::ReLU(),
+                                 torch::nn::Linear(4, 2));
+  };
+  auto net = make();
+  const auto path = dir.file("seq.pt");
+  am::save_checkpoint(path, describe(), *net);
+  torch::manual_seed(99);
+  auto other = make();
+  ASSERT_FALSE(torch::equal(net[0]->as<torch::nn::Linear>()->weight, other[0]->as<torch::nn::Linear>()->weight));
+  am::load_checkpoint(path, *other);
+  EXPECT_TRUE(torch::equal(net[0]->as<torch::nn::Linear>()->weight, other[0]->as<torch::nn::Linear>()->weight));
+  EXPECT_TRUE(torch::equal(net[3]->as<torch::nn::Linear>()->bias, other[3]->as<torch::nn::Linear>()->bias));
+}
+
 TEST_F(Checkpoint, DescriptionIsReadableWithoutTheModel) {
   Net net;
   am::save_checkpoint(dir.file("c.pt"), describe("ram"), *net);
