@@ -670,6 +670,7 @@ struct DataParallel::Impl {
                              "; every rank must see the same run folder (share it between machines)");
     }
     broadcast_state();
+    if (balance) restore_speeds(info.hook_state);
     if (me == 0) return;
     // Ranks > 0 draw from streams of their own, defined by (seed, rank, step), so a
     // resumed run draws what an uninterrupted one would have from there on.
@@ -739,6 +740,37 @@ struct DataParallel::Impl {
       divisor = v[1];
     }
     stats.sync_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+
+  /// What a checkpoint keeps of the balancing: the smoothed speeds (null before the
+  /// first exchange).
+  nlohmann::json saved_state() const {
+    if (speeds.empty()) return nullptr;
+    return {{"shard_speeds", speeds}};
+  }
+
+  /// The speeds of the checkpoint resumed from, so that the resumed run splits its
+  /// first batches as the interrupted one would have instead of evenly. Rank 0's copy
+  /// is broadcast (every rank then starts from the same figures); speeds kept for
+  /// another number of ranks are dropped.
+  void restore_speeds(const nlohmann::json& hook_state) {
+    const auto world = static_cast<std::size_t>(group.size());
+    std::vector<double> kept(world, 0.0);
+    if (hook_state.is_object() && hook_state.contains("shard_speeds") && hook_state["shard_speeds"].is_array() &&
+        hook_state["shard_speeds"].size() == world) {
+      for (std::size_t r = 0; r < world; ++r) {
+        const auto& v = hook_state["shard_speeds"][r];
+        kept[r] = v.is_number() ? v.get<double>() : 0.0;
+      }
+    }
+    auto t = torch::tensor(kept, torch::kFloat64);
+    group.broadcast(t, 0, "the ranks' speeds");
+    const auto* v = t.data_ptr<double>();
+    for (std::size_t r = 0; r < world; ++r) {
+      if (!(std::isfinite(v[r]) && v[r] > 0)) return;
+    }
+    speeds.assign(v, v + world);
+    stats.speeds = speeds;
   }
 
   /// Every rank's speed in its last step (0 = not measured): smoothed into `speeds`
@@ -836,6 +868,7 @@ void DataParallel::join(FitHooks& hooks) {
   hooks.agree_stop = [impl](bool local) { return impl->agree_stop(local); };
   hooks.reduce_metrics = [impl](const Metrics& metrics) { return impl->reduce_metrics(metrics); };
   hooks.start = [impl](const StartInfo& info) { impl->start(info); };
+  if (impl->balance) hooks.save_state = [impl] { return impl->saved_state(); };
 }
 
 std::vector<std::int64_t> DataParallel::shard(const std::vector<std::int64_t>& global_batch) {

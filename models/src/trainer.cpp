@@ -107,7 +107,9 @@ class Engine {
     // Before anything in the folder is read or written; in the writing process only.
     if (!options_.run_dir().empty() && hooks_.writer) lock_ = std::make_unique<RunFolderLock>(options_.run_dir());
     const bool resumed = resume();
-    if (hooks_.start) hooks_.start(StartInfo{identity(description_), resumed, state_.global_step, hooks_.generators});
+    if (hooks_.start) {
+      hooks_.start(StartInfo{identity(description_), resumed, state_.global_step, hooks_.generators, hook_state_});
+    }
     obs_.on_train_begin(RunInfo{description_.model.kind, options_.run_dir(), options_.epochs(),
                                 options_.steps_per_epoch(), state_.epoch, state_.global_step, resumed});
     if (state_.epoch >= options_.epochs()) return finish(FitStatus::kCompleted);
@@ -139,6 +141,7 @@ class Engine {
     load.generators = hooks_.generators;
     const auto loaded = load_checkpoint(last_path_, model_, &optimizer_, load);
     state_ = LoopState::from_json(loaded.state, last_path_);
+    hook_state_ = loaded.state.value("hooks", nlohmann::json());
     last_saved_step_ = loaded.step;
     return true;
   }
@@ -341,6 +344,7 @@ class Engine {
     if (path.empty() || !hooks_.writer) return;
     CheckpointInfo info = description_;
     info.state = state;
+    if (hooks_.save_state) info.state["hooks"] = hooks_.save_state();
     info.step = state.at("global_step").get<std::int64_t>();
     info.epoch = state.at("epoch").get<std::int64_t>();
     save_checkpoint(path, info, model_, &optimizer_, hooks_.generators);
@@ -376,6 +380,7 @@ class Engine {
   std::unique_ptr<RunFolderLock> lock_;
   std::int64_t last_saved_step_ = -1;  // step of the newest last.pt (-1: none)
   LoopState state_;
+  nlohmann::json hook_state_;  // the hooks' state in the checkpoint resumed from
   Clock::time_point start_ = Clock::now();
   Clock::time_point epoch_start_ = Clock::now();
   std::optional<bool> agreed_stop_;  // from the last reduce_step, for the next step

@@ -143,7 +143,8 @@ struct CnnData {
 };
 
 /// Trains `net` for 2 epochs of batch 7 (4 steps each, the last of 3) with Adam.
-void train_cnn(torch::nn::Sequential& net, const CnnData& data, const am::FitHooks& hooks) {
+void train_cnn(torch::nn::Sequential& net, const CnnData& data, const am::FitHooks& hooks,
+               const am::FitOptions& options = am::FitOptions().epochs(2).steps_per_epoch(4)) {
   torch::optim::Adam adam(net->parameters(), torch::optim::AdamOptions(0.01));
   const std::int64_t batch = 7;
   auto loss = [&](const am::StepContext& c) {
@@ -154,8 +155,7 @@ void train_cnn(torch::nn::Sequential& net, const CnnData& data, const am::FitHoo
                                              data.labels.index_select(0, index));
     return am::StepLoss{l, static_cast<std::int64_t>(idx.size()), {{"twice", 2 * l.item<double>()}}};
   };
-  am::fit(*net, adam, description(0.01), am::FitOptions().epochs(2).steps_per_epoch(4), loss, nullptr, nullptr,
-          nullptr, hooks);
+  am::fit(*net, adam, description(0.01), options, loss, nullptr, nullptr, nullptr, hooks);
 }
 
 void expect_cnn_equivalence(int world, double bucket_mb, bool spin = false) {
@@ -357,6 +357,48 @@ TEST(DataParallel, ShardsSizedToSpeedShrinkTheSlowRankAndGiveTheSameSteps) {
   for (std::size_t s = 2; s < 8; ++s) {
     EXPECT_EQ(taken[0][s] + taken[1][s], s % 4 == 3 ? 3 : 7) << "step " << s;
     EXPECT_EQ(taken[1][s], 1) << "step " << s;
+  }
+}
+
+// The speeds are kept in the checkpoint: a run resumed after its first epoch gives the
+// slow rank its small part from the first step on (an even split there would be 4/3),
+// and still ends with the parameters of one uninterrupted process.
+TEST(DataParallel, AResumedRunStartsFromTheSpeedsItHadMeasured) {
+  const CnnData data;
+  auto reference = make_cnn(100);
+  train_cnn(reference, data, {});
+  std::vector<torch::nn::Sequential> nets{make_cnn(100), make_cnn(101)};
+  TempDir dir;
+  const auto run_dir = dir.file("run");
+  std::vector<std::vector<std::int64_t>> taken(2);
+  auto run = [&](std::int64_t epochs, const TempDir& store) {  // a fresh FileStore for each run
+    for (auto& t : taken) t.clear();
+    return on_parallel_ranks(modules_of(nets), store, [&](int r, am::FitHooks& hooks) {
+      const auto shard = hooks.shard;
+      hooks.shard = [&taken, r, shard](const std::vector<std::int64_t>& batch) {
+        auto mine = shard(batch);
+        taken[static_cast<std::size_t>(r)].push_back(static_cast<std::int64_t>(mine.size()));
+        if (r == 1) std::this_thread::sleep_for(std::chrono::milliseconds(40));
+        return mine;
+      };
+      train_cnn(nets[static_cast<std::size_t>(r)], data, hooks,
+                am::FitOptions().epochs(epochs).steps_per_epoch(4).run_dir(run_dir));
+    }, 1.0, 30, false, /*balance=*/true);
+  };
+  const TempDir store1, store2;
+  auto errors = run(1, store1);
+  ASSERT_EQ(errors, (std::vector<std::string>{"", ""}));
+  const auto stored = am::read_checkpoint_info(run_dir + "/last.pt").state.at("hooks").at("shard_speeds");
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_GT(stored[0].get<double>(), 4 * stored[1].get<double>()) << stored;
+
+  errors = run(2, store2);
+  ASSERT_EQ(errors, (std::vector<std::string>{"", ""}));
+  ASSERT_EQ(taken[1].size(), 4u);
+  EXPECT_EQ(taken[0][0], 6);
+  EXPECT_EQ(taken[1][0], 1) << "the first resumed step splits by the stored speeds";
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_LT(max_difference(*nets[static_cast<std::size_t>(r)], *reference), 1e-10) << "rank " << r;
   }
 }
 

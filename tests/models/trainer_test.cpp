@@ -141,6 +141,50 @@ TEST(Fit, InterruptedRunResumesToBitIdenticalWeights) {
   }
 }
 
+// The hooks' own state (a data-parallel run's measured speeds, say) goes into every
+// checkpoint as it was when that checkpoint was written, and comes back to the start
+// hook of the run that resumes from it; a fresh run's start hook gets null.
+TEST(Fit, TheHooksStateIsKeptInCheckpointsAndGivenBackOnResume) {
+  TempDir dir;
+  const auto run_dir = dir.file("run");
+  const auto opts = am::FitOptions().epochs(2).steps_per_epoch(5).checkpoint_every(2).run_dir(run_dir);
+  std::int64_t steps = 0;
+  std::vector<nlohmann::json> started;
+  auto hooks_of = [&](Regression& r) {
+    auto h = r.hooks();
+    h.save_state = [&steps] { return nlohmann::json{{"steps_seen", steps}}; };
+    h.start = [&started](const am::StartInfo& info) { started.push_back(info.hook_state); };
+    return h;
+  };
+  torch::manual_seed(3);
+  Regression first;
+  std::atomic<bool> stop{false};
+  Recorder rec;
+  rec.stop = &stop;
+  rec.stop_after = 3;
+  auto counting = [&first, &steps](const am::StepContext& c) {
+    ++steps;
+    return first.loss(c);
+  };
+  auto h1 = hooks_of(first);
+  const auto s1 = am::fit(*first.model, first.optimizer, description(), opts, counting, nullptr, &rec, &stop, h1);
+  ASSERT_EQ(s1.status, am::FitStatus::kInterrupted);
+  ASSERT_EQ(started.size(), 1u);
+  EXPECT_TRUE(started[0].is_null()) << started[0];
+  // Checkpoints after steps 2 and 3 (the interruption's): the last one holds 3.
+  EXPECT_EQ(am::read_checkpoint_info(run_dir + "/last.pt").state.at("hooks"), (nlohmann::json{{"steps_seen", 3}}));
+
+  steps = 100;
+  Regression second;
+  auto h2 = hooks_of(second);
+  const auto s2 = am::fit(*second.model, second.optimizer, description(), opts, second.fn(), nullptr, nullptr,
+                          nullptr, h2);
+  EXPECT_EQ(s2.status, am::FitStatus::kCompleted);
+  ASSERT_EQ(started.size(), 2u);
+  EXPECT_EQ(started[1], (nlohmann::json{{"steps_seen", 3}}));
+  EXPECT_EQ(am::read_checkpoint_info(run_dir + "/last.pt").state.at("hooks"), (nlohmann::json{{"steps_seen", 100}}));
+}
+
 TEST(Fit, KeepsTheBestCheckpointAndStopsEarly) {
   TempDir dir;
   torch::manual_seed(0);

@@ -137,7 +137,8 @@ struct DataParallelOptions {
   /// smoothed figures (balanced_shard_sizes); the step stays the one-process step
   /// (each rank's gradient is weighted by its share), but which rank takes which
   /// examples, and so the float sums and the ranks' random draws, then depend on
-  /// timing: off by default, for runs that must repeat exactly.
+  /// timing: off by default, for runs that must repeat exactly. The smoothed speeds
+  /// are kept in checkpoints (FitHooks::save_state): a resumed run starts from them.
   TORCH_ARG(bool, balance) = false;
 };
 
@@ -167,8 +168,8 @@ class DataParallel {
   DataParallel& operator=(const DataParallel&) = delete;
 
   /// Sets every member of `hooks` that data parallelism needs: writer (rank 0),
-  /// shard, before_backward, after_backward, reduce_step, agree_stop, reduce_metrics and
-  /// start.
+  /// shard, before_backward, after_backward, reduce_step, agree_stop, reduce_metrics,
+  /// start and, with DataParallelOptions::balance, save_state.
   void join(FitHooks& hooks);
 
   /// This rank's part of a global batch: the r-th of W contiguous pieces whose sizes

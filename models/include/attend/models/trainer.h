@@ -108,6 +108,9 @@ struct StartInfo {
   std::int64_t global_step = 0;  ///< steps already done
   /// Generators the loss draws from: LibTorch's default one is not among them.
   Generators generators;
+  /// What FitHooks::save_state returned when the checkpoint resumed from was written
+  /// (null when not resumed, or when that run's hooks kept no state).
+  nlohmann::json hook_state;
 };
 
 /// Where other code joins the loop. Every member's default suits one process.
@@ -133,6 +136,11 @@ struct FitHooks {
   /// Once, after resuming (or not) and before the first step: e.g. check that every
   /// process runs the same thing and copy rank 0's parameters to the others.
   std::function<void(const StartInfo&)> start;
+  /// State of the hooks that a resumed run needs to carry on as the interrupted one
+  /// would have (e.g. the ranks' measured speeds): called in the writing process for
+  /// every checkpoint, stored in its loop state (`state.hooks`), and handed back to
+  /// the start hook in StartInfo::hook_state.
+  std::function<nlohmann::json()> save_state;
   /// After backward and before the after-backward hook (its collective and the
   /// gradient buckets launched during backward then share one wait): takes this
   /// process's loss, training metrics, example count and stop request and makes
