@@ -119,7 +119,11 @@ class InfoCommand : public Command {
     std::string boost_version = std::to_string(BOOST_VERSION / 100000) + "." +
                                 std::to_string(BOOST_VERSION / 100 % 1000) + "." + std::to_string(BOOST_VERSION % 100);
     std::string warning;
-    if (slow) {
+    if (slow && kind == "OpenBLAS") {
+      // OpenBLAS is loaded: the cores are not this process's alone.
+      warning = "matrix products run at " + std::to_string(static_cast<int>(gflops)) +
+                " GFLOP/s although OpenBLAS is in use: other processes are busy on this process's cores";
+    } else if (slow) {
       warning = "matrix products run at " + std::to_string(static_cast<int>(gflops)) +
                 " GFLOP/s, which means the reference BLAS is in use; install libopenblas0-pthread "
                 "(scripts/setup does) for about 50 times the speed";
