@@ -325,6 +325,17 @@ TEST(DataParallel, BalancedShardSizesFollowTheSpeedsAndSumToTheBatch) {
   EXPECT_THROW(am::balanced_shard_sizes(8, {}), c10::Error);
 }
 
+/// Makes rank 1 slow (40 ms more per step) and records each rank's shard sizes in `taken`.
+void slow_rank_one(am::FitHooks& hooks, int r, std::vector<std::vector<std::int64_t>>& taken) {
+  const auto shard = hooks.shard;
+  hooks.shard = [&taken, r, shard](const std::vector<std::int64_t>& batch) {
+    auto mine = shard(batch);
+    taken[static_cast<std::size_t>(r)].push_back(static_cast<std::int64_t>(mine.size()));
+    if (r == 1) std::this_thread::sleep_for(std::chrono::milliseconds(40));
+    return mine;
+  };
+}
+
 // Rank 1 is slow (40 ms more per step, so at most 75 examples/s against rank 0's
 // thousands, with room for a loaded machine): after the first exchange of speeds it takes
 // the smaller part of every batch, and the parameters are still those of one process.
@@ -336,13 +347,7 @@ TEST(DataParallel, ShardsSizedToSpeedShrinkTheSlowRankAndGiveTheSameSteps) {
   std::vector<std::vector<std::int64_t>> taken(2);
   TempDir dir;
   const auto errors = on_parallel_ranks(modules_of(nets), dir, [&](int r, am::FitHooks& hooks) {
-    const auto shard = hooks.shard;
-    hooks.shard = [&taken, r, shard](const std::vector<std::int64_t>& batch) {
-      auto mine = shard(batch);
-      taken[static_cast<std::size_t>(r)].push_back(static_cast<std::int64_t>(mine.size()));
-      if (r == 1) std::this_thread::sleep_for(std::chrono::milliseconds(40));
-      return mine;
-    };
+    slow_rank_one(hooks, r, taken);
     train_cnn(nets[static_cast<std::size_t>(r)], data, hooks);
   }, 1.0, 30, false, /*balance=*/true);
   for (int r = 0; r < 2; ++r) {
@@ -374,13 +379,7 @@ TEST(DataParallel, AResumedRunStartsFromTheSpeedsItHadMeasured) {
   auto run = [&](std::int64_t epochs, const TempDir& store) {  // a fresh FileStore for each run
     for (auto& t : taken) t.clear();
     return on_parallel_ranks(modules_of(nets), store, [&](int r, am::FitHooks& hooks) {
-      const auto shard = hooks.shard;
-      hooks.shard = [&taken, r, shard](const std::vector<std::int64_t>& batch) {
-        auto mine = shard(batch);
-        taken[static_cast<std::size_t>(r)].push_back(static_cast<std::int64_t>(mine.size()));
-        if (r == 1) std::this_thread::sleep_for(std::chrono::milliseconds(40));
-        return mine;
-      };
+      slow_rank_one(hooks, r, taken);
       train_cnn(nets[static_cast<std::size_t>(r)], data, hooks,
                 am::FitOptions().epochs(epochs).steps_per_epoch(4).run_dir(run_dir));
     }, 1.0, 30, false, /*balance=*/true);
