@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -18,7 +19,8 @@
 namespace attend::testing {
 
 /// A fresh folder for one test, removed afterwards. Lives under $ATTEND_TEST_TMP
-/// (set by ctest to the build tree) or the system temp folder.
+/// (set by ctest to the build tree) or the system temp folder. Each one is its own:
+/// two in one test are two folders.
 class TempDir {
  public:
   TempDir() {
@@ -29,7 +31,7 @@ class TempDir {
       if (c == '/') c = '_';
     }
     path_ = std::filesystem::path(base ? base : std::filesystem::temp_directory_path().string()) /
-            (name + "-" + std::to_string(::getpid()));
+            (name + "-" + std::to_string(::getpid()) + "-" + std::to_string(count()++));
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }
@@ -44,6 +46,10 @@ class TempDir {
   const std::filesystem::path& path() const { return path_; }
 
  private:
+  static std::atomic<int>& count() {
+    static std::atomic<int> n{0};
+    return n;
+  }
   std::filesystem::path path_;
 };
 
