@@ -82,23 +82,39 @@ std::string first_line(const std::string& path) {
   return line;
 }
 
-/// The cores the CPU quotas of this process's cgroup and of the root cgroup (a
-/// container's own, in its namespace) allow, both cgroup versions.
-int cores_under_cgroup_quota(int cpus) {
-  std::vector<std::string> v2_dirs{"/sys/fs/cgroup"}, v1_dirs{"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"};
-  std::ifstream self("/proc/self/cgroup");
+/// The cgroup folders from `root` down to `root` + `path` ("/a/b": root, root/a,
+/// root/a/b).
+std::vector<std::string> cgroup_chain(const std::string& root, const std::string& path) {
+  std::vector<std::string> dirs{root};
+  std::string dir = root;
+  std::istringstream parts(path);
+  for (std::string part; std::getline(parts, part, '/');) {
+    if (part.empty() || part == "." || part == "..") continue;
+    dir += "/" + part;
+    dirs.push_back(dir);
+  }
+  return dirs;
+}
+
+}  // namespace
+
+int cores_under_cgroup_quota(const std::string& proc_self_cgroup, const std::string& root, int cpus) {
+  cpus = std::max(1, cpus);
+  std::vector<std::string> v2_dirs{root}, v1_dirs{root + "/cpu", root + "/cpu,cpuacct"};
+  std::istringstream self(proc_self_cgroup);
   for (std::string line; std::getline(self, line);) {
     // "0::/path" (v2) or "N:cpu,cpuacct:/path" (v1).
     const auto a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
     if (b == std::string::npos) continue;
     const auto controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
-    if (path.empty() || path == "/") continue;
-    if (line.compare(0, a, "0") == 0 && controllers.empty()) v2_dirs.push_back("/sys/fs/cgroup" + path);
+    if (line.compare(0, a, "0") == 0 && controllers.empty()) {
+      for (auto& dir : cgroup_chain(root, path)) v2_dirs.push_back(std::move(dir));
+    }
     std::istringstream names(controllers);
     for (std::string name; std::getline(names, name, ',');) {
-      if (name == "cpu") {
-        v1_dirs.push_back("/sys/fs/cgroup/cpu" + path);
-        v1_dirs.push_back("/sys/fs/cgroup/cpu,cpuacct" + path);
+      if (name != "cpu") continue;
+      for (const auto* mount : {"/cpu", "/cpu,cpuacct"}) {
+        for (auto& dir : cgroup_chain(root + mount, path)) v1_dirs.push_back(std::move(dir));
       }
     }
   }
@@ -119,14 +135,15 @@ int cores_under_cgroup_quota(int cpus) {
   return cores;
 }
 
-}  // namespace
-
 int available_cores() {
   int cpus = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
   cpu_set_t mask;
   CPU_ZERO(&mask);
   if (::sched_getaffinity(0, sizeof(mask), &mask) == 0) cpus = std::max(1, CPU_COUNT(&mask));
-  return cores_under_cgroup_quota(cpus);
+  std::ifstream in("/proc/self/cgroup");
+  std::stringstream text;
+  text << in.rdbuf();
+  return cores_under_cgroup_quota(text.str(), "/sys/fs/cgroup", cpus);
 }
 
 int blas_threads() { return openblas().get != nullptr ? openblas().get() : 0; }

@@ -10,6 +10,8 @@
 
 #include <sched.h>
 
+#include <filesystem>
+#include <fstream>
 #include <set>
 
 namespace ds = attend::datasets;
@@ -110,6 +112,37 @@ TEST(AvailableCores, CountsTheAffinityMaskAndTheCgroupQuota) {
   ASSERT_EQ(::sched_setaffinity(0, sizeof(all), &all), 0);
   EXPECT_EQ(confined, 1);
   EXPECT_EQ(ds::available_cores(), cores) << "the mask put back";
+}
+
+// The quota files of a cgroup and of the cgroups above it, as the kernel lays them out
+// (cgroup v2 under the mount point, v1 under its cpu controller's mount).
+TEST(AvailableCores, TheTightestQuotaOverTheCgroupChainCounts) {
+  const attend::testing::TempDir root;
+  auto write = [&](const std::string& dir, const std::string& file, const std::string& text) {
+    std::filesystem::create_directories(root.path() / dir);
+    std::ofstream(root.path() / dir / file) << text << "\n";
+  };
+  const auto r = root.path().string();
+  EXPECT_EQ(ds::cores_under_cgroup_quota("0::/app.slice/job\n", r, 8), 8) << "no quota files";
+  write("", "cpu.max", "max 100000");
+  write("app.slice", "cpu.max", "300000 100000");  // a slice's CPUQuota=300%
+  write("app.slice/job", "cpu.max", "max 100000");
+  EXPECT_EQ(ds::cores_under_cgroup_quota("0::/app.slice/job\n", r, 8), 3) << "the parent slice's quota";
+  EXPECT_EQ(ds::cores_under_cgroup_quota("0::/app.slice/job\n", r, 2), 2) << "never above the CPUs";
+  EXPECT_EQ(ds::cores_under_cgroup_quota("0::/other\n", r, 8), 8) << "a cgroup outside the slice";
+  write("app.slice/job", "cpu.max", "150000 100000");
+  EXPECT_EQ(ds::cores_under_cgroup_quota("0::/app.slice/job\n", r, 8), 2) << "its own, tighter, rounded up";
+  EXPECT_EQ(ds::cores_under_cgroup_quota("", r, 8), 8) << "no cgroup line: the root's quota only";
+  // cgroup v1: "-1" is no quota; the cpu controller may be mounted as cpu,cpuacct.
+  write("cpu,cpuacct/docker", "cpu.cfs_quota_us", "-1");
+  write("cpu,cpuacct/docker", "cpu.cfs_period_us", "100000");
+  write("cpu,cpuacct/docker/c1", "cpu.cfs_quota_us", "50000");
+  write("cpu,cpuacct/docker/c1", "cpu.cfs_period_us", "100000");
+  const std::string v1 = "12:memory:/docker/c1\n4:cpu,cpuacct:/docker/c1\n0::/\n";
+  EXPECT_EQ(ds::cores_under_cgroup_quota(v1, r, 8), 1) << "half a core is one thread";
+  EXPECT_EQ(ds::cores_under_cgroup_quota("4:cpu,cpuacct:/docker\n", r, 8), 8) << "-1 above it: no quota";
+  write("cpu,cpuacct/docker/c1", "cpu.cfs_quota_us", "garbage");
+  EXPECT_EQ(ds::cores_under_cgroup_quota(v1, r, 8), 8) << "an unreadable quota is no quota";
 }
 
 TEST(SceneGenerator, ScenesDoNotDependOnTheThreadCount) {

@@ -24,8 +24,9 @@ int blas_threads();
 
 /// The cores this process may run on: the CPUs in the calling thread's affinity mask
 /// (taskset, a scheduler's cpuset), fewer when a cgroup CPU quota allows less (docker
-/// --cpus, a Kubernetes CPU limit; cgroup v2 `cpu.max` or v1 `cpu.cfs_quota_us`, of the
-/// process's own cgroup or the root one, rounded up); at least 1.
+/// --cpus, a Kubernetes CPU limit, a systemd slice's CPUQuota; cgroup v2 `cpu.max` or
+/// v1 `cpu.cfs_quota_us`, of the process's cgroup or any above it, rounded up); at
+/// least 1.
 /// std::thread::hardware_concurrency counts the machine's CPUs whatever the process may
 /// use, which oversubscribes a process confined to fewer.
 int available_cores();
@@ -39,6 +40,14 @@ int cores_under_quota(long long quota_us, long long period_us, int cpus);
 /// 100000"), as cores_under_quota applies it to `cpus`; `cpus` when the text is "max"
 /// or malformed.
 int cores_under_cpu_max(const std::string& cpu_max, int cpus);
+
+/// The cores the tightest CPU quota over a process's cgroups allows it, at most `cpus`:
+/// `proc_self_cgroup` is the text of /proc/self/cgroup ("0::/a/b" for cgroup v2,
+/// "4:cpu,cpuacct:/a/b" for v1), `root` where the hierarchy is mounted (/sys/fs/cgroup).
+/// Reads `cpu.max` (v2) or `cpu.cfs_quota_us` and `cpu.cfs_period_us` (v1, under
+/// `root`/cpu or `root`/cpu,cpuacct) in the cgroup's folder and every folder above it up
+/// to `root`; missing or malformed files are no quota.
+int cores_under_cgroup_quota(const std::string& proc_self_cgroup, const std::string& root, int cpus);
 
 /// Sets OpenBLAS's thread count; false (and nothing changed) when the BLAS in use is not
 /// OpenBLAS. requires: n >= 1.
