@@ -456,6 +456,7 @@ struct DataParallel::Impl {
   // speed in its last step, sent with the next step's values (0 = none yet).
   bool balance = false;
   std::vector<double> speeds;
+  bool speeds_restored = false;  // `speeds` came from a checkpoint, not yet measured
   double my_speed = 0.0;
   std::int64_t my_examples = 0;  // this step's shard, for the speed
   std::optional<Clock::time_point> shard_time;
@@ -752,7 +753,9 @@ struct DataParallel::Impl {
   /// The speeds of the checkpoint resumed from, so that the resumed run splits its
   /// first batches as the interrupted one would have instead of evenly. Rank 0's copy
   /// is broadcast (every rank then starts from the same figures); speeds kept for
-  /// another number of ranks are dropped.
+  /// another number of ranks are dropped. They only bridge the steps before the first
+  /// measurement arrives (a step's speed travels with the next step's values): that
+  /// replaces them, as in a fresh run (the ranks may be on other cores or machines now).
   void restore_speeds(const nlohmann::json& hook_state) {
     const auto world = static_cast<std::size_t>(group.size());
     std::vector<double> kept(world, 0.0);
@@ -770,6 +773,7 @@ struct DataParallel::Impl {
       if (!(std::isfinite(v[r]) && v[r] > 0)) return;
     }
     speeds.assign(v, v + world);
+    speeds_restored = true;
     stats.speeds = speeds;
   }
 
@@ -780,8 +784,9 @@ struct DataParallel::Impl {
     for (std::size_t r = 0; r < world; ++r) {
       if (!(std::isfinite(reported[r]) && reported[r] > 0)) return;
     }
-    if (speeds.empty()) {
+    if (speeds.empty() || speeds_restored) {
       speeds.assign(reported, reported + world);
+      speeds_restored = false;
     } else {
       // A running mean over about the last 10 steps: one slow step (a page fault, a
       // neighbour's burst) moves the split a little, a slower core moves it for good.
