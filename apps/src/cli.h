@@ -106,4 +106,10 @@ std::string closest_option(const std::string& typed, const std::vector<std::stri
 /// Version string of this build.
 const char* version();
 
+/// What `attend info` warns of a measured matrix-product speed (`gflops` on n x n
+/// matrices with the BLAS `kind` running `blas_threads` threads), or "" when it is as
+/// fast as it should be. A reference BLAS reaches a few GFLOP/s, OpenBLAS 30 or more
+/// per thread on any AVX2 core; sizes below 512 are too small to tell.
+std::string blas_speed_warning(double gflops, std::int64_t n, const std::string& kind, int blas_threads);
+
 }  // namespace attend::cli

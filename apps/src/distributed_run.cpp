@@ -47,7 +47,7 @@ po::options_description distributed_options() {
        "gradient all-reduce bucket size; buckets are sent during backward (0 = one bucket after it)")
       ("dist-wait", po::value<std::string>()->default_value("auto")->value_name("W"),
        "wait for collectives by polling (spin) or asleep (block); auto = spin when this machine's workers "
-       "times --threads fit its cores")
+       "times --threads fit the cores they may use")
       ("balance-shards", po::bool_switch(),
        "size each rank's part of a batch to its measured speed (for unequal cores or machines; the split then "
        "depends on timing, so runs do not repeat exactly)")
@@ -71,7 +71,8 @@ DistributedRun::DistributedRun(const po::variables_map& vm) {
   const auto env = am::distributed_env_from_environment();
   if (!env) return;
   // Polling keeps a waiting rank's core busy: only where the workers do not share
-  // cores (this machine's workers times their threads at most its cores).
+  // cores (this machine's workers times their threads at most the cores this process
+  // may use; a fractional CPU quota counts as the next whole core).
   const bool spin = wait == "spin" || (wait == "auto" && local_world_size() * at::get_num_threads() <= cores());
   // c10d and Gloo log through glog to stderr; attend reports their failures itself,
   // as one line.

@@ -51,7 +51,8 @@ class DistributedRun {
   std::ofstream log_;
 };
 
-/// The intra-op threads a training process takes by default: the machine's cores
+/// The intra-op threads a training process takes by default: the cores this process
+/// may use (attend::datasets::available_cores: its affinity mask and CPU quota)
 /// shared among the workers on it (LOCAL_WORLD_SIZE, which attend launch sets).
 int default_threads();
 

@@ -657,6 +657,26 @@ TEST(Cli, ThreadsSizeOpenBlasAsWell) {
   ds::set_blas_threads(before);
 }
 
+// attend info's warning says what a slow matrix product means for the BLAS in use.
+TEST(Cli, InfoWarnsOfSlowMatrixProductsByTheBlasInUse) {
+  using attend::cli::blas_speed_warning;
+  const auto reference = blas_speed_warning(3.2, 1024, "reference BLAS", 0);
+  EXPECT_TRUE(contains(reference, "run at 3 GFLOP/s, which means the reference BLAS is in use")) << reference;
+  EXPECT_TRUE(contains(reference, "libopenblas0-pthread")) << reference;
+  EXPECT_EQ(blas_speed_warning(3.2, 256, "reference BLAS", 0), "") << "too small a product to tell";
+  EXPECT_EQ(blas_speed_warning(60, 1024, "unknown", 0), "");
+  EXPECT_TRUE(contains(blas_speed_warning(3, 1024, "unknown", 0), "reference BLAS is in use (unknown)"));
+  // OpenBLAS is judged per thread: 30 GFLOP/s is right for one thread, slow for two.
+  EXPECT_EQ(blas_speed_warning(30, 1024, "OpenBLAS", 1), "");
+  const auto busy = blas_speed_warning(30, 1024, "OpenBLAS", 2);
+  EXPECT_TRUE(contains(busy, "although OpenBLAS is in use on 2 threads: other processes are busy")) << busy;
+  EXPECT_FALSE(contains(busy, "reference")) << busy;
+  EXPECT_TRUE(contains(blas_speed_warning(10, 1024, "OpenBLAS", 1), "on 1 thread:"));
+  const auto mkl = blas_speed_warning(10, 1024, "MKL", 0);
+  EXPECT_TRUE(contains(mkl, "with MKL;")) << mkl;
+  EXPECT_FALSE(contains(mkl, "reference BLAS")) << mkl;
+}
+
 // A stop requested in one run does not stop the next one in the same process.
 TEST(Cli, AnInterruptBelongsToOneRun) {
   struct sigaction before {};

@@ -114,20 +114,9 @@ class InfoCommand : public Command {
     const double gflops = measure_gflops(n, repeats);
     const auto libraries = loaded_blas_libraries();
     const auto kind = blas_kind(libraries);
-    // A reference BLAS reaches a few GFLOP/s here, OpenBLAS well over 100.
-    const bool slow = n >= 512 && gflops < 50.0;
     std::string boost_version = std::to_string(BOOST_VERSION / 100000) + "." +
                                 std::to_string(BOOST_VERSION / 100 % 1000) + "." + std::to_string(BOOST_VERSION % 100);
-    std::string warning;
-    if (slow && kind == "OpenBLAS") {
-      // OpenBLAS is loaded: the cores are not this process's alone.
-      warning = "matrix products run at " + std::to_string(static_cast<int>(gflops)) +
-                " GFLOP/s although OpenBLAS is in use: other processes are busy on this process's cores";
-    } else if (slow) {
-      warning = "matrix products run at " + std::to_string(static_cast<int>(gflops)) +
-                " GFLOP/s, which means the reference BLAS is in use; install libopenblas0-pthread "
-                "(scripts/setup does) for about 50 times the speed";
-    }
+    const auto warning = blas_speed_warning(gflops, n, kind, attend::datasets::blas_threads());
     nlohmann::json kinds = nlohmann::json::array();
     for (const auto& k : attend::models::model_registry().kinds()) {
       kinds.push_back({{"name", k.name}, {"capabilities", capability_names(k.capabilities)}});
@@ -176,6 +165,25 @@ class InfoCommand : public Command {
 };
 
 }  // namespace
+
+std::string blas_speed_warning(double gflops, std::int64_t n, const std::string& kind, int blas_threads) {
+  if (n < 512) return "";
+  const auto speed = "matrix products run at " + std::to_string(static_cast<int>(gflops)) + " GFLOP/s";
+  if (kind == "OpenBLAS") {
+    const int threads = std::max(1, blas_threads);
+    if (gflops >= 20.0 * threads) return "";
+    return speed + " although OpenBLAS is in use on " + std::to_string(threads) +
+           (threads == 1 ? " thread" : " threads") +
+           ": other processes are busy on this process's cores, or a CPU quota throttles it";
+  }
+  if (gflops >= 50.0) return "";
+  if (kind == "MKL" || kind == "BLIS" || kind == "ATLAS") {
+    return speed + " with " + kind + "; attend is built and measured with OpenBLAS (libopenblas0-pthread, which "
+           "scripts/setup installs): check which BLAS the alternatives system selects";
+  }
+  return speed + ", which means the reference BLAS is in use (" + kind + "); install libopenblas0-pthread "
+         "(scripts/setup does) for about 50 times the speed";
+}
 
 std::unique_ptr<Command> make_info_command() { return std::make_unique<InfoCommand>(); }
 
