@@ -100,7 +100,8 @@ std::vector<std::string> cgroup_chain(const std::string& root, const std::string
 
 int cores_under_cgroup_quota(const std::string& proc_self_cgroup, const std::string& root, int cpus) {
   cpus = std::max(1, cpus);
-  std::vector<std::string> v2_dirs{root}, v1_dirs{root + "/cpu", root + "/cpu,cpuacct"};
+  // Sets: the root comes again at the top of every chain.
+  std::set<std::string> v2_dirs{root}, v1_dirs{root + "/cpu", root + "/cpu,cpuacct"};
   std::istringstream self(proc_self_cgroup);
   for (std::string line; std::getline(self, line);) {
     // "0::/path" (v2) or "N:cpu,cpuacct:/path" (v1).
@@ -108,13 +109,13 @@ int cores_under_cgroup_quota(const std::string& proc_self_cgroup, const std::str
     if (b == std::string::npos) continue;
     const auto controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
     if (line.compare(0, a, "0") == 0 && controllers.empty()) {
-      for (auto& dir : cgroup_chain(root, path)) v2_dirs.push_back(std::move(dir));
+      for (auto& dir : cgroup_chain(root, path)) v2_dirs.insert(std::move(dir));
     }
     std::istringstream names(controllers);
     for (std::string name; std::getline(names, name, ',');) {
       if (name != "cpu") continue;
       for (const auto* mount : {"/cpu", "/cpu,cpuacct"}) {
-        for (auto& dir : cgroup_chain(root + mount, path)) v1_dirs.push_back(std::move(dir));
+        for (auto& dir : cgroup_chain(root + mount, path)) v1_dirs.insert(std::move(dir));
       }
     }
   }
