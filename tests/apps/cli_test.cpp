@@ -657,6 +657,21 @@ TEST(Cli, ThreadsSizeOpenBlasAsWell) {
   ds::set_blas_threads(before);
 }
 
+// attend info lists every registered model kind, each name apart from its capabilities
+// (a name longer than the column once ran into them: "captionercaption").
+TEST(Cli, InfoListsEachModelKindApartFromItsCapabilities) {
+  const auto r = run({"info", "--size", "16", "--repeats", "1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::size_t listed = 0;
+  for (const auto& kind : attend::models::model_registry().kinds()) {
+    const auto& name = kind.name;
+    const auto line = " " + name + "  ";
+    EXPECT_TRUE(contains(r.out, line)) << "'" << name << "' not followed by two spaces in:\n" << r.out;
+    listed += contains(r.out, line) ? 1 : 0;
+  }
+  EXPECT_GE(listed, 7u) << r.out;
+}
+
 // attend info's warning says what a slow matrix product means for the BLAS in use.
 TEST(Cli, InfoWarnsOfSlowMatrixProductsByTheBlasInUse) {
   using attend::cli::blas_speed_warning;

@@ -149,11 +149,13 @@ class InfoCommand : public Command {
       if (const int b = attend::datasets::blas_threads(); b > 0) io.out << ", " << b << (b == 1 ? " thread" : " threads");
       io.out << "\n";
       for (const auto& l : libraries) io.out << "              " << l << "\n";
+      std::size_t name_width = 0;
+      for (const auto& k : kinds) name_width = std::max(name_width, k["name"].get<std::string>().size());
       for (size_t i = 0; i < kinds.size(); ++i) {
         std::string caps;
         for (const auto& c : kinds[i]["capabilities"]) caps += (caps.empty() ? "" : ", ") + c.get<std::string>();
-        io.out << (i == 0 ? "model kinds   " : "              ") << std::left << std::setw(6)
-               << kinds[i]["name"].get<std::string>() << std::right << caps << "\n";
+        io.out << (i == 0 ? "model kinds   " : "              ") << std::left
+               << std::setw(static_cast<int>(name_width + 2)) << kinds[i]["name"].get<std::string>() << std::right << caps << "\n";
       }
       io.out << "kernels       additive decoding: " << attend::attention::additive_decoding_isa() << "\n";
       io.out << "fp32 matmul   " << std::fixed << std::setprecision(1) << gflops << " GFLOP/s (" << n << "^3, median of "
