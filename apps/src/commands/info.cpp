@@ -155,7 +155,8 @@ class InfoCommand : public Command {
         std::string caps;
         for (const auto& c : kinds[i]["capabilities"]) caps += (caps.empty() ? "" : ", ") + c.get<std::string>();
         io.out << (i == 0 ? "model kinds   " : "              ") << std::left
-               << std::setw(static_cast<int>(name_width + 2)) << kinds[i]["name"].get<std::string>() << std::right << caps << "\n";
+               << std::setw(static_cast<int>(name_width + 2)) << kinds[i]["name"].get<std::string>() << std::right
+               << caps << "\n";
       }
       io.out << "kernels       additive decoding: " << attend::attention::additive_decoding_isa() << "\n";
       io.out << "fp32 matmul   " << std::fixed << std::setprecision(1) << gflops << " GFLOP/s (" << n << "^3, median of "
