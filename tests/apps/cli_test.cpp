@@ -657,19 +657,26 @@ TEST(Cli, ThreadsSizeOpenBlasAsWell) {
   ds::set_blas_threads(before);
 }
 
-// attend info lists every registered model kind, each name apart from its capabilities
-// (a name longer than the column once ran into them: "captionercaption").
+// attend info lists every registered model kind in registration order, one per row, with
+// the capabilities starting at one column past the longest name (a name longer than the
+// column once ran into them: "captionercaption").
 TEST(Cli, InfoListsEachModelKindApartFromItsCapabilities) {
   const auto r = run({"info", "--size", "16", "--repeats", "1"});
   ASSERT_EQ(r.code, 0) << r.err;
-  std::size_t listed = 0;
-  for (const auto& kind : attend::models::model_registry().kinds()) {
-    const auto& name = kind.name;
-    const auto line = " " + name + "  ";
-    EXPECT_TRUE(contains(r.out, line)) << "'" << name << "' not followed by two spaces in:\n" << r.out;
-    listed += contains(r.out, line) ? 1 : 0;
+  const auto& kinds = attend::models::model_registry().kinds();
+  std::size_t longest = 0;
+  for (const auto& kind : kinds) longest = std::max(longest, kind.name.size());
+  const std::size_t prefix = std::string("model kinds   ").size();
+  std::istringstream lines(r.out);
+  std::string line;
+  while (std::getline(lines, line) && line.rfind("model kinds", 0) != 0) {
   }
-  EXPECT_GE(listed, 7u) << r.out;
+  for (const auto& kind : kinds) {
+    ASSERT_GT(line.size(), prefix + longest + 2) << "no row for '" << kind.name << "' in:\n" << r.out;
+    EXPECT_EQ(line.substr(prefix, kind.name.size()), kind.name) << line;
+    EXPECT_EQ(line.find_first_not_of(' ', prefix + kind.name.size()), prefix + longest + 2) << line;
+    std::getline(lines, line);
+  }
 }
 
 // attend info's warning says what a slow matrix product means for the BLAS in use.
