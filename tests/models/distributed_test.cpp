@@ -338,9 +338,12 @@ void slow_rank(am::FitHooks& hooks, int r, std::vector<std::vector<std::int64_t>
   };
 }
 
-// Rank 1 is slow (40 ms more per step, so at most 75 examples/s against rank 0's
-// thousands, with room for a loaded machine): after the first exchange of speeds it takes
-// the smaller part of every batch, and the parameters are still those of one process.
+// Rank 1 is slow (100 ms more per step, so at most 30 examples/s against rank 0's
+// hundreds or thousands): after the first exchange of speeds it takes the smaller part of
+// every batch, and the parameters are still those of one process. How much smaller
+// depends on rank 0's measured speed, which a loaded machine moves (a cold first step of
+// 25 ms gave rank 1 two of 7 in CI): the exact split for given speeds is
+// BalancedShardSizesFollowTheSpeedsAndSumToTheBatch's.
 TEST(DataParallel, ShardsSizedToSpeedShrinkTheSlowRankAndGiveTheSameSteps) {
   const CnnData data;
   auto reference = make_cnn(100);
@@ -349,7 +352,7 @@ TEST(DataParallel, ShardsSizedToSpeedShrinkTheSlowRankAndGiveTheSameSteps) {
   std::vector<std::vector<std::int64_t>> taken(2);
   TempDir dir;
   const auto errors = on_parallel_ranks(modules_of(nets), dir, [&](int r, am::FitHooks& hooks) {
-    slow_rank(hooks, r, taken);
+    slow_rank(hooks, r, taken, 1, 100);
     train_cnn(nets[static_cast<std::size_t>(r)], data, hooks);
   }, 1.0, 30, false, /*balance=*/true);
   for (int r = 0; r < 2; ++r) {
@@ -363,7 +366,10 @@ TEST(DataParallel, ShardsSizedToSpeedShrinkTheSlowRankAndGiveTheSameSteps) {
   EXPECT_EQ(taken[1][0], 3);
   for (std::size_t s = 2; s < 8; ++s) {
     EXPECT_EQ(taken[0][s] + taken[1][s], s % 4 == 3 ? 3 : 7) << "step " << s;
-    EXPECT_EQ(taken[1][s], 1) << "step " << s;
+    // Below the even split of 4/3 in a batch of 7; a batch of 3 splits 2/1 either way,
+    // as no rank goes below one example.
+    if (s % 4 == 3) EXPECT_EQ(taken[1][s], 1) << "step " << s;
+    else EXPECT_LE(taken[1][s], 2) << "step " << s;
   }
 }
 
@@ -372,7 +378,7 @@ TEST(DataParallel, ShardsSizedToSpeedShrinkTheSlowRankAndGiveTheSameSteps) {
 // and still ends with the parameters of one uninterrupted process. They only bridge
 // the steps before the first measurement arrives: resumed with rank 0 the slow one now,
 // the third step is cut by what the resumed run measured (smoothed into the stored
-// speeds instead, rank 0 would keep 6).
+// speeds instead, rank 0 would keep its 5 or 6).
 TEST(DataParallel, AResumedRunStartsFromTheSpeedsItHadMeasured) {
   const CnnData data;
   auto reference = make_cnn(100);
@@ -390,21 +396,24 @@ TEST(DataParallel, AResumedRunStartsFromTheSpeedsItHadMeasured) {
     }, 1.0, 30, false, /*balance=*/true);
   };
   const TempDir store1, store2;
-  auto errors = run(1, 1, 40, store1);
+  auto errors = run(1, 1, 100, store1);
   ASSERT_EQ(errors, (std::vector<std::string>{"", ""}));
   const auto stored = am::read_checkpoint_info(run_dir + "/last.pt").state.at("hooks").at("shard_speeds");
   ASSERT_EQ(stored.size(), 2u);
-  // 6/1 of a batch of 7 needs rank 1's share of the speeds below a tenth.
-  ASSERT_GT(stored[0].get<double>(), 9 * stored[1].get<double>()) << stored;
+  // The split the stored speeds give a batch of 7 (how uneven depends on rank 0's
+  // measured speed, which a loaded machine moves); it must differ from the even 4/3 for
+  // the resumed run to show where its first split came from.
+  const auto split = am::balanced_shard_sizes(7, {stored[0].get<double>(), stored[1].get<double>()});
+  ASSERT_LE(split[1], 2) << stored;
 
-  // Rank 0 now sleeps 200 ms with its 6 examples (at most 30 examples/s) while rank 1
-  // does its one example at full speed.
+  // Rank 0 now sleeps 200 ms with its 5 or 6 examples (at most 30 examples/s) while
+  // rank 1 does its one or two at full speed.
   errors = run(2, 0, 200, store2);
   ASSERT_EQ(errors, (std::vector<std::string>{"", ""}));
   ASSERT_EQ(taken[1].size(), 4u);
-  EXPECT_EQ(taken[0][0], 6);
-  EXPECT_EQ(taken[1][0], 1) << "the first resumed step splits by the stored speeds";
-  EXPECT_EQ(taken[0][1], 6) << "nothing measured yet: the stored speeds still";
+  EXPECT_EQ(taken[0][0], split[0]);
+  EXPECT_EQ(taken[1][0], split[1]) << "the first resumed step splits by the stored speeds";
+  EXPECT_EQ(taken[0][1], split[0]) << "nothing measured yet: the stored speeds still";
   // A step's speed travels with the next step's values, so step 2 is the first one cut
   // by what the resumed run measured.
   EXPECT_LE(taken[0][2], 3) << "the third step splits by the resumed run's own speeds";

@@ -387,7 +387,7 @@ TEST(Fit, ThroughputLeavesTheValidationTimeOut) {
   const auto& e = rec.epochs[0];
   EXPECT_GE(e.eval_seconds, 0.3);
   EXPECT_LT(e.train_seconds, 0.3);
-  EXPECT_NEAR(e.seconds, e.train_seconds + e.eval_seconds, 0.01);
+  EXPECT_NEAR(e.seconds, e.train_seconds + e.eval_seconds, 0.05);  // room for a descheduled thread
   EXPECT_NEAR(e.examples_per_second, 5 * 32 / e.train_seconds, 1e-6 * e.examples_per_second);
 }
 
