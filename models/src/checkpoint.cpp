@@ -195,14 +195,30 @@ void verify_records(const std::string& bytes, const std::string& path) {
   std::uint64_t entries = le16(data + eocd + 10);
   std::uint64_t directory_size = le32(data + eocd + 12);
   std::uint64_t directory = le32(data + eocd + 16);
-  if (entries == 0xffff || directory_size == 0xffffffffu || directory == 0xffffffffu) {
-    // Zip64: a locator just before the record points to the 64-bit record.
-    if (eocd < 20 || le32(data + eocd - 20) != 0x07064b50u) corrupt(path, "zip64 locator missing");
+  const bool saturated = entries == 0xffff || directory_size == 0xffffffffu || directory == 0xffffffffu;
+  // Zip64: a locator just before the end record points to the 64-bit record, which
+  // LibTorch writes right before the locator. Its reader (miniz) takes the 64-bit
+  // figures whenever the locator is there, whatever the 32-bit ones say, so the
+  // directory checked must be the one they name: the 32-bit figures may only repeat
+  // them or hold the zip64 marks.
+  const bool has_locator = eocd >= 20 + 56 && le32(data + eocd - 20) == 0x07064b50u;
+  if (saturated && !has_locator) corrupt(path, "zip64 locator missing");
+  if (has_locator) {
     const auto record = le64(data + eocd - 20 + 8);
-    if (!fits(record, 56) || le32(data + record) != 0x06064b50u) corrupt(path, "zip64 directory record missing");
-    entries = le64(data + record + 32);
-    directory_size = le64(data + record + 40);
-    directory = le64(data + record + 48);
+    if (record != eocd - 20 - 56 || le32(data + record) != 0x06064b50u) corrupt(path, "zip64 directory record missing");
+    if (le32(data + eocd - 20 + 16) != 1 || le32(data + record + 16) != 0 || le32(data + record + 20) != 0) {
+      corrupt(path, "zip64 directory spans several disks");
+    }
+    if (le64(data + record + 24) != le64(data + record + 32)) corrupt(path, "zip directory entry counts disagree");
+    const auto entries64 = le64(data + record + 32), size64 = le64(data + record + 40),
+               directory64 = le64(data + record + 48);
+    if ((entries != 0xffff && entries != entries64) || (directory_size != 0xffffffffu && directory_size != size64) ||
+        (directory != 0xffffffffu && directory != directory64)) {
+      corrupt(path, "zip directory and zip64 directory record disagree");
+    }
+    entries = entries64;
+    directory_size = size64;
+    directory = directory64;
   }
   if (!fits(directory, directory_size)) corrupt(path, "zip directory lies outside the file (truncated?)");
   std::uint64_t at = directory;

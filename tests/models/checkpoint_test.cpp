@@ -466,6 +466,41 @@ TEST_F(Checkpoint, AFlippedBitInsideAWeightIsAChecksumMismatch) {
   EXPECT_THROW(am::read_checkpoint_info(path), attend::IoError);
 }
 
+// LibTorch writes a zip64 directory record and locator before the zip's end record, and
+// its reader takes the 64-bit figures whenever the locator is there. An end record whose
+// 32-bit figures say "no entries" once let a damaged archive past the record checks into
+// LibTorch's TorchScript parser, which crashed on it (a fuzzing finding); the two
+// records must now agree, or the 32-bit one hold the zip64 marks.
+TEST_F(Checkpoint, TheZipEndRecordMustAgreeWithTheZip64RecordLibTorchReads) {
+  Net net;
+  const auto path = dir.file("c.pt");
+  am::save_checkpoint(path, describe(), *net);
+  const auto bytes = read_all(path);
+  const auto eocd = bytes.rfind(std::string("PK\x05\x06", 4));
+  ASSERT_NE(eocd, std::string::npos);
+  ASSERT_EQ(bytes.compare(eocd - 20, 4, std::string("PK\x06\x07", 4)), 0) << "LibTorch wrote no zip64 locator";
+  const auto with_figures = [&](char fill) {  // entries (twice), directory size and offset
+    auto changed = bytes;
+    for (std::size_t i = eocd + 8; i < eocd + 20; ++i) changed[i] = fill;
+    return changed;
+  };
+  write_all(path, with_figures('\0'));
+  Net other;
+  const auto before = other->fc2->weight.clone();
+  EXPECT_EQ(load_error(path, *other), path + ": corrupt: zip directory and zip64 directory record disagree");
+  EXPECT_TRUE(torch::equal(before, other->fc2->weight)) << "nothing loaded";
+  EXPECT_THROW(am::read_checkpoint_info(path), attend::IoError);
+  // All 32-bit figures marked as "see the zip64 record": the checkpoint as written.
+  write_all(path, with_figures('\xff'));
+  EXPECT_EQ(load_error(path, *other), "(loaded)");
+  EXPECT_TRUE(torch::equal(net->fc2->weight, other->fc2->weight));
+  // A zip64 record that is not where the locator points.
+  auto moved = bytes;
+  moved[eocd - 20 + 8] = static_cast<char>(moved[eocd - 20 + 8] + 1);
+  write_all(path, moved);
+  EXPECT_EQ(load_error(path, *other), path + ": corrupt: zip64 directory record missing");
+}
+
 TEST_F(Checkpoint, EveryTruncationIsRefusedNamingTheFile) {
   Net net;
   const auto path = dir.file("c.pt");
