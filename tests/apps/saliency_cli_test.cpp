@@ -17,6 +17,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -347,6 +348,44 @@ TEST_F(SaliencyCli, SeamTrainsOnObjectScenesAndEvalScoresItsMasks) {
   EXPECT_GE(j["miou"].get<double>(), 0.0);
   EXPECT_LE(j["miou"].get<double>(), 1.0);
   EXPECT_GE(j["equivariance_error"].get<double>(), 0.0);
+  // The confusion matrix (rows truth, columns prediction) the scores come from, and the
+  // shares of misplaced pixels read off it.
+  const auto& confusion = j["confusion"];
+  ASSERT_EQ(confusion.size(), 11u);
+  double all = 0, correct = 0, object = 0, as_background = 0, as_other = 0, background = 0, as_object = 0;
+  for (std::size_t t = 0; t < 11; ++t) {
+    ASSERT_EQ(confusion[t].size(), 11u);
+    double row = 0, column = 0;
+    for (std::size_t p = 0; p < 11; ++p) {
+      const double n = confusion[t][p].get<double>();
+      row += n;
+      column += confusion[p][t].get<double>();
+      all += n;
+      if (p == t) correct += n;
+      if (t == 0) {
+        background += n;
+        if (p != 0) as_object += n;
+      } else {
+        object += n;
+        if (p == 0) as_background += n;
+        if (p != 0 && p != t) as_other += n;
+      }
+    }
+    const double tp = confusion[t][t].get<double>();
+    const auto& iou = j["classes"][t]["iou"];
+    if (row + column == 0) {
+      EXPECT_TRUE(iou.is_null()) << "class " << t;
+    } else {
+      EXPECT_NEAR(iou.get<double>(), tp / (row + column - tp), 1e-12) << "class " << t;
+    }
+  }
+  ASSERT_GT(object, 0);
+  ASSERT_GT(background, 0);
+  EXPECT_LE(all, 4 * 32 * 32);  // the 4 test scenes' pixels, less the ignored bands
+  EXPECT_NEAR(j["pixel_accuracy"].get<double>(), correct / all, 1e-12);
+  EXPECT_NEAR(j["errors"]["object_as_background"].get<double>(), as_background / object, 1e-12);
+  EXPECT_NEAR(j["errors"]["object_as_other_object"].get<double>(), as_other / object, 1e-12);
+  EXPECT_NEAR(j["errors"]["background_as_object"].get<double>(), as_object / background, 1e-12);
   // A given alpha is used as given; the CAM baseline is scored the same way.
   const auto given = run({"eval", model, "--masks", "--alpha", "0.3", "--val-count", "0", "--scales", "1", "--no-flip",
                           "--json"});
@@ -355,6 +394,10 @@ TEST_F(SaliencyCli, SeamTrainsOnObjectScenesAndEvalScoresItsMasks) {
   const auto cam = run({"eval", *checkpoint_, "--masks", "--val-count", "2", "--scales", "1"});
   ASSERT_EQ(cam.code, 0) << cam.err;
   EXPECT_TRUE(contains(cam.out, "mIoU")) << cam.out;
+  EXPECT_TRUE(std::regex_search(cam.out, std::regex("\nobject pixels labelled background [0-9]+[.][0-9] %, another "
+                                                    "object class [0-9]+[.][0-9] %; background pixels labelled an "
+                                                    "object [0-9]+[.][0-9] %\n")))
+      << cam.out;
   // The pixel-supervised upper bound is scored by its own argmax: no alpha, no curve,
   // no validation scenes needed; segment labels by it too.
   const auto pixel_dir = dir_->file("seam-pixel");

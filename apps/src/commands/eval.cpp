@@ -62,7 +62,8 @@ class EvalCommand : public Command {
     m.add_options()
         ("masks", po::bool_switch(),
          "score pseudo-masks (argmax over [alpha, CAMs]) against the scenes' masks: mIoU, per-class IoU, "
-         "precision and recall, the alpha curve, the equivariance error")
+         "precision and recall, where the wrong pixels went (the confusion matrix with --json), the alpha "
+         "curve, the equivariance error")
         ("alpha", po::value<double>()->value_name("A"),
          "background score in [0,1] (default: the best of 0.00..0.60 on the validation scenes)")
         ("val-count", po::value<std::int64_t>()->default_value(100)->value_name("N"),
@@ -245,6 +246,37 @@ class EvalCommand : public Command {
                               {"precision", number(precision[c])},
                               {"recall", number(recall[c])}});
     }
+    // Where the errors go: rows truth, columns prediction (0 = background); of the
+    // object pixels, the share labelled background or another object class; of the
+    // background pixels, the share labelled an object.
+    const auto confusion = report.test.confusion().to(torch::kInt64).contiguous();
+    const auto classes = confusion.size(0);
+    const auto* cell = confusion.data_ptr<std::int64_t>();
+    std::int64_t object = 0, object_as_background = 0, object_as_other = 0, background = 0, background_as_object = 0;
+    for (std::int64_t t = 0; t < classes; ++t) {
+      nlohmann::json row = nlohmann::json::array();
+      for (std::int64_t p = 0; p < classes; ++p) {
+        const auto n = cell[t * classes + p];
+        row.push_back(n);
+        if (t == 0) {
+          background += n;
+          if (p != 0) background_as_object += n;
+        } else {
+          object += n;
+          if (p == 0) object_as_background += n;
+          else if (p != t) object_as_other += n;
+        }
+      }
+      j["confusion"].push_back(row);
+    }
+    auto share = [](std::int64_t part, std::int64_t whole) {
+      return whole == 0 ? std::nan("") : static_cast<double>(part) / static_cast<double>(whole);
+    };
+    const double missed = share(object_as_background, object), swapped = share(object_as_other, object),
+                 spilled = share(background_as_object, background);
+    j["errors"] = {{"object_as_background", number(missed)},
+                   {"object_as_other_object", number(swapped)},
+                   {"background_as_object", number(spilled)}};
     if (report.by_argmax) j["curve"] = nlohmann::json::array();
     for (size_t a = 0; a < report.alphas.size(); ++a) {
       nlohmann::json row = {{"alpha", report.alphas[a]}, {"test_miou", number(report.test_miou[a])}};
@@ -283,6 +315,12 @@ class EvalCommand : public Command {
       name.resize(12, ' ');
       io.out << name << "   " << pct(iou[c]) << "        " << pct(precision[c]) << "     " << pct(recall[c]) << "\n";
     }
+    auto bare = [&](double v) {
+      auto text = pct(v);
+      return text.erase(0, text.find_first_not_of(' '));
+    };
+    io.out << "\nobject pixels labelled background " << bare(missed) << " %, another object class " << bare(swapped)
+           << " %; background pixels labelled an object " << bare(spilled) << " %\n";
     if (vm["curve"].as<bool>() && !report.by_argmax) {
       io.out << "\nalpha   val mIoU %  test mIoU %\n";
       for (size_t a = 0; a < report.alphas.size(); ++a) {
