@@ -3,6 +3,7 @@
 #include <attend/atomic_file.h>
 #include <attend/io_error.h>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 #include <zlib.h>
 
@@ -236,6 +237,12 @@ void verify_records(const std::string& bytes, const std::string& path) {
     const std::uint64_t entry_size = 46ull + name_length + extra_length + comment_length;
     if (end - at < entry_size) corrupt(path, "damaged zip directory");
     const std::string name(reinterpret_cast<const char*>(data + at + 46), name_length);
+    // LibTorch's reader (miniz) takes an entry named with a trailing '/' or carrying the
+    // DOS folder attribute for a folder and reads it as empty, whatever its checksum
+    // covers: a tensor or generator state would then be read from nothing.
+    if ((!name.empty() && name.back() == '/') || (le32(data + at + 38) & 0x10u) != 0) {
+      corrupt(path, "record " + name + " is marked as a folder");
+    }
     // Zip64 sizes and offset, in this order, for the fields that hold 0xffffffff.
     for (std::uint64_t e = at + 46 + name_length; e + 4 <= at + 46 + name_length + extra_length;) {
       const auto id = le16(data + e), field_size = le16(data + e + 2);
@@ -470,6 +477,18 @@ torch::Tensor read_generator_state(InputArchive& archive, const std::string& nam
   if (state.scalar_type() != current.scalar_type() || state.numel() != current.numel()) {
     throw IoError(path, "corrupt state of " + who + ": " + std::to_string(state.numel()) +
                             " bytes, expected " + std::to_string(current.numel()));
+  }
+  // The generator checks the state itself (an unseeded Mersenne twister, a position
+  // outside its 624 words): tried on a scratch generator of the same kind, so that a
+  // bad one is found before the model, the optimizer or any generator is changed (not
+  // on Generator::clone(), which leaks in LibTorch 1.13).
+  if (generator.device().is_cpu()) {
+    try {
+      auto probe = at::make_generator<at::CPUGeneratorImpl>();
+      probe.set_state(state);
+    } catch (const c10::Error& e) {
+      throw IoError(path, "corrupt state of " + who + ": " + first_line(e.what_without_backtrace()));
+    }
   }
   return state;
 }

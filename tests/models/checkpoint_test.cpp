@@ -501,6 +501,104 @@ TEST_F(Checkpoint, TheZipEndRecordMustAgreeWithTheZip64RecordLibTorchReads) {
   EXPECT_EQ(load_error(path, *other), path + ": corrupt: zip64 directory record missing");
 }
 
+namespace {
+
+/// CRC-32 as zip computes it (reflected, polynomial 0xEDB88320).
+std::uint32_t zip_crc(const std::string& bytes) {
+  std::uint32_t crc = 0xffffffffu;
+  for (const char c : bytes) {
+    crc ^= static_cast<unsigned char>(c);
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
+  }
+  return ~crc;
+}
+
+void put_le32(std::string& bytes, std::size_t at, std::uint32_t v) {
+  for (int k = 0; k < 4; ++k) bytes[at + static_cast<std::size_t>(k)] = static_cast<char>((v >> (8 * k)) & 0xff);
+}
+
+/// Offset of the central directory entry of the record whose stored bytes are `raw`
+/// (found in `bytes` at `data`): the entry whose local header precedes `data` closest.
+std::size_t directory_entry_of(const std::string& bytes, std::size_t data) {
+  std::size_t best = std::string::npos, best_local = 0;
+  for (auto at = bytes.find(std::string("PK\x01\x02", 4)); at != std::string::npos;
+       at = bytes.find(std::string("PK\x01\x02", 4), at + 4)) {
+    std::uint32_t local = 0;
+    for (int k = 3; k >= 0; --k) local = (local << 8) | static_cast<unsigned char>(bytes[at + 42 + static_cast<std::size_t>(k)]);
+    if (local < data && (best == std::string::npos || local > best_local)) {
+      best = at;
+      best_local = local;
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+// A generator state of the right size that the generator itself refuses (an unseeded
+// Mersenne twister, as a zeroed record gives): one error line naming it, found before
+// the model, the optimizer or the generator changed. Fuzz.checkpoint met LibTorch's own
+// c10::Error here, thrown after the weights had been copied.
+TEST_F(Checkpoint, AGeneratorStateTheGeneratorRefusesIsFoundBeforeAnythingChanges) {
+  Net net;
+  const auto path = dir.file("c.pt");
+  const auto state = at::detail::getDefaultCPUGenerator().get_state();
+  am::save_checkpoint(path, describe(), *net);
+  auto bytes = read_all(path);
+  const std::string raw(static_cast<const char*>(state.data_ptr()), static_cast<std::size_t>(state.numel()));
+  const auto at = bytes.find(raw);
+  ASSERT_NE(at, std::string::npos);
+  const std::string zeros(raw.size(), '\0');
+  bytes.replace(at, raw.size(), zeros);
+  const auto entry = directory_entry_of(bytes, at);
+  ASSERT_NE(entry, std::string::npos);
+  std::uint32_t local = 0;
+  for (int k = 3; k >= 0; --k) local = (local << 8) | static_cast<unsigned char>(bytes[entry + 42 + static_cast<std::size_t>(k)]);
+  put_le32(bytes, entry + 16, zip_crc(zeros));  // the checksums agree: only the state is wrong
+  put_le32(bytes, local + 14, zip_crc(zeros));
+  write_all(path, bytes);
+
+  torch::manual_seed(5);
+  Net other;
+  const auto weights_before = other->fc1->weight.clone();
+  ASSERT_FALSE(torch::equal(weights_before, net->fc1->weight));
+  const auto generator_before = at::detail::getDefaultCPUGenerator().get_state();
+  try {
+    am::load_checkpoint(path, *other, nullptr, load_options("", /*restore_rng=*/true));
+    ADD_FAILURE() << "an unusable generator state was accepted";
+  } catch (const attend::IoError& e) {
+    EXPECT_EQ(std::string(e.what()), path + ": corrupt state of the default generator: Invalid mt19937 state");
+  }
+  EXPECT_TRUE(torch::equal(other->fc1->weight, weights_before)) << "weights changed by a failed load";
+  EXPECT_TRUE(torch::equal(at::detail::getDefaultCPUGenerator().get_state(), generator_before));
+  // Weights alone (evaluation) do not need the generator.
+  EXPECT_EQ(load_error(path, *other), "(loaded)");
+  EXPECT_TRUE(torch::equal(other->fc1->weight, net->fc1->weight));
+}
+
+// LibTorch's reader takes a record carrying the DOS folder attribute for a folder and
+// reads it as empty, whatever its checksum covers; such a record is refused by name.
+// (Fuzz.checkpoint: one flipped attribute byte emptied the stored generator state.)
+TEST_F(Checkpoint, ARecordMarkedAsAFolderIsRefused) {
+  Net net;
+  const auto path = dir.file("c.pt");
+  am::save_checkpoint(path, describe(), *net);
+  auto bytes = read_all(path);
+  const auto weight = net->fc2->weight.contiguous();
+  const auto at = bytes.find(std::string(static_cast<const char*>(weight.data_ptr()),
+                                         static_cast<std::size_t>(weight.nbytes())));
+  ASSERT_NE(at, std::string::npos);
+  const auto entry = directory_entry_of(bytes, at);
+  ASSERT_NE(entry, std::string::npos);
+  bytes[entry + 38] = static_cast<char>(bytes[entry + 38] | 0x10);
+  const std::string name = bytes.substr(entry + 46, static_cast<unsigned char>(bytes[entry + 28]));
+  write_all(path, bytes);
+  Net other;
+  const auto before = other->fc2->weight.clone();
+  EXPECT_EQ(load_error(path, *other), path + ": corrupt: record " + name + " is marked as a folder");
+  EXPECT_TRUE(torch::equal(before, other->fc2->weight));
+}
+
 TEST_F(Checkpoint, EveryTruncationIsRefusedNamingTheFile) {
   Net net;
   const auto path = dir.file("c.pt");
