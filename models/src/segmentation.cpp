@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 namespace attend::models {
 
@@ -155,10 +156,14 @@ SegmentationReport evaluate_segmentation(Classifier& model, const datasets::Obje
   model.module().eval();
   torch::NoGradGuard no_grad;
 
-  // Scores for every alpha over one source; the equivariance sums on request.
-  auto sweep = [&](const datasets::ObjectLabelSource& source, bool equivariance) {
+  // Scores for every alpha over one source; the equivariance sums and the scores by
+  // the number of objects in a scene on request (the test scenes).
+  const size_t curves = std::max<size_t>(1, report.alphas.size());
+  std::map<std::int64_t, std::vector<SegmentationScores>> by_objects;
+  auto sweep = [&](const datasets::ObjectLabelSource& source, bool test_scenes) {
+    const bool equivariance = test_scenes;
     std::vector<SegmentationScores> scores;  // one each: copies would share the counts
-    for (size_t a = 0; a < std::max<size_t>(1, report.alphas.size()); ++a) scores.emplace_back(K + 1);
+    for (size_t a = 0; a < curves; ++a) scores.emplace_back(K + 1);
     double diff = 0, mass = 0;
     for (std::int64_t begin = 0; begin < source.size(); begin += options.batch()) {
       std::vector<std::int64_t> indices;
@@ -169,16 +174,38 @@ SegmentationReport evaluate_segmentation(Classifier& model, const datasets::Obje
       const auto labels = options.predicted_labels() ? (model.logits(batch.images) > 0).to(torch::kFloat32)
                                                      : batch.labels.to(torch::kFloat32);
       std::vector<torch::Tensor> truths;
-      for (auto i : indices) truths.push_back(dilate_labels(source.scene(i).labels, options.dilate()));
+      std::map<std::int64_t, std::vector<std::int64_t>> rows_by_objects;  // rows of this batch
+      for (size_t b = 0; b < indices.size(); ++b) {
+        const auto scene = source.scene(indices[b]);
+        truths.push_back(dilate_labels(scene.labels, options.dilate()));
+        rows_by_objects[static_cast<std::int64_t>(scene.objects.size())].push_back(static_cast<std::int64_t>(b));
+      }
       const auto truth = torch::stack(truths);
+      // Adds the masks of one alpha to its curve and, for the test scenes, to the
+      // curves of each group of scenes by their number of objects.
+      auto add = [&](size_t a, const torch::Tensor& masks) {
+        scores[a].add(masks, truth);
+        if (!test_scenes) return;
+        for (const auto& [objects, rows] : rows_by_objects) {
+          auto& group = by_objects[objects];
+          while (group.size() < curves) group.emplace_back(K + 1);
+          const auto picked = torch::tensor(rows, torch::kInt64);
+          group[a].add(masks.index_select(0, picked), truth.index_select(0, picked));
+        }
+      };
       if (report.by_argmax) {
         const auto every = torch::ones({batch.images.size(0), K + 1});
         const auto sums = aggregate_cams(probabilities, batch.images, every,
                                          CamInference(options.inference()).normalise(false));
-        scores[0].add(argmax_masks(sums, labels), truth);
+        add(0, argmax_masks(sums, labels));
       } else {
         const auto cams = aggregate_cams(pass, batch.images, labels, options.inference());
-        for (size_t a = 0; a < report.alphas.size(); ++a) scores[a].add(pseudo_masks(cams, report.alphas[a]), truth);
+        for (size_t a = 0; a < report.alphas.size(); ++a) add(a, pseudo_masks(cams, report.alphas[a]));
+      }
+      if (test_scenes) {
+        for (const auto& [objects, rows] : rows_by_objects) {
+          report.scenes_by_objects[objects] += static_cast<std::int64_t>(rows.size());
+        }
       }
       if (equivariance) {
         const auto [d, m] = equivariance_sums(pass, batch.images, labels, transform, scale);
@@ -215,6 +242,7 @@ SegmentationReport evaluate_segmentation(Classifier& model, const datasets::Obje
     report.alpha = report.alphas[chosen];
   }
   report.test = scores[chosen];
+  for (auto& [objects, group] : by_objects) report.test_by_objects.emplace(objects, group[chosen]);
   model.module().train(was_training);
   return report;
 }

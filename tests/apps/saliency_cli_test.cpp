@@ -386,6 +386,32 @@ TEST_F(SaliencyCli, SeamTrainsOnObjectScenesAndEvalScoresItsMasks) {
   EXPECT_NEAR(j["errors"]["object_as_background"].get<double>(), as_background / object, 1e-12);
   EXPECT_NEAR(j["errors"]["object_as_other_object"].get<double>(), as_other / object, 1e-12);
   EXPECT_NEAR(j["errors"]["background_as_object"].get<double>(), as_object / background, 1e-12);
+  // The same by the number of objects in a scene (1 or 2 here): the groups split the
+  // test scenes and their pixels.
+  std::int64_t scenes = 0;
+  std::vector<std::vector<double>> summed(11, std::vector<double>(11, 0.0));
+  std::int64_t previous = 0;
+  for (const auto& group : j["by_objects"]) {
+    const auto objects = group["objects"].get<std::int64_t>();
+    EXPECT_GT(objects, previous);  // in increasing order
+    EXPECT_LE(objects, 2);
+    previous = objects;
+    scenes += group["scenes"].get<std::int64_t>();
+    double group_all = 0, group_correct = 0;
+    for (std::size_t t = 0; t < 11; ++t) {
+      for (std::size_t p = 0; p < 11; ++p) {
+        const double n = group["confusion"][t][p].get<double>();
+        summed[t][p] += n;
+        group_all += n;
+        if (p == t) group_correct += n;
+      }
+    }
+    EXPECT_NEAR(group["pixel_accuracy"].get<double>(), group_correct / group_all, 1e-12);
+  }
+  EXPECT_EQ(scenes, 4);
+  for (std::size_t t = 0; t < 11; ++t) {
+    for (std::size_t p = 0; p < 11; ++p) EXPECT_EQ(summed[t][p], confusion[t][p].get<double>()) << t << "," << p;
+  }
   // A given alpha is used as given; the CAM baseline is scored the same way.
   const auto given = run({"eval", model, "--masks", "--alpha", "0.3", "--val-count", "0", "--scales", "1", "--no-flip",
                           "--json"});

@@ -32,6 +32,53 @@ std::string stochastic_kinds() {
   return kinds;
 }
 
+/// Where a segmentation's wrong pixels went, from its confusion matrix (rows truth,
+/// columns prediction, 0 = background): of the object pixels, the shares labelled
+/// background or another object class; of the background pixels, the share labelled an
+/// object. NaN where there is nothing to share.
+struct ErrorShares {
+  nlohmann::json confusion = nlohmann::json::array();
+  double object_as_background = 0, object_as_other = 0, background_as_object = 0;
+
+  template <class Number>
+  nlohmann::json json(const Number& number) const {
+    return {{"object_as_background", number(object_as_background)},
+            {"object_as_other_object", number(object_as_other)},
+            {"background_as_object", number(background_as_object)}};
+  }
+};
+
+ErrorShares error_shares(const am::SegmentationScores& scores) {
+  const auto confusion = scores.confusion().to(torch::kInt64).contiguous();
+  const auto classes = confusion.size(0);
+  const auto* cell = confusion.data_ptr<std::int64_t>();
+  std::int64_t object = 0, as_background = 0, as_other = 0, background = 0, as_object = 0;
+  ErrorShares shares;
+  for (std::int64_t t = 0; t < classes; ++t) {
+    nlohmann::json row = nlohmann::json::array();
+    for (std::int64_t p = 0; p < classes; ++p) {
+      const auto n = cell[t * classes + p];
+      row.push_back(n);
+      if (t == 0) {
+        background += n;
+        if (p != 0) as_object += n;
+      } else {
+        object += n;
+        if (p == 0) as_background += n;
+        else if (p != t) as_other += n;
+      }
+    }
+    shares.confusion.push_back(row);
+  }
+  auto share = [](std::int64_t part, std::int64_t whole) {
+    return whole == 0 ? std::nan("") : static_cast<double>(part) / static_cast<double>(whole);
+  };
+  shares.object_as_background = share(as_background, object);
+  shares.object_as_other = share(as_other, object);
+  shares.background_as_object = share(as_object, background);
+  return shares;
+}
+
 class EvalCommand : public Command {
  public:
   std::string name() const override { return "eval"; }
@@ -62,8 +109,8 @@ class EvalCommand : public Command {
     m.add_options()
         ("masks", po::bool_switch(),
          "score pseudo-masks (argmax over [alpha, CAMs]) against the scenes' masks: mIoU, per-class IoU, "
-         "precision and recall, where the wrong pixels went (the confusion matrix with --json), the alpha "
-         "curve, the equivariance error")
+         "precision and recall, where the wrong pixels went (the confusion matrix with --json), the same by "
+         "the number of objects in a scene, the alpha curve, the equivariance error")
         ("alpha", po::value<double>()->value_name("A"),
          "background score in [0,1] (default: the best of 0.00..0.60 on the validation scenes)")
         ("val-count", po::value<std::int64_t>()->default_value(100)->value_name("N"),
@@ -246,37 +293,20 @@ class EvalCommand : public Command {
                               {"precision", number(precision[c])},
                               {"recall", number(recall[c])}});
     }
-    // Where the errors go: rows truth, columns prediction (0 = background); of the
-    // object pixels, the share labelled background or another object class; of the
-    // background pixels, the share labelled an object.
-    const auto confusion = report.test.confusion().to(torch::kInt64).contiguous();
-    const auto classes = confusion.size(0);
-    const auto* cell = confusion.data_ptr<std::int64_t>();
-    std::int64_t object = 0, object_as_background = 0, object_as_other = 0, background = 0, background_as_object = 0;
-    for (std::int64_t t = 0; t < classes; ++t) {
-      nlohmann::json row = nlohmann::json::array();
-      for (std::int64_t p = 0; p < classes; ++p) {
-        const auto n = cell[t * classes + p];
-        row.push_back(n);
-        if (t == 0) {
-          background += n;
-          if (p != 0) background_as_object += n;
-        } else {
-          object += n;
-          if (p == 0) object_as_background += n;
-          else if (p != t) object_as_other += n;
-        }
-      }
-      j["confusion"].push_back(row);
+    const auto errors = error_shares(report.test);
+    j["confusion"] = errors.confusion;
+    j["errors"] = errors.json(number);
+    // The same by the number of objects in a scene.
+    j["by_objects"] = nlohmann::json::array();
+    for (const auto& [objects, scores] : report.test_by_objects) {
+      const auto group = error_shares(scores);
+      j["by_objects"].push_back({{"objects", objects},
+                                 {"scenes", report.scenes_by_objects.at(objects)},
+                                 {"miou", number(scores.mean_iou())},
+                                 {"pixel_accuracy", number(scores.pixel_accuracy())},
+                                 {"errors", group.json(number)},
+                                 {"confusion", group.confusion}});
     }
-    auto share = [](std::int64_t part, std::int64_t whole) {
-      return whole == 0 ? std::nan("") : static_cast<double>(part) / static_cast<double>(whole);
-    };
-    const double missed = share(object_as_background, object), swapped = share(object_as_other, object),
-                 spilled = share(background_as_object, background);
-    j["errors"] = {{"object_as_background", number(missed)},
-                   {"object_as_other_object", number(swapped)},
-                   {"background_as_object", number(spilled)}};
     if (report.by_argmax) j["curve"] = nlohmann::json::array();
     for (size_t a = 0; a < report.alphas.size(); ++a) {
       nlohmann::json row = {{"alpha", report.alphas[a]}, {"test_miou", number(report.test_miou[a])}};
@@ -319,8 +349,19 @@ class EvalCommand : public Command {
       auto text = pct(v);
       return text.erase(0, text.find_first_not_of(' '));
     };
-    io.out << "\nobject pixels labelled background " << bare(missed) << " %, another object class " << bare(swapped)
-           << " %; background pixels labelled an object " << bare(spilled) << " %\n";
+    io.out << "\nobject pixels labelled background " << bare(errors.object_as_background) << " %, another object class "
+           << bare(errors.object_as_other) << " %; background pixels labelled an object "
+           << bare(errors.background_as_object) << " %\n";
+    if (report.test_by_objects.size() > 1) {
+      io.out << "\nobjects  scenes  mIoU %  object as background %  as another object %  background as object %\n";
+      for (const auto& [objects, scores] : report.test_by_objects) {
+        const auto e = error_shares(scores);
+        io.out << std::setw(7) << objects << "  " << std::setw(6) << report.scenes_by_objects.at(objects) << "  "
+               << pct(scores.mean_iou()) << "  " << std::setw(22) << pct(e.object_as_background) << "  "
+               << std::setw(19) << pct(e.object_as_other) << "  " << std::setw(22) << pct(e.background_as_object)
+               << "\n";
+      }
+    }
     if (vm["curve"].as<bool>() && !report.by_argmax) {
       io.out << "\nalpha   val mIoU %  test mIoU %\n";
       for (size_t a = 0; a < report.alphas.size(); ++a) {

@@ -21,6 +21,7 @@
 
 #include <torch/arg.h>
 
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -72,6 +73,10 @@ struct SegmentationReport {
   std::vector<double> test_miou;  ///< per alpha
   double alpha = 0;               ///< chosen on validation (or given)
   SegmentationScores test{2};     ///< the test scenes at `alpha`
+  /// The test scenes at `alpha` grouped by the number of objects placed in them
+  /// (ObjectScene::objects): their scores and how many scenes each group holds.
+  std::map<std::int64_t, SegmentationScores> test_by_objects;
+  std::map<std::int64_t, std::int64_t> scenes_by_objects;
   double equivariance_error = 0;  ///< on the test scenes, under the model's transform
   std::int64_t val_count = 0, test_count = 0;
 };
