@@ -442,6 +442,12 @@ std::string load_error(const std::string& path, torch::nn::Module& model) {
   return "(loaded)";
 }
 
+/// Where the bytes of `tensor` (stored uncompressed) lie in a checkpoint's `bytes`.
+std::size_t stored_at(const std::string& bytes, const torch::Tensor& tensor) {
+  const auto t = tensor.contiguous();
+  return bytes.find(std::string(static_cast<const char*>(t.data_ptr()), static_cast<std::size_t>(t.nbytes())));
+}
+
 }  // namespace
 
 TEST_F(Checkpoint, AFlippedBitInsideAWeightIsAChecksumMismatch) {
@@ -450,11 +456,10 @@ TEST_F(Checkpoint, AFlippedBitInsideAWeightIsAChecksumMismatch) {
   am::save_checkpoint(path, describe(), *net);
   auto bytes = read_all(path);
   // The stored bytes of fc2.weight (float32, uncompressed in the archive).
-  const auto weight = net->fc2->weight.contiguous();
-  const std::string raw(static_cast<const char*>(weight.data_ptr()), static_cast<size_t>(weight.nbytes()));
-  const auto at = bytes.find(raw);
+  const auto at = stored_at(bytes, net->fc2->weight);
   ASSERT_NE(at, std::string::npos);
-  bytes[at + raw.size() / 2] = static_cast<char>(bytes[at + raw.size() / 2] ^ 0x10);
+  const auto middle = at + static_cast<std::size_t>(net->fc2->weight.nbytes()) / 2;
+  bytes[middle] = static_cast<char>(bytes[middle] ^ 0x10);
   write_all(path, bytes);
   Net other;
   const auto before = other->fc2->weight.clone();
@@ -517,8 +522,8 @@ void put_le32(std::string& bytes, std::size_t at, std::uint32_t v) {
   for (int k = 0; k < 4; ++k) bytes[at + static_cast<std::size_t>(k)] = static_cast<char>((v >> (8 * k)) & 0xff);
 }
 
-/// Offset of the central directory entry of the record whose stored bytes are `raw`
-/// (found in `bytes` at `data`): the entry whose local header precedes `data` closest.
+/// Offset of the central directory entry of the record holding byte `data` of `bytes`:
+/// the entry whose local header precedes `data` most closely.
 std::size_t directory_entry_of(const std::string& bytes, std::size_t data) {
   std::size_t best = std::string::npos, best_local = 0;
   for (auto at = bytes.find(std::string("PK\x01\x02", 4)); at != std::string::npos;
@@ -545,11 +550,10 @@ TEST_F(Checkpoint, AGeneratorStateTheGeneratorRefusesIsFoundBeforeAnythingChange
   const auto state = at::detail::getDefaultCPUGenerator().get_state();
   am::save_checkpoint(path, describe(), *net);
   auto bytes = read_all(path);
-  const std::string raw(static_cast<const char*>(state.data_ptr()), static_cast<std::size_t>(state.numel()));
-  const auto at = bytes.find(raw);
+  const auto at = stored_at(bytes, state);
   ASSERT_NE(at, std::string::npos);
-  const std::string zeros(raw.size(), '\0');
-  bytes.replace(at, raw.size(), zeros);
+  const std::string zeros(static_cast<std::size_t>(state.numel()), '\0');
+  bytes.replace(at, zeros.size(), zeros);
   const auto entry = directory_entry_of(bytes, at);
   ASSERT_NE(entry, std::string::npos);
   std::uint32_t local = 0;
@@ -584,9 +588,7 @@ TEST_F(Checkpoint, ARecordMarkedAsAFolderIsRefused) {
   const auto path = dir.file("c.pt");
   am::save_checkpoint(path, describe(), *net);
   auto bytes = read_all(path);
-  const auto weight = net->fc2->weight.contiguous();
-  const auto at = bytes.find(std::string(static_cast<const char*>(weight.data_ptr()),
-                                         static_cast<std::size_t>(weight.nbytes())));
+  const auto at = stored_at(bytes, net->fc2->weight);
   ASSERT_NE(at, std::string::npos);
   const auto entry = directory_entry_of(bytes, at);
   ASSERT_NE(entry, std::string::npos);
