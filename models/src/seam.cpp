@@ -483,8 +483,8 @@ ModelKind seam_kind() {
       real_option("scale", "rescale", 0.5, 0.05, 4.0,
                   "rescale factor of the second branch (below 1 shrinks, as the authors; above 1 enlarges)"),
       choice_option("er", "er", {"on", "off"},
-                    "equivariant regularisation L_er (on, as the authors; on our scenes it adds to the PCM's "
-                    "masks with one object per image and costs them with several: docs/results.md)",
+                    "equivariant regularisation L_er (on, as the authors; on our scenes it costs the PCM's "
+                    "masks with several objects per image, adds with one large object: docs/results.md)",
                     "on|off"),
       real_option("er_weight", "er-weight", 1.0, 0.0, 1000.0, "weight of L_er in the loss (1 as the authors)"),
       int_option("er_warmup", "er-warmup", 0, 0, 100000,
