@@ -161,7 +161,6 @@ SegmentationReport evaluate_segmentation(Classifier& model, const datasets::Obje
   const size_t curves = std::max<size_t>(1, report.alphas.size());
   std::map<std::int64_t, std::vector<SegmentationScores>> by_objects;
   auto sweep = [&](const datasets::ObjectLabelSource& source, bool test_scenes) {
-    const bool equivariance = test_scenes;
     std::vector<SegmentationScores> scores;  // one each: copies would share the counts
     for (size_t a = 0; a < curves; ++a) scores.emplace_back(K + 1);
     double diff = 0, mass = 0;
@@ -207,7 +206,7 @@ SegmentationReport evaluate_segmentation(Classifier& model, const datasets::Obje
           report.scenes_by_objects[objects] += static_cast<std::int64_t>(rows.size());
         }
       }
-      if (equivariance) {
+      if (test_scenes) {
         const auto [d, m] = equivariance_sums(pass, batch.images, labels, transform, scale);
         diff += d;
         mass += m;
@@ -242,7 +241,7 @@ SegmentationReport evaluate_segmentation(Classifier& model, const datasets::Obje
     report.alpha = report.alphas[chosen];
   }
   report.test = scores[chosen];
-  for (auto& [objects, group] : by_objects) report.test_by_objects.emplace(objects, group[chosen]);
+  for (const auto& [objects, group] : by_objects) report.test_by_objects.emplace(objects, group[chosen]);
   model.module().train(was_training);
   return report;
 }

@@ -85,4 +85,21 @@ double SegmentationScores::pixel_accuracy() const {
   return ratio(confusion_.diagonal().sum().item<std::int64_t>(), confusion_.sum().item<std::int64_t>());
 }
 
+double SegmentationScores::object_as_background() const {
+  const auto objects = confusion_.narrow(0, 1, classes_ - 1);
+  return ratio(objects.select(1, 0).sum().item<std::int64_t>(), objects.sum().item<std::int64_t>());
+}
+
+double SegmentationScores::object_as_other_object() const {
+  const auto objects = confusion_.narrow(0, 1, classes_ - 1);
+  const auto right = objects.narrow(1, 1, classes_ - 1).diagonal().sum();
+  const auto other = objects.narrow(1, 1, classes_ - 1).sum() - right;
+  return ratio(other.item<std::int64_t>(), objects.sum().item<std::int64_t>());
+}
+
+double SegmentationScores::background_as_object() const {
+  const auto background = confusion_[0];
+  return ratio(background.narrow(0, 1, classes_ - 1).sum().item<std::int64_t>(), background.sum().item<std::int64_t>());
+}
+
 }  // namespace attend::models

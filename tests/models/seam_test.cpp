@@ -385,6 +385,17 @@ TEST(Seam, PseudoMasksAndMeanIoUByHand) {
   EXPECT_NEAR(scores.precision()[2], 2.0 / 3.0, 1e-12);
   EXPECT_NEAR(scores.recall()[0], 0.5, 1e-12);
   EXPECT_NEAR(scores.pixel_accuracy(), 4.0 / 5.0, 1e-12);
+  // Where the wrong pixels went: no object pixel is lost; one of the two background
+  // pixels is labelled class 2.
+  EXPECT_EQ(scores.object_as_background(), 0.0);
+  EXPECT_EQ(scores.object_as_other_object(), 0.0);
+  EXPECT_NEAR(scores.background_as_object(), 0.5, 1e-12);
+  am::SegmentationScores swapped(3);
+  EXPECT_TRUE(std::isnan(swapped.object_as_background())) << "no pixels yet";
+  swapped.add(torch::tensor({{0, 1, 0, 2}}, torch::kInt64), torch::tensor({{1, 2, 0, 2}}, torch::kUInt8));
+  EXPECT_NEAR(swapped.object_as_background(), 1.0 / 3.0, 1e-12);    // 1 -> background
+  EXPECT_NEAR(swapped.object_as_other_object(), 1.0 / 3.0, 1e-12);  // 2 -> 1
+  EXPECT_EQ(swapped.background_as_object(), 0.0);
   // A class in neither truth nor prediction has no IoU and leaves the mean alone.
   am::SegmentationScores wide(4);
   wide.add(masks[0], truth);

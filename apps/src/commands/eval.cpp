@@ -32,51 +32,15 @@ std::string stochastic_kinds() {
   return kinds;
 }
 
-/// Where a segmentation's wrong pixels went, from its confusion matrix (rows truth,
-/// columns prediction, 0 = background): of the object pixels, the shares labelled
-/// background or another object class; of the background pixels, the share labelled an
-/// object. NaN where there is nothing to share.
-struct ErrorShares {
-  nlohmann::json confusion = nlohmann::json::array();
-  double object_as_background = 0, object_as_other = 0, background_as_object = 0;
-
-  template <class Number>
-  nlohmann::json json(const Number& number) const {
-    return {{"object_as_background", number(object_as_background)},
-            {"object_as_other_object", number(object_as_other)},
-            {"background_as_object", number(background_as_object)}};
+/// A confusion matrix [C,C] as rows of counts.
+nlohmann::json confusion_rows(const torch::Tensor& confusion) {
+  const auto counts = confusion.to(torch::kInt64).contiguous();
+  const auto* cell = counts.data_ptr<std::int64_t>();
+  nlohmann::json rows = nlohmann::json::array();
+  for (std::int64_t t = 0; t < counts.size(0); ++t) {
+    rows.push_back(std::vector<std::int64_t>(cell + t * counts.size(1), cell + (t + 1) * counts.size(1)));
   }
-};
-
-ErrorShares error_shares(const am::SegmentationScores& scores) {
-  const auto confusion = scores.confusion().to(torch::kInt64).contiguous();
-  const auto classes = confusion.size(0);
-  const auto* cell = confusion.data_ptr<std::int64_t>();
-  std::int64_t object = 0, as_background = 0, as_other = 0, background = 0, as_object = 0;
-  ErrorShares shares;
-  for (std::int64_t t = 0; t < classes; ++t) {
-    nlohmann::json row = nlohmann::json::array();
-    for (std::int64_t p = 0; p < classes; ++p) {
-      const auto n = cell[t * classes + p];
-      row.push_back(n);
-      if (t == 0) {
-        background += n;
-        if (p != 0) as_object += n;
-      } else {
-        object += n;
-        if (p == 0) as_background += n;
-        else if (p != t) as_other += n;
-      }
-    }
-    shares.confusion.push_back(row);
-  }
-  auto share = [](std::int64_t part, std::int64_t whole) {
-    return whole == 0 ? std::nan("") : static_cast<double>(part) / static_cast<double>(whole);
-  };
-  shares.object_as_background = share(as_background, object);
-  shares.object_as_other = share(as_other, object);
-  shares.background_as_object = share(as_object, background);
-  return shares;
+  return rows;
 }
 
 class EvalCommand : public Command {
@@ -293,19 +257,22 @@ class EvalCommand : public Command {
                               {"precision", number(precision[c])},
                               {"recall", number(recall[c])}});
     }
-    const auto errors = error_shares(report.test);
-    j["confusion"] = errors.confusion;
-    j["errors"] = errors.json(number);
-    // The same by the number of objects in a scene.
+    // Where the wrong pixels went, over all test scenes and by their number of objects.
+    auto errors = [&](const am::SegmentationScores& scores) {
+      return nlohmann::json{{"object_as_background", number(scores.object_as_background())},
+                            {"object_as_other_object", number(scores.object_as_other_object())},
+                            {"background_as_object", number(scores.background_as_object())}};
+    };
+    j["confusion"] = confusion_rows(report.test.confusion());
+    j["errors"] = errors(report.test);
     j["by_objects"] = nlohmann::json::array();
     for (const auto& [objects, scores] : report.test_by_objects) {
-      const auto group = error_shares(scores);
       j["by_objects"].push_back({{"objects", objects},
                                  {"scenes", report.scenes_by_objects.at(objects)},
                                  {"miou", number(scores.mean_iou())},
                                  {"pixel_accuracy", number(scores.pixel_accuracy())},
-                                 {"errors", group.json(number)},
-                                 {"confusion", group.confusion}});
+                                 {"errors", errors(scores)},
+                                 {"confusion", confusion_rows(scores.confusion())}});
     }
     if (report.by_argmax) j["curve"] = nlohmann::json::array();
     for (size_t a = 0; a < report.alphas.size(); ++a) {
@@ -349,17 +316,16 @@ class EvalCommand : public Command {
       auto text = pct(v);
       return text.erase(0, text.find_first_not_of(' '));
     };
-    io.out << "\nobject pixels labelled background " << bare(errors.object_as_background) << " %, another object class "
-           << bare(errors.object_as_other) << " %; background pixels labelled an object "
-           << bare(errors.background_as_object) << " %\n";
+    io.out << "\nobject pixels labelled background " << bare(report.test.object_as_background())
+           << " %, another object class " << bare(report.test.object_as_other_object())
+           << " %; background pixels labelled an object " << bare(report.test.background_as_object()) << " %\n";
     if (report.test_by_objects.size() > 1) {
       io.out << "\nobjects  scenes  mIoU %  object as background %  as another object %  background as object %\n";
       for (const auto& [objects, scores] : report.test_by_objects) {
-        const auto e = error_shares(scores);
         io.out << std::setw(7) << objects << "  " << std::setw(6) << report.scenes_by_objects.at(objects) << "  "
-               << pct(scores.mean_iou()) << "  " << std::setw(22) << pct(e.object_as_background) << "  "
-               << std::setw(19) << pct(e.object_as_other) << "  " << std::setw(22) << pct(e.background_as_object)
-               << "\n";
+               << pct(scores.mean_iou()) << "  " << std::setw(22) << pct(scores.object_as_background()) << "  "
+               << std::setw(19) << pct(scores.object_as_other_object()) << "  " << std::setw(22)
+               << pct(scores.background_as_object()) << "\n";
       }
     }
     if (vm["curve"].as<bool>() && !report.by_argmax) {

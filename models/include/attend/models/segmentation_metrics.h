@@ -37,6 +37,12 @@ class SegmentationScores {
   double mean_iou() const;
   /// Fraction of counted pixels labelled correctly.
   double pixel_accuracy() const;
+  /// Where the wrong pixels went: of the object pixels (truth > 0), the share labelled
+  /// background, and the share labelled another object class; of the background
+  /// pixels, the share labelled an object. NaN when there are no such pixels.
+  double object_as_background() const;
+  double object_as_other_object() const;
+  double background_as_object() const;
 
  private:
   std::int64_t classes_, ignore_;
