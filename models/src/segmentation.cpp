@@ -36,13 +36,26 @@ std::pair<SeamTransform, double> model_transform(Classifier& model) {
 
 }  // namespace
 
-CamPass cam_pass(Classifier& model) {
+CamStage resolve_cam_stage(Classifier& model, CamStage stage) {
+  auto* s = dynamic_cast<SeamClassifier*>(&model);
+  const bool trained_pcm = s != nullptr && s->net->options.pcm();
+  if (stage == CamStage::kModel) return trained_pcm ? CamStage::kRevised : CamStage::kRaw;
+  TORCH_CHECK(stage != CamStage::kRevised || trained_pcm, "segmentation: ",
+              s == nullptr ? "a '" + model.kind() + "' model has no PCM, so no revised CAMs"
+                           : std::string("this seam model's PCM was not trained (--ecr off --min-pool off), so its "
+                                         "revised CAMs mean nothing"));
+  return stage;
+}
+
+const char* cam_stage_name(CamStage resolved) { return resolved == CamStage::kRevised ? "revised" : "raw"; }
+
+CamPass cam_pass(Classifier& model, CamStage stage) {
+  const bool revise = resolve_cam_stage(model, stage) == CamStage::kRevised;
   // Evaluation mode once, here (batch norm's running statistics), not per pass.
   model.module().eval();
   if (auto* s = dynamic_cast<SeamClassifier*>(&model)) {
-    return [s](const torch::Tensor& images) {
+    return [s, revise](const torch::Tensor& images) {
       torch::NoGradGuard no_grad;
-      const bool revise = s->net->options.pcm();
       const auto out = s->net->forward(images, revise);
       return (revise ? out.cam_rv : out.cam).narrow(1, 1, s->classes());
     };
@@ -132,10 +145,11 @@ SegmentationReport evaluate_segmentation(Classifier& model, const datasets::Obje
                                          const datasets::ObjectLabelSource& test,
                                          const SegmentationEvalOptions& options) {
   TORCH_CHECK(options.batch() >= 1, "segmentation: batch must be >= 1");
-  const auto pass = cam_pass(model);
-  const auto K = model.classes();
   SegmentationReport report;
   report.by_argmax = segments_by_argmax(model);
+  report.stage = resolve_cam_stage(model, options.stage());
+  const auto pass = cam_pass(model, report.stage);
+  const auto K = model.classes();
   const auto probabilities = report.by_argmax ? probability_pass(model) : CamPass();
   if (options.alpha()) {
     TORCH_CHECK(*options.alpha() >= 0 && *options.alpha() <= 1, "segmentation: alpha must be in [0,1], got ",

@@ -416,7 +416,19 @@ TEST_F(SaliencyCli, SeamTrainsOnObjectScenesAndEvalScoresItsMasks) {
   const auto given = run({"eval", model, "--masks", "--alpha", "0.3", "--val-count", "0", "--scales", "1", "--no-flip",
                           "--json"});
   ASSERT_EQ(given.code, 0) << given.err;
-  EXPECT_DOUBLE_EQ(nlohmann::json::parse(given.out)["alpha"].get<double>(), 0.3);
+  const auto gj = nlohmann::json::parse(given.out);
+  EXPECT_DOUBLE_EQ(gj["alpha"].get<double>(), 0.3);
+  EXPECT_EQ(gj["cams"], "revised");  // the PCM is trained: its maps by default
+  // --cams raw scores the CAM head's maps before the PCM: another equivariance error.
+  const auto raw = run({"eval", model, "--masks", "--alpha", "0.3", "--val-count", "0", "--scales", "1", "--no-flip",
+                        "--cams", "raw", "--json"});
+  ASSERT_EQ(raw.code, 0) << raw.err;
+  const auto rj = nlohmann::json::parse(raw.out);
+  EXPECT_EQ(rj["cams"], "raw");
+  EXPECT_NE(rj["equivariance_error"].get<double>(), gj["equivariance_error"].get<double>());
+  const auto raw_text = run({"eval", model, "--masks", "--alpha", "0.3", "--val-count", "0", "--scales", "1",
+                             "--cams", "raw"});
+  EXPECT_TRUE(contains(raw_text.out, "raw CAMs (before any PCM) masked by true labels")) << raw_text.out;
   const auto cam = run({"eval", *checkpoint_, "--masks", "--val-count", "2", "--scales", "1"});
   ASSERT_EQ(cam.code, 0) << cam.err;
   EXPECT_TRUE(contains(cam.out, "mIoU")) << cam.out;
@@ -454,6 +466,10 @@ TEST_F(SaliencyCli, SeamTrainsOnObjectScenesAndEvalScoresItsMasks) {
            {{"eval", model, "--masks", "--scales", "0,1"}, 2, "--scales must each be in (0,4], got 0"},
            {{"eval", model, "--alpha", "0.3"}, 2, "--alpha needs --masks"},
            {{"eval", pixel_dir + "/last.pt", "--masks", "--alpha", "0.3"}, 2, "segments by its own argmax"},
+           {{"eval", model, "--masks", "--cams", "both"}, 2, "--cams must be one of"},
+           {{"eval", model, "--cams", "raw"}, 2, "--cams needs --masks"},
+           {{"eval", *checkpoint_, "--masks", "--cams", "raw"}, 2, "a 'cam' model has one kind of CAM"},
+           {{"eval", pixel_dir + "/last.pt", "--masks", "--cams", "raw"}, 2, "segments by its own argmax, not by CAMs"},
            {{"train", "seam", "--data", dir_->file("items"), "--run-dir", dir_->file("seam-idx")}, 2,
             "several classes per image; train it on object scenes"},
            {{"train", "seam", "--scenes", "objects", "--source", dir_->file("items"), "--canvas", "32", "--seam-pools",
@@ -497,6 +513,15 @@ TEST_F(SaliencyCli, SegmentWritesLabelsAndOverlaysAtTheImagesSize) {
   const auto cams = attend::vision::read_npy(out + "/a_cams.npy");
   EXPECT_EQ(cams.sizes(), (std::vector<std::int64_t>{10, 40, 50}));
   EXPECT_EQ(cams.narrow(0, 0, 3).abs().max().item<float>(), 0.0f);  // absent classes are masked out
+  // --cams raw: the CAM head's maps before the PCM, another map of the same class.
+  const auto raw_out = dir_->file("seg-raw");
+  const auto raw = run({"segment", model, dir_->file("seg/images/a.png"), "--out", raw_out, "--labels", "gt", "--npy",
+                        "--scales", "1", "--cams", "raw"});
+  ASSERT_EQ(raw.code, 0) << raw.err;
+  const auto raw_cams = attend::vision::read_npy(raw_out + "/a_cams.npy");
+  ASSERT_EQ(raw_cams.sizes(), cams.sizes());
+  EXPECT_EQ(raw_cams.narrow(0, 0, 3).abs().max().item<float>(), 0.0f);
+  EXPECT_GT((raw_cams[3] - cams[3]).abs().max().item<float>(), 1e-3);
 
   cv::Mat wrong(40, 50, CV_8UC1, cv::Scalar(0));
   cv::imwrite(dir_->file("seg/masks/b.png"), cv::Mat(10, 10, CV_8UC1, cv::Scalar(0)));
@@ -515,7 +540,9 @@ TEST_F(SaliencyCli, SegmentWritesLabelsAndOverlaysAtTheImagesSize) {
            {{"segment", model, dir_->file("loose.png"), "--out", out, "--labels", "gt"}, 1,
             "--labels gt needs its mask"},
            {{"segment", model, dir_->file("nope.png"), "--out", out}, 1, "nope.png: no such file"},
-           {{"segment", model, dir_->file("seg/images/a.png")}, 2, "--out DIR is required"}}) {
+           {{"segment", model, dir_->file("seg/images/a.png")}, 2, "--out DIR is required"},
+           {{"segment", model, dir_->file("seg/images/a.png"), "--out", out, "--cams", "pcm"}, 2,
+            "--cams must be one of raw, revised, got 'pcm'"}}) {
     const auto e = run(bad.args);
     EXPECT_EQ(e.code, bad.code) << bad.message << ": " << e.err;
     EXPECT_TRUE(contains(e.err, bad.message)) << e.err;

@@ -606,3 +606,70 @@ TEST(Seam, PixelSupervisedModelsSegmentByTheirOwnArgmax) {
   EXPECT_FALSE(am::segments_by_argmax(dynamic_cast<am::Classifier&>(*image_model)));
   EXPECT_THROW(am::probability_pass(dynamic_cast<am::Classifier&>(*image_model)), c10::Error);
 }
+
+// `--cams raw|revised`: a pass over the CAM head's maps or the PCM's, what each model
+// lacks refused, and the stage chosen is the one scored.
+TEST(Seam, CamPassesGiveTheRawOrRevisedMapsAndRefuseWhatAModelLacks) {
+  namespace ds = attend::datasets;
+  auto options = am::complete_options(am::model_registry().at("seam"), nlohmann::json::object(),
+                                      am::InputShape{1, 32, 32});
+  options["filters"] = {4, 6, 8};
+  options["pools"] = 1;
+  torch::manual_seed(9);
+  auto built = am::make_model("seam", options);
+  auto& model = dynamic_cast<am::Classifier&>(*built);
+  auto& net = *dynamic_cast<am::SeamClassifier&>(model).net;
+  const auto images = torch::rand({2, 1, 32, 32});
+  model.module().eval();
+  torch::Tensor raw, revised;
+  {
+    torch::NoGradGuard no_grad;
+    raw = net.forward(images, false).cam.narrow(1, 1, 10);
+    revised = net.forward(images, true).cam_rv.narrow(1, 1, 10);
+  }
+  ASSERT_FALSE(torch::allclose(raw, revised, 1e-3, 1e-3));  // the two stages differ
+  EXPECT_EQ(am::resolve_cam_stage(model, am::CamStage::kModel), am::CamStage::kRevised);
+  EXPECT_TRUE(torch::equal(am::cam_pass(model, am::CamStage::kRaw)(images), raw));
+  EXPECT_TRUE(torch::equal(am::cam_pass(model, am::CamStage::kRevised)(images), revised));
+  EXPECT_TRUE(torch::equal(am::cam_pass(model)(images), revised));
+
+  // ER only: the PCM keeps its initial weights, so there are no revised maps to give.
+  auto er_only = options;
+  er_only["ecr"] = "off";
+  er_only["min_pool"] = "off";
+  auto er_built = am::make_model("seam", er_only);
+  auto& er_model = dynamic_cast<am::Classifier&>(*er_built);
+  EXPECT_EQ(am::resolve_cam_stage(er_model, am::CamStage::kModel), am::CamStage::kRaw);
+  EXPECT_THROW(am::cam_pass(er_model, am::CamStage::kRevised), c10::Error);
+  EXPECT_EQ(am::resolve_cam_stage(er_model, am::CamStage::kRaw), am::CamStage::kRaw);
+  auto cam_options = am::complete_options(am::model_registry().at("cam"), nlohmann::json{{"labels", "multi"}},
+                                          am::InputShape{1, 32, 32});
+  auto cam_built = am::make_model("cam", cam_options);
+  auto& cam_model = dynamic_cast<am::Classifier&>(*cam_built);
+  EXPECT_EQ(am::resolve_cam_stage(cam_model, am::CamStage::kModel), am::CamStage::kRaw);
+  EXPECT_THROW(am::resolve_cam_stage(cam_model, am::CamStage::kRevised), c10::Error);
+  EXPECT_STREQ(am::cam_stage_name(am::CamStage::kRaw), "raw");
+  EXPECT_STREQ(am::cam_stage_name(am::CamStage::kRevised), "revised");
+
+  // The stage asked for is the one scored: the equivariance error of the raw maps.
+  const auto generator = std::make_shared<const ds::ObjectSceneGenerator>(
+      ds::ObjectSceneOptions().canvas(32).objects_min(1).objects_max(2), 5,
+      std::vector<ds::Digits>{seam_blocks(100, 0)}, std::vector<ds::Digits>{seam_blocks(40, 3)});
+  const ds::ObjectLabelSource test(generator, ds::ObjectSplit::kTest, 4, false);
+  const auto eval = am::SegmentationEvalOptions().inference(am::CamInference().scales({1.0}).flip(false)).alpha(0.3);
+  const auto raw_report = am::evaluate_segmentation(model, nullptr, test, am::SegmentationEvalOptions(eval).stage(am::CamStage::kRaw));
+  const auto model_report = am::evaluate_segmentation(model, nullptr, test, eval);
+  EXPECT_EQ(raw_report.stage, am::CamStage::kRaw);
+  EXPECT_EQ(model_report.stage, am::CamStage::kRevised);
+  const auto batch = test.get({0, 1, 2, 3}, 0);
+  for (const auto& [report, stage] : {std::pair{&raw_report, am::CamStage::kRaw},
+                                      std::pair{&model_report, am::CamStage::kRevised}}) {
+    const auto [diff, mass] = am::equivariance_sums(am::cam_pass(model, stage), batch.images,
+                                                    batch.labels.to(torch::kFloat32), net.options.transform(),
+                                                    net.options.scale());
+    EXPECT_NEAR(report->equivariance_error, diff / mass, 1e-6) << am::cam_stage_name(stage);
+  }
+  EXPECT_NE(raw_report.equivariance_error, model_report.equivariance_error);
+  EXPECT_THROW(am::evaluate_segmentation(er_model, nullptr, test, am::SegmentationEvalOptions(eval).stage(am::CamStage::kRevised)),
+               c10::Error);
+}

@@ -1,6 +1,7 @@
 // attend eval <checkpoint>: accuracy and confusion matrix on a test set; for
 // stochastic kinds (the RAM) one row per mode: the policy mean and M sampled
 // trajectories for each M of --samples.
+#include "../cam_options.h"
 #include "../cli.h"
 #include "../data_options.h"
 #include "../report.h"
@@ -85,6 +86,7 @@ class EvalCommand : public Command {
         ("no-flip", po::bool_switch(), "without the horizontally flipped passes")
         ("labels", po::value<std::string>()->default_value("gt")->value_name("L"),
          "mask the CAMs by the true image labels (gt, the SEAM protocol) or the model's predictions (predicted)")
+        ("cams", po::value<std::string>()->value_name("S"), kCamsHelp)
         ("dilate", po::value<std::int64_t>()->default_value(0)->value_name("PX"),
          "grow the true masks by PX pixels (thin strokes a stride-8 map cannot reach)")
         ("curve", po::bool_switch(), "print the whole alpha curve");
@@ -161,7 +163,7 @@ class EvalCommand : public Command {
       throw UsageError("eval: the checkpoint does not say what it was trained on; give --data or --scenes");
     }
     if (vm["masks"].as<bool>()) return run_masks(vm, *classifier, spec, path, io);
-    for (const char* flag : {"alpha", "test-count"}) {
+    for (const char* flag : {"alpha", "test-count", "cams"}) {
       if (vm.count(flag)) throw UsageError(std::string("--") + flag + " needs --masks");
     }
     for (const char* flag : {"val-count", "scales", "no-flip", "labels", "dilate", "curve"}) {
@@ -208,6 +210,7 @@ class EvalCommand : public Command {
     }
     options.inference(am::CamInference().scales(scales).flip(!vm["no-flip"].as<bool>()));
     options.predicted_labels(require_one_of(vm, "labels", {"gt", "predicted"}) == "predicted");
+    options.stage(cam_stage_option(vm, model));
     options.dilate(require_range<std::int64_t>(vm, "dilate", 0, 64));
     const auto val_count = require_range<std::int64_t>(vm, "val-count", 0, 1'000'000);
     if (val_count == 0 && !options.alpha() && !by_argmax) {
@@ -244,6 +247,7 @@ class EvalCommand : public Command {
                         {"miou", report.test.mean_iou()},
                         {"pixel_accuracy", report.test.pixel_accuracy()},
                         {"equivariance_error", report.equivariance_error},
+                        {"cams", am::cam_stage_name(report.stage)},
                         {"labels", options.predicted_labels() ? "predicted" : "gt"},
                         {"scales", scales},
                         {"flip", options.inference().flip()},
@@ -292,7 +296,10 @@ class EvalCommand : public Command {
     };
     io.out << "checkpoint " << path << " (" << model.kind() << "), " << report.test_count << " test scenes, "
            << scales.size() * (options.inference().flip() ? 2 : 1) << " passes each, "
-           << (report.by_argmax ? "classes limited to the " : "CAMs masked by ")
+           << (report.by_argmax                          ? "classes limited to the "
+               : kind != "seam"                          ? "CAMs masked by "
+               : report.stage == am::CamStage::kRevised ? "PCM-revised CAMs masked by "
+                                                        : "raw CAMs (before any PCM) masked by ")
            << (options.predicted_labels() ? "predicted" : "true") << " labels\n";
     if (report.by_argmax) {
       io.out << "labels: the argmax of the model's own background and class probabilities (trained with pixel "

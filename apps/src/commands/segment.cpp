@@ -1,6 +1,7 @@
 // attend segment <checkpoint> <image|folder>...: pseudo-masks of a CAM or SEAM model
 // over images of any size (letterboxed to the model's input and back), written as
 // label PNGs, overlays and optionally the CAMs as .npy.
+#include "../cam_options.h"
 #include "../cli.h"
 #include "../image_files.h"
 #include "../validate.h"
@@ -68,6 +69,7 @@ class SegmentCommand : public Command {
         ("scales", po::value<std::string>()->default_value("0.5,1,1.5,2")->value_name("LIST"),
          "inference scales whose CAMs are summed")
         ("no-flip", po::bool_switch(), "without the horizontally flipped passes")
+        ("cams", po::value<std::string>()->value_name("S"), kCamsHelp)
         ("image-weight", po::value<double>()->default_value(0.5)->value_name("W"),
          "weight of the image where a class is drawn")
         ("npy", po::bool_switch(), "also write the normalised CAMs [K,H,W] as float32 .npy (pixel-supervised: "
@@ -115,7 +117,8 @@ class SegmentCommand : public Command {
       throw UsageError("--alpha: this model was trained with pixel supervision and segments by its own argmax over "
                        "background and classes; it has no background score");
     }
-    const auto pass = by_argmax ? am::probability_pass(*model) : am::cam_pass(*model);
+    const auto stage = cam_stage_option(vm, *model);
+    const auto pass = by_argmax ? am::probability_pass(*model) : am::cam_pass(*model, stage);
     const am::CamInference inference = am::CamInference().scales(scales).flip(!vm["no-flip"].as<bool>());
     const cv::Size size(static_cast<int>(model->width()), static_cast<int>(model->height()));
     const auto K = model->classes();

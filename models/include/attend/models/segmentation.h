@@ -27,13 +27,28 @@
 
 namespace attend::models {
 
-/// One pass of a CAM-producing classifier: kind "seam" (cam_rv when its PCM is
-/// trained, else cam) or "cam" (M_c = sum_k w_ck A_k at the last block, no bias,
-/// resized with corners aligned to the input), foreground [B,K,h,w] at the input size
-/// for images of any size. Puts the model in evaluation mode (once, here); passes run
-/// without autograd.
-/// throws c10::Error for other kinds.
-CamPass cam_pass(Classifier& model);
+/// Which maps of a model a CAM pass returns.
+enum class CamStage {
+  kModel,    ///< the model's own: a seam model's revised maps when its PCM is trained, else raw
+  kRaw,      ///< the CAM head's maps, before any PCM (a cam model's CAMs)
+  kRevised,  ///< the PCM's revised maps cam_rv (a seam model whose PCM is trained only)
+};
+
+/// The stage kModel stands for on this model (kRaw or kRevised); others unchanged.
+/// throws c10::Error for kRevised on a cam model or a seam model whose PCM is not
+/// trained (--ecr off --min-pool off: its PCM keeps its initial weights).
+CamStage resolve_cam_stage(Classifier& model, CamStage stage);
+
+/// "raw" or "revised".
+const char* cam_stage_name(CamStage resolved);
+
+/// One pass of a CAM-producing classifier: kind "seam" (cam_rv or cam, by `stage`) or
+/// "cam" (M_c = sum_k w_ck A_k at the last block, no bias, resized with corners
+/// aligned to the input), foreground [B,K,h,w] at the input size for images of any
+/// size. Puts the model in evaluation mode (once, here); passes run without autograd.
+/// throws c10::Error for other kinds, or a stage the model does not have
+/// (resolve_cam_stage).
+CamPass cam_pass(Classifier& model, CamStage stage = CamStage::kModel);
 
 /// Whether a model segments by its own argmax over [background, classes] instead of
 /// CAMs against a background score alpha: a SEAM network trained with pixel
@@ -55,6 +70,9 @@ struct SegmentationEvalOptions {
   TORCH_ARG(CamInference, inference) = {};
   /// Mask the CAMs by the model's predicted classes (logit > 0) instead of the truth.
   TORCH_ARG(bool, predicted_labels) = false;
+  /// The maps scored (and whose equivariance error is reported): a seam model's raw
+  /// CAMs or its PCM-revised ones (cam_pass).
+  TORCH_ARG(CamStage, stage) = CamStage::kModel;
   /// The background scores tried; empty = 0.00, 0.01, ..., 0.60.
   TORCH_ARG(std::vector<double>, alphas) = {};
   /// Use this alpha instead of the best on validation (then val may be empty).
@@ -78,6 +96,7 @@ struct SegmentationReport {
   std::map<std::int64_t, SegmentationScores> test_by_objects;
   std::map<std::int64_t, std::int64_t> scenes_by_objects;
   double equivariance_error = 0;  ///< on the test scenes, under the model's transform
+  CamStage stage = CamStage::kRaw;  ///< the maps scored (resolved: kRaw or kRevised)
   std::int64_t val_count = 0, test_count = 0;
 };
 
