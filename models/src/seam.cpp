@@ -88,6 +88,7 @@ nlohmann::json SeamOptions::to_json() const {
           {"er_warmup", er_warmup_},
           {"er_gradient", er_to_copy_ ? "copy" : "both"},
           {"ecr", on_off(ecr_)},
+          {"ecr_target", ecr_own_ ? "own" : "other"},
           {"min_pool", on_off(min_pool_)},
           {"supervision", pixel_supervision_ ? "pixel" : "image"},
           {"batch_norm", frozen_bn_ ? "frozen" : "train"}};
@@ -114,6 +115,7 @@ SeamOptions SeamOptions::from_json(const nlohmann::json& j) {
       .er_warmup(j.value("er_warmup", std::int64_t{0}))
       .er_to_copy(is_second(j, "er_gradient", "both", "copy"))
       .ecr(parse_on_off(j, "ecr"))
+      .ecr_own(is_second(j, "ecr_target", "other", "own"))
       .min_pool(parse_on_off(j, "min_pool"))
       .pixel_supervision(is_second(j, "supervision", "image", "pixel"))
       .frozen_bn(is_second(j, "batch_norm", "train", "frozen"));
@@ -286,8 +288,9 @@ SeamLosses SeamNetImpl::losses(const torch::Tensor& images, const torch::Tensor&
     if (options.ecr()) {
       const auto r1 = seam::transform(seam::max_norm(rv1), transform, scale) * y;
       const auto r2 = seam::max_norm(rv2) * y;
-      const auto t1 = seam::max_onehot(seam::with_background(c2).detach());
-      const auto t2 = seam::max_onehot(seam::with_background(c1).detach());
+      // The other branch's raw CAM (the authors), or with ecr_own the same branch's.
+      const auto t1 = seam::max_onehot(seam::with_background(options.ecr_own() ? c1 : c2).detach());
+      const auto t2 = seam::max_onehot(seam::with_background(options.ecr_own() ? c2 : c1).detach());
       out.ecr = out.ecr + share * (seam::top_mean((t1 - r1).abs(), 0.2) + seam::top_mean((t2 - r2).abs(), 0.2));
     }
   }
@@ -494,6 +497,10 @@ ModelKind seam_kind() {
                     "original's transformed CAM held as a fixed target",
                     "G"),
       choice_option("ecr", "ecr", {"on", "off"}, "equivariant cross regularisation L_ecr (trains the PCM)", "on|off"),
+      choice_option("ecr_target", "ecr-target", {"other", "own"},
+                    "whose raw CAM each branch's PCM output is pulled towards in L_ecr: the other branch's (the "
+                    "authors) or its own (an ablation: the PCM then learns no cross-scale correction)",
+                    "B"),
       choice_option("min_pool", "min-pool", {"on", "off"}, "the adaptive min-pooling loss on the PCM's maps",
                     "on|off"),
       choice_option("supervision", "supervision", {"image", "pixel"},

@@ -264,6 +264,47 @@ TEST(Seam, ErToTheCopyTrainsOnlyTheTransformedBranchAgainstAFixedTarget) {
   EXPECT_THROW(am::SeamOptions::from_json(options), c10::Error);
 }
 
+// L_ecr by hand, with the authors' cross-branch targets and with each branch's own.
+TEST(Seam, EcrPullsEachRevisedCamTowardsTheOtherBranchsRawCamOrItsOwn) {
+  const auto images = torch::rand({2, 3, 16, 16}, torch::Generator(at::detail::createCPUGenerator(6)));
+  const auto labels = torch::tensor({{1.0f, 0.0f, 1.0f}, {0.0f, 1.0f, 1.0f}});
+  const auto y = torch::cat({torch::ones({2, 1}), labels}, 1).view({2, 4, 1, 1});
+  auto ecr = [&](bool own) {
+    torch::manual_seed(4);
+    am::SeamNet net(tiny().ecr_own(own));
+    const auto value = net->losses(images, labels).ecr.item<double>();
+    const auto o1 = net->forward(images);
+    const auto o2 = net->forward(seam::transform(images, am::SeamTransform::kRescale, 0.5));
+    auto t = [](const torch::Tensor& x) { return seam::transform(x, am::SeamTransform::kRescale, 0.5); };
+    const auto c1 = t(seam::max_norm(o1.cam)) * y, c2 = seam::max_norm(o2.cam) * y;
+    const auto r1 = t(seam::max_norm(o1.cam_rv)) * y, r2 = seam::max_norm(o2.cam_rv) * y;
+    auto target = [](const torch::Tensor& c) { return seam::max_onehot(seam::with_background(c)); };
+    // The mean of the largest 20% of each image's (K+1) h w = 4 x 8 x 8 entries (51).
+    auto top = [](const torch::Tensor& d) {
+      double sum = 0;
+      for (std::int64_t b = 0; b < d.size(0); ++b) sum += std::get<0>(d[b].flatten().topk(51)).mean().item<double>();
+      return sum / static_cast<double>(d.size(0));
+    };
+    const double hand = own ? top((target(c1) - r1).abs()) + top((target(c2) - r2).abs())
+                            : top((target(c2) - r1).abs()) + top((target(c1) - r2).abs());
+    return std::pair{value, hand};
+  };
+  const auto [other, other_hand] = ecr(false);
+  const auto [own, own_hand] = ecr(true);
+  EXPECT_NEAR(other, other_hand, 1e-5);
+  EXPECT_NEAR(own, own_hand, 1e-5);
+  EXPECT_GT(std::abs(own - other), 1e-4);  // the targets differ
+  // The option survives the checkpoint's JSON; options written before it mean the authors'.
+  auto options = am::complete_options(am::model_registry().at("seam"), {{"ecr_target", "own"}},
+                                      am::InputShape{3, 32, 32});
+  EXPECT_TRUE(am::SeamOptions::from_json(options).ecr_own());
+  EXPECT_TRUE(am::SeamOptions::from_json(am::SeamOptions::from_json(options).to_json()).ecr_own());
+  options.erase("ecr_target");
+  EXPECT_FALSE(am::SeamOptions::from_json(options).ecr_own());
+  options["ecr_target"] = "mine";
+  EXPECT_THROW(am::SeamOptions::from_json(options), c10::Error);
+}
+
 TEST(Seam, FrozenBatchNormKeepsItsStatisticsAndAffineAndNormalisesTrainingLikeEvaluation) {
   torch::manual_seed(8);
   am::SeamNet net(tiny().frozen_bn(true));

@@ -40,7 +40,8 @@
 ///               set to 0 (background kept)
 ///   L_ecr     = topmean(|onehot(c2).detach() - r1|) + topmean(|onehot(c1).detach() - r2|),
 ///               topmean = the mean of the largest 20% of each image's (K+1)hw entries
-///               (k = floor(0.2 (K+1) h w)), averaged over images
+///               (k = floor(0.2 (K+1) h w)), averaged over images; with ecr_own the
+///               targets are swapped to the same branch: onehot(c1) - r1, onehot(c2) - r2
 ///   L         = L_cls + L_min + w_er L_er + L_ecr; `er`, `ecr` and `min_pool` switch terms
 ///               off for ablations (the PCM is trained only by L_ecr and L_min); w_er =
 ///               er_weight (1 as the authors), ramped in over `er_warmup` epochs.
@@ -110,6 +111,11 @@ struct SeamOptions {
   /// full SEAM mIoU, docs/results.md).
   TORCH_ARG(bool, er_to_copy) = false;
   TORCH_ARG(bool, ecr) = true;
+  /// L_ecr's targets. false (the authors): each branch's revised CAM against the other
+  /// branch's raw CAM, t1 = onehot(c2), t2 = onehot(c1). true ("own"): against its own
+  /// branch's, t1 = onehot(c1), t2 = onehot(c2) (an ablation: what the PCM learns when
+  /// the two branches' disagreement is taken out of its target, docs/results.md).
+  TORCH_ARG(bool, ecr_own) = false;
   TORCH_ARG(bool, min_pool) = true;
   /// Batch norm frozen, as in the authors' ResNet-38: every batch-norm layer normalises
   /// with its running statistics in training too, and its scale and shift are not
