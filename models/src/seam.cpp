@@ -499,7 +499,7 @@ ModelKind seam_kind() {
       choice_option("ecr", "ecr", {"on", "off"}, "equivariant cross regularisation L_ecr (trains the PCM)", "on|off"),
       choice_option("ecr_target", "ecr-target", {"other", "own"},
                     "whose raw CAM each branch's PCM output is pulled towards in L_ecr: the other branch's (the "
-                    "authors) or its own (an ablation: the PCM then learns no cross-scale correction)",
+                    "authors) or its own (an ablation: the two branches' disagreement taken out of its target)",
                     "B"),
       choice_option("min_pool", "min-pool", {"on", "off"}, "the adaptive min-pooling loss on the PCM's maps",
                     "on|off"),
