@@ -64,6 +64,7 @@ void SeamOptions::validate() const {
               "seam: the ER weight must be in 0..1000, got ", er_weight_);
   TORCH_CHECK(er_warmup_ >= 0 && er_warmup_ <= 100000, "seam: the ER warm-up must be 0..100000 epochs, got ",
               er_warmup_);
+  TORCH_CHECK(!ecr_own_ || ecr_, "seam: ecr_target own needs ecr on (it picks L_ecr's targets)");
   TORCH_CHECK(std::isfinite(scale_) && scale_ > 0.0 && scale_ <= 4.0 && scale_ != 1.0,
               "seam: the rescale factor must be in (0,4] and not 1, got ", scale_);
   if (transform_ == SeamTransform::kRescale) {

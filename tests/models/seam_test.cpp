@@ -303,6 +303,8 @@ TEST(Seam, EcrPullsEachRevisedCamTowardsTheOtherBranchsRawCamOrItsOwn) {
   EXPECT_FALSE(am::SeamOptions::from_json(options).ecr_own());
   options["ecr_target"] = "mine";
   EXPECT_THROW(am::SeamOptions::from_json(options), c10::Error);
+  // Without L_ecr there are no targets to pick.
+  EXPECT_THROW(am::SeamNet(tiny().ecr(false).ecr_own(true)), c10::Error);
 }
 
 TEST(Seam, FrozenBatchNormKeepsItsStatisticsAndAffineAndNormalisesTrainingLikeEvaluation) {
