@@ -12,12 +12,27 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 namespace am = attend::models;
 namespace seam = attend::models::seam;
 
 namespace {
+
+/// A two-valued option of the seam kind: its second value `second` survives the
+/// checkpoint's JSON, an absent key (options written before it) means the first, and
+/// any other value is refused.
+void expect_choice_round_trips(const std::string& key, const std::string& second,
+                               const std::function<bool(const am::SeamOptions&)>& is_second) {
+  auto options = am::complete_options(am::model_registry().at("seam"), {{key, second}}, am::InputShape{3, 32, 32});
+  EXPECT_TRUE(is_second(am::SeamOptions::from_json(options))) << key;
+  EXPECT_TRUE(is_second(am::SeamOptions::from_json(am::SeamOptions::from_json(options).to_json()))) << key;
+  options.erase(key);
+  EXPECT_FALSE(is_second(am::SeamOptions::from_json(options))) << key;
+  options[key] = "neither";
+  EXPECT_THROW(am::SeamOptions::from_json(options), c10::Error) << key;
+}
 
 am::SeamOptions tiny(std::int64_t classes = 3) {
   return am::SeamOptions()
@@ -254,14 +269,7 @@ TEST(Seam, ErToTheCopyTrainsOnlyTheTransformedBranchAgainstAFixedTarget) {
   EXPECT_TRUE(torch::allclose(g_copy, g_hand, 1e-4, 1e-7)) << (g_copy - g_hand).abs().max().item<double>();
   EXPECT_GT((g_copy - g_both).abs().max().item<double>(), 1e-4);
   // The option survives the checkpoint's JSON; options written before it mean both.
-  auto options = am::complete_options(am::model_registry().at("seam"), {{"er_gradient", "copy"}},
-                                      am::InputShape{3, 32, 32});
-  EXPECT_TRUE(am::SeamOptions::from_json(options).er_to_copy());
-  EXPECT_TRUE(am::SeamOptions::from_json(am::SeamOptions::from_json(options).to_json()).er_to_copy());
-  options.erase("er_gradient");
-  EXPECT_FALSE(am::SeamOptions::from_json(options).er_to_copy());
-  options["er_gradient"] = "one";
-  EXPECT_THROW(am::SeamOptions::from_json(options), c10::Error);
+  expect_choice_round_trips("er_gradient", "copy", [](const am::SeamOptions& o) { return o.er_to_copy(); });
 }
 
 // L_ecr by hand, with the authors' cross-branch targets and with each branch's own.
@@ -295,14 +303,7 @@ TEST(Seam, EcrPullsEachRevisedCamTowardsTheOtherBranchsRawCamOrItsOwn) {
   EXPECT_NEAR(own, own_hand, 1e-5);
   EXPECT_GT(std::abs(own - other), 1e-4);  // the targets differ
   // The option survives the checkpoint's JSON; options written before it mean the authors'.
-  auto options = am::complete_options(am::model_registry().at("seam"), {{"ecr_target", "own"}},
-                                      am::InputShape{3, 32, 32});
-  EXPECT_TRUE(am::SeamOptions::from_json(options).ecr_own());
-  EXPECT_TRUE(am::SeamOptions::from_json(am::SeamOptions::from_json(options).to_json()).ecr_own());
-  options.erase("ecr_target");
-  EXPECT_FALSE(am::SeamOptions::from_json(options).ecr_own());
-  options["ecr_target"] = "mine";
-  EXPECT_THROW(am::SeamOptions::from_json(options), c10::Error);
+  expect_choice_round_trips("ecr_target", "own", [](const am::SeamOptions& o) { return o.ecr_own(); });
   // Without L_ecr there are no targets to pick.
   EXPECT_THROW(am::SeamNet(tiny().ecr(false).ecr_own(true)), c10::Error);
 }
