@@ -219,8 +219,6 @@ SegmentationReport evaluate_segmentation(Classifier& model, const datasets::Obje
         for (const auto& [objects, rows] : rows_by_objects) {
           report.scenes_by_objects[objects] += static_cast<std::int64_t>(rows.size());
         }
-      }
-      if (test_scenes) {
         const auto [d, m] = equivariance_sums(pass, batch.images, labels, transform, scale);
         diff += d;
         mass += m;
