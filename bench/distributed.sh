@@ -6,6 +6,10 @@
 # of 3 scales, batch 128), the training rate (examples per second, from the progress
 # lines: the mean over the epochs after the first) of:
 #   1p x 1t      one process, one thread
+#   1p x 1t, 64  one process, one thread, batch 64 (a rank's share), its rate doubled: what
+#                two ranks would reach if communication cost nothing and each core ran
+#                as one does alone (the work every rank repeats, as the optimiser step,
+#                is what keeps it below 2)
 #   1p x 2t      one process, two threads
 #   2p x 1t      attend launch --nproc 2 (one thread each), buckets of 1 MB sent during backward,
 #                collectives waited for by polling (--dist-wait auto: the workers have a core each)
@@ -15,9 +19,10 @@
 #                one-process runs (weak scaling, as data-parallel benchmarks usually report)
 #   2 x 1p x 1t  two independent one-thread runs at once: the machine's ceiling for two
 #                processes (their rates summed)
-# and the gradient all-reduce of the data-parallel runs (bytes per step, and the time
-# per step waiting in collectives, from attend's data-parallel line). Medians over the repeats, with their range;
-# the repeats interleave the configurations.
+# and the gradient all-reduce of the data-parallel runs (bytes per step, the time per
+# step waiting in collectives, and rank 0's own part of a step: its data, forward and
+# backward, from attend's data-parallel line). Medians over the repeats, with their
+# range; the repeats interleave the configurations.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 attend=${1:-$root/build/bin/attend}
@@ -36,7 +41,7 @@ rate() {
 }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-configs=(1p1t 1p2t 2p1t 2p1tb 2p1t0 2p1tw pair)
+configs=(1p1t 1p1th 1p2t 2p1t 2p1tb 2p1t0 2p1tw pair)
 # run_one <name> <model> <i>: one run of a configuration; its rate (and all-reduce
 # figures) go to $work/<name>-<model>.rates (.mb, .waits).
 run_one() {
@@ -46,6 +51,7 @@ run_one() {
   rm -rf "$out.run" "$out.run2"
   case $name in
     1p1t) "$attend" --threads 1 "${args[@]}" --batch 128 --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
+    1p1th) "$attend" --threads 1 "${args[@]}" --batch 64 --run-dir "$out.run" 2>"$out.err" >/dev/null ;;
     1p2t)
       OPENBLAS_NUM_THREADS=2 "$attend" --threads 2 "${args[@]}" --batch 128 --run-dir "$out.run" 2>"$out.err" \
         >/dev/null
@@ -67,7 +73,9 @@ run_one() {
       wait "$p"
       ;;
   esac
-  if [ "$name" = pair ]; then
+  if [ "$name" = 1p1th ]; then
+    awk -v a="$(rate "$out.err")" 'BEGIN { print 2 * a }' >>"$work/$name-$model.rates"
+  elif [ "$name" = pair ]; then
     awk -v a="$(rate "$out.err")" -v b="$(rate "$out.err2")" 'BEGIN { print a + b }' >>"$work/$name-$model.rates"
   else
     rate "$out.err" >>"$work/$name-$model.rates"
@@ -77,10 +85,11 @@ run_one() {
     sed -nE 's/.* ([0-9.]+) ms per step waiting.*, ([0-9.]+) ms in the step.*/\1 \2/p' "$out.err" |
       awk '{ print $1 + $2 }' >>"$work/$name-$model.waits"
     sed -nE 's/.*, ([0-9.]+) MB all-reduced per step.*/\1/p' "$out.err" >"$work/$name-$model.mb"
+    sed -nE 's/.*, ([0-9.]+) ms per step on its own part.*/\1/p' "$out.err" >>"$work/$name-$model.work"
   fi
 }
 echo "attend: $("$attend" --version)   machine: $(nproc) cores   repeats: $repeats"
-printf '%-8s %-4s %10s %13s %10s %14s\n' config model "ex/s" "range" "MB/step" "wait ms/step"
+printf '%-8s %-4s %10s %13s %10s %14s %14s\n' config model "ex/s" "range" "MB/step" "wait ms/step" "own ms/step"
 # Repeats outside, configurations inside: the speed of this shared machine drifts over
 # minutes, and interleaving gives every configuration the same share of it.
 for model in cnn ram; do
@@ -92,6 +101,7 @@ for model in cnn ram; do
     range=$(sort -g "$work/$name-$model.rates" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "-" hi }')
     mb=$(cat "$work/$name-$model.mb" 2>/dev/null || true)
     w=$( [ -s "$work/$name-$model.waits" ] && median <"$work/$name-$model.waits" || true)
-    printf '%-8s %-4s %10s %13s %10s %14s\n' "$name" "$model" "$r" "$range" "${mb:--}" "${w:--}"
+    o=$( [ -s "$work/$name-$model.work" ] && median <"$work/$name-$model.work" || true)
+    printf '%-8s %-4s %10s %13s %10s %14s %14s\n' "$name" "$model" "$r" "$range" "${mb:--}" "${w:--}" "${o:--}"
   done
 done

@@ -110,6 +110,13 @@ void DistributedRun::report(std::ostream& out) {
                 static_cast<double>(s.bytes_per_step) / 1e6, 1000.0 * s.wait_seconds / static_cast<double>(s.steps),
                 1000.0 * s.sync_seconds / static_cast<double>(s.steps));
   std::string text = line;
+  if (s.work_steps > 0) {
+    // Against the run's step time (global batch / rate) this says whether the ranks
+    // wait for each other and the network, or compute.
+    std::snprintf(line, sizeof line, ", %.2f ms per step on its own part (data, forward, backward)",
+                  1000.0 * s.work_seconds / static_cast<double>(s.work_steps));
+    text += line;
+  }
   if (!s.speeds.empty() && s.speeds.size() == s.shard_sizes.size()) {
     // With --balance-shards: what each rank managed, and the split it led to.
     text += "; ranks' speeds";

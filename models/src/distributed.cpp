@@ -715,9 +715,11 @@ struct DataParallel::Impl {
 
   void reduce_step(double& loss, Metrics& metrics, std::int64_t& examples, bool& stop) {
     // This rank's own work of the step ends here: the data, forward and backward.
-    if (balance && shard_time && my_examples > 0) {
+    if (shard_time) {
       const double seconds = std::chrono::duration<double>(Clock::now() - *shard_time).count();
-      if (seconds > 0) my_speed = static_cast<double>(my_examples) / seconds;
+      stats.work_seconds += seconds;
+      ++stats.work_steps;
+      if (balance && my_examples > 0 && seconds > 0) my_speed = static_cast<double>(my_examples) / seconds;
     }
     shard_time.reset();
     if (!step_pending) start_step(loss, metrics, examples, stop);

@@ -76,6 +76,8 @@ case $mode in
     done
     grep -q "epoch 2/2 done" "$run/rank-1.log" || fail "rank 1's log has no epoch line"
     grep -q "data-parallel over 2 ranks" "$run/rank-1.log" || fail "rank 1's log has no data-parallel line"
+    grep -Eq "data-parallel over 2 ranks: .*, [0-9.]+ ms per step on its own part \(data, forward, backward\)" \
+      "$run/rank-1.log" || fail "rank 1's data-parallel line does not time its own part"
     # --balance-shards: the ranks' speeds and the split of the last batch (of 6).
     split=$(sed -nE "s/.*ranks' speeds [0-9]+\/[0-9]+ examples\/s, last batch split ([0-9]+)\/([0-9]+)$/\1 \2/p" \
       "$run/rank-1.log")

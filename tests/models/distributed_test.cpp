@@ -295,6 +295,60 @@ TEST(DataParallel, BucketsFillInReverseParameterOrderUpToTheirSize) {
   EXPECT_EQ(errors[0], "");
 }
 
+TEST(DataParallel, ARanksOwnWorkIsTimedFromItsShardToTheEndOfBackward) {
+  TempDir dir;
+  auto net = make_cnn(1);
+  const auto errors = on_ranks(1, [&](int) {
+    am::ProcessGroup group(env_of(0, 1), file_store(dir, "store"));
+    // Taking the shard: each step's loss sleeps 20 ms after it, so its own part is
+    // at least that long; the wall time of the whole fit bounds it from above.
+    {
+      am::DataParallel parallel(group, *net);
+      am::FitHooks hooks;
+      parallel.join(hooks);
+      torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.01));
+      const CnnData data;
+      auto loss = [&](const am::StepContext& c) {
+        const auto idx = am::shard_batch(hooks, ds::order_batch(ds::epoch_order(24, 5, c.epoch), 6, c.step_in_epoch));
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        const auto index = torch::tensor(idx, torch::kInt64);
+        return am::StepLoss{torch::cross_entropy_loss(net->forward(data.images.index_select(0, index)),
+                                                      data.labels.index_select(0, index)),
+                            static_cast<std::int64_t>(idx.size()),
+                            {}};
+      };
+      const auto t0 = std::chrono::steady_clock::now();
+      am::fit(*net, sgd, description(0.01), am::FitOptions().epochs(1).steps_per_epoch(3), loss, nullptr, nullptr,
+              nullptr, hooks);
+      const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const auto s = parallel.stats();
+      EXPECT_EQ(s.steps, 3);
+      EXPECT_EQ(s.work_steps, 3);
+      EXPECT_GE(s.work_seconds, 3 * 0.020);
+      EXPECT_LT(s.work_seconds + s.wait_seconds, wall);
+    }
+    // A loss function that never takes a shard leaves nothing timed (and the
+    // data-parallel line then leaves the figure out).
+    {
+      am::DataParallel parallel(group, *net);
+      am::FitHooks hooks;
+      parallel.join(hooks);
+      torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.01));
+      const CnnData data;
+      auto loss = [&](const am::StepContext&) {
+        return am::StepLoss{torch::cross_entropy_loss(net->forward(data.images), data.labels), data.images.size(0),
+                            {}};
+      };
+      am::fit(*net, sgd, description(0.01), am::FitOptions().epochs(1).steps_per_epoch(2), loss, nullptr, nullptr,
+              nullptr, hooks);
+      EXPECT_EQ(parallel.stats().steps, 2);
+      EXPECT_EQ(parallel.stats().work_steps, 0);
+      EXPECT_EQ(parallel.stats().work_seconds, 0.0);
+    }
+  });
+  EXPECT_EQ(errors[0], "");
+}
+
 TEST(DataParallel, TwoRanksTakeTheOneProcessStepsOfACnnToFloat64Precision) { expect_cnn_equivalence(2, 1.0); }
 
 TEST(DataParallel, SmallBucketsSentDuringBackwardGiveTheSameSteps) { expect_cnn_equivalence(2, 0.0004); }

@@ -148,6 +148,12 @@ struct DataParallelStats {
   std::int64_t buckets = 0;           ///< buckets per step
   std::int64_t bytes_per_step = 0;    ///< payload of one step's all-reduces
   double wait_seconds = 0.0;          ///< time spent after backward waiting for them
+  /// This rank's own work: from taking its shard of a global batch to the end of
+  /// backward (its data, forward and backward, gradients copied into buckets and the
+  /// all-reduces launched on the way), summed over the `work_steps` steps whose
+  /// loss function took its shard through FitHooks::shard.
+  double work_seconds = 0.0;
+  std::int64_t work_steps = 0;
   /// Time in the small per-step collectives: the stop decision and the step's
   /// loss and metrics.
   double sync_seconds = 0.0;
