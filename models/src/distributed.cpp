@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
 #include <functional>
 #include <thread>
@@ -29,6 +30,19 @@ using Milliseconds = std::chrono::milliseconds;
 
 // Streams of datasets::stream_key(seed, n, ...) drawn here.
 constexpr std::uint64_t kRankGeneratorStream = 11;
+
+/// Gloo writes to its peers with writev(2), which raises SIGPIPE when a peer has
+/// gone: at its default action that ends this process silently, before the
+/// collective can fail and name the lost rank. Ignored here (as the Python
+/// interpreter does for PyTorch), unless the program installed its own handler.
+void ignore_sigpipe() {
+  struct sigaction current {};
+  if (::sigaction(SIGPIPE, nullptr, &current) != 0 || current.sa_handler != SIG_DFL) return;
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  ::sigaction(SIGPIPE, &ignore, nullptr);
+}
 
 std::optional<std::string> env_var(const char* name) {
   const char* value = std::getenv(name);
@@ -280,6 +294,7 @@ ProcessGroup::ProcessGroup(const DistributedEnv& env, const ProcessGroupOptions&
   impl_->env = env;
   impl_->options = options;
   impl_->timeout = Milliseconds(static_cast<std::int64_t>(std::llround(options.timeout_seconds() * 1000.0)));
+  ignore_sigpipe();
   impl_->connect_store();
   impl_->check_in();
   impl_->make_group();

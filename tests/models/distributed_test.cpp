@@ -19,11 +19,14 @@
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <functional>
 #include <set>
@@ -875,6 +878,44 @@ TEST(ProcessGroup, CollectivesSumAndGatherOverTcp) {
     EXPECT_TRUE(torch::equal(sums[static_cast<std::size_t>(r)], torch::full({4}, 6.0, torch::kFloat64)));
     EXPECT_TRUE(torch::equal(gathered[static_cast<std::size_t>(r)].flatten(), torch::tensor({0, 10, 20})));
   }
+}
+
+void count_sigpipe(int) {}
+
+// Gloo writes to its peers with writev(2): with SIGPIPE at its default action, a
+// write to a peer that has gone ends the process before the collective can fail
+// and name the lost rank (seen as a rank ending without a word in `attend launch`).
+TEST(ProcessGroup, AWriteToAGonePeerFailsInsteadOfEndingTheProcess) {
+  struct sigaction saved {};
+  ASSERT_EQ(::sigaction(SIGPIPE, nullptr, &saved), 0);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  ASSERT_EQ(::sigaction(SIGPIPE, &dfl, nullptr), 0);
+  {
+    am::ProcessGroup group(env_of(0, 1, free_port()), am::ProcessGroupOptions().timeout_seconds(20));
+  }
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  ::close(fds[0]);
+  const char byte = 'x';
+  // At the default action this write would kill the test binary.
+  errno = 0;
+  EXPECT_EQ(::write(fds[1], &byte, 1), -1);
+  EXPECT_EQ(errno, EPIPE);
+  ::close(fds[1]);
+  // A handler the program installed itself is left alone.
+  struct sigaction own {};
+  own.sa_handler = count_sigpipe;
+  sigemptyset(&own.sa_mask);
+  ASSERT_EQ(::sigaction(SIGPIPE, &own, nullptr), 0);
+  {
+    am::ProcessGroup group(env_of(0, 1, free_port()), am::ProcessGroupOptions().timeout_seconds(20));
+  }
+  struct sigaction now {};
+  ASSERT_EQ(::sigaction(SIGPIPE, nullptr, &now), 0);
+  EXPECT_EQ(now.sa_handler, count_sigpipe);
+  ::sigaction(SIGPIPE, &saved, nullptr);
 }
 
 }  // namespace

@@ -238,6 +238,10 @@ class LaunchCommand : public Command {
             }
             killing = true;
             kill_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<long>(grace * 1000));
+          } else if (first_failure >= 0 && WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM &&
+                     WTERMSIG(status) != SIGKILL) {
+            // Not the signal launch sent: a worker ending this way says nothing itself.
+            io.err << "attend launch: rank " << w.rank << " then ended with " << describe_status(status) << "\n";
           }
         } else {
           any_running = true;

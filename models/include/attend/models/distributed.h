@@ -89,6 +89,8 @@ class ProcessGroup {
   /// every rank has the same WORLD_SIZE and that no two processes claim one RANK.
   /// throws DistributedError: master unreachable or port in use (naming host:port),
   ///        mismatched world sizes, a taken rank, ranks missing after the timeout.
+  /// Sets SIGPIPE to be ignored if it is at its default action: Gloo's writes to a
+  /// lost peer would otherwise end this process without a word (see the .cpp).
   ProcessGroup(const DistributedEnv& env, const ProcessGroupOptions& options = {});
   /// The environment's group (distributed_env_from_environment), or nullptr.
   static std::unique_ptr<ProcessGroup> from_environment(const ProcessGroupOptions& options = {});
