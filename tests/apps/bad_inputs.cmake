@@ -272,6 +272,7 @@ attend_bad_input_script(ConcurrentRuns KilledRunDoesNotBlock concurrent_case.sh 
 # tests/apps/distributed_case.sh: attend launch and workers started by hand.
 attend_bad_input_script(Distributed LaunchTrainsTwoWorkers distributed_case.sh train)
 attend_bad_input_script(Distributed KilledWorkerStopsTheRunAndItResumes distributed_case.sh killed)
+attend_bad_input_script(Distributed ASecondWorkerEndingBySignalIsNamed distributed_case.sh signalled)
 attend_bad_input_script(Distributed TwoMachinesOnLoopback distributed_case.sh nodes)
 attend_bad_input_script(Distributed WorkersWithOtherOptions distributed_case.sh mismatch)
 attend_bad_input_script(Distributed UnreachableMaster distributed_case.sh unreachable)

@@ -8,6 +8,9 @@
 #   killed      a worker killed (SIGKILL) mid-epoch: the other exits within seconds
 #               naming the lost rank, launch exits 1 naming it, and the same command
 #               with one process resumes from the last checkpoint
+#   signalled   after a worker was killed, another ends by a signal launch did not send
+#               (rank 0 held with SIGSTOP, rank 1 killed, then SIGUSR1 to rank 0): launch
+#               names both, the first as the failure
 #   nodes       two "machines": two launch --nnodes 2 on loopback with a TCPStore
 #   mismatch    two workers started by hand with different --lr: both exit 1 naming
 #               the option and the ranks, at start
@@ -123,6 +126,44 @@ case $mode in
     grep -Eq '^\[rank 0\] training ram: 200 epochs of 4 steps, resumed at epoch' "$work/r.err" ||
       fail "the relaunched run did not resume"
     echo "ok: rank 1 killed after $step steps; launch exited 1 in $took s naming it; resumed on 1 process"
+    ;;
+  signalled)
+    "$attend" launch --nproc 2 -- $(train_args) --epochs 100000 >"$work/l.out" 2>"$work/l.err" &
+    launcher=$!
+    pids+=("$launcher")
+    rank0="" rank1=""
+    for _ in $(seq 600); do
+      for child in $(pgrep -P "$launcher"); do
+        env_of=$(tr '\0' '\n' <"/proc/$child/environ" 2>/dev/null)
+        echo "$env_of" | grep -qx "RANK=0" && rank0=$child
+        echo "$env_of" | grep -qx "RANK=1" && rank1=$child
+      done
+      [ -n "$rank0" ] && [ -n "$rank1" ] && grep -q 'step 1/' "$work/l.err" && break
+      kill -0 "$launcher" 2>/dev/null || fail "launch ended before training"
+      sleep 0.1
+    done
+    [ -n "$rank0" ] && [ -n "$rank1" ] || fail "no workers with RANK=0 and RANK=1"
+    # Rank 0 cannot act on the loss of rank 1 while stopped; the SIGTERM launch sends
+    # it waits behind SIGUSR1 (10 < 15: the lower signal is taken first when it is
+    # continued), whose default action ends it without a core file.
+    kill -STOP "$rank0"
+    kill -KILL "$rank1"
+    for _ in $(seq 300); do
+      grep -q '^attend launch: rank 1 ended with signal 9' "$work/l.err" && break
+      sleep 0.1
+    done
+    kill -USR1 "$rank0"
+    kill -CONT "$rank0"
+    wait "$launcher"
+    code=$?
+    pids=()
+    [ "$code" -eq 1 ] || fail "launch exited $code, expected 1"
+    grep -Eq '^attend launch: rank 1 ended with signal 9 \(Killed\); stopping the other workers$' "$work/l.err" ||
+      fail "launch does not name rank 1 as the failure"
+    grep -Eq '^attend launch: rank 0 then ended with signal 10 \(User defined signal 1\)$' "$work/l.err" ||
+      fail "launch does not name rank 0's signal"
+    grep -Eq '^attend: error: launch: rank 1 failed with signal 9' "$work/l.err" || fail "no final line naming rank 1"
+    echo "ok: rank 1 killed, then rank 0 ended by SIGUSR1: launch named both and exited 1"
     ;;
   nodes)
     for node in 0 1; do
