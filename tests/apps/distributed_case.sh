@@ -49,6 +49,12 @@ by_hand() {  # by_hand <world size of rank 0> <of rank 1> <options of rank 0> <o
   done
   wait_both 1
 }
+worker_of_rank() {  # worker_of_rank <launcher pid> <rank>: the pid of launch's worker with that RANK, or ""
+  local child
+  for child in $(pgrep -P "$1"); do
+    tr '\0' '\n' <"/proc/$child/environ" 2>/dev/null | grep -qx "RANK=$2" && echo "$child" && return
+  done
+}
 wait_both() {  # wait_both <exit code>: waits for the two background runs, which must exit with it
   local c0 c1
   wait "${pids[0]}"
@@ -102,10 +108,7 @@ case $mode in
       sleep 0.1
     done
     [ -s "$run/last.pt" ] || fail "no checkpoint within 60 s"
-    rank1=""
-    for child in $(pgrep -P "$launcher"); do
-      tr '\0' '\n' <"/proc/$child/environ" 2>/dev/null | grep -qx "RANK=1" && rank1=$child
-    done
+    rank1=$(worker_of_rank "$launcher" 1)
     [ -n "$rank1" ] || fail "no worker with RANK=1"
     start=$(date +%s)
     kill -KILL "$rank1"
@@ -133,11 +136,8 @@ case $mode in
     pids+=("$launcher")
     rank0="" rank1=""
     for _ in $(seq 600); do
-      for child in $(pgrep -P "$launcher"); do
-        env_of=$(tr '\0' '\n' <"/proc/$child/environ" 2>/dev/null)
-        echo "$env_of" | grep -qx "RANK=0" && rank0=$child
-        echo "$env_of" | grep -qx "RANK=1" && rank1=$child
-      done
+      rank0=$(worker_of_rank "$launcher" 0)
+      rank1=$(worker_of_rank "$launcher" 1)
       [ -n "$rank0" ] && [ -n "$rank1" ] && grep -q 'step 1/' "$work/l.err" && break
       kill -0 "$launcher" 2>/dev/null || fail "launch ended before training"
       sleep 0.1

@@ -880,7 +880,7 @@ TEST(ProcessGroup, CollectivesSumAndGatherOverTcp) {
   }
 }
 
-void count_sigpipe(int) {}
+void own_sigpipe_handler(int) {}
 
 // Gloo writes to its peers with writev(2): with SIGPIPE at its default action, a
 // write to a peer that has gone ends the process before the collective can fail
@@ -906,7 +906,7 @@ TEST(ProcessGroup, AWriteToAGonePeerFailsInsteadOfEndingTheProcess) {
   ::close(fds[1]);
   // A handler the program installed itself is left alone.
   struct sigaction own {};
-  own.sa_handler = count_sigpipe;
+  own.sa_handler = own_sigpipe_handler;
   sigemptyset(&own.sa_mask);
   ASSERT_EQ(::sigaction(SIGPIPE, &own, nullptr), 0);
   {
@@ -914,7 +914,7 @@ TEST(ProcessGroup, AWriteToAGonePeerFailsInsteadOfEndingTheProcess) {
   }
   struct sigaction now {};
   ASSERT_EQ(::sigaction(SIGPIPE, nullptr, &now), 0);
-  EXPECT_EQ(now.sa_handler, count_sigpipe);
+  EXPECT_EQ(now.sa_handler, own_sigpipe_handler);
   ::sigaction(SIGPIPE, &saved, nullptr);
 }
 
